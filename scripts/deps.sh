@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package that moat's build, tests, fuzzing, demo and benchmarks need.
+# Idempotent: quiet and fast when everything is already installed. Needs root (or sudo).
+set -euo pipefail
+
+PKGS=(
+  # build
+  cmake ninja-build g++ clang libclang-rt-14-dev make pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # test peers: the kernel's stack in a netns is driven with these
+  iproute2 iputils-ping busybox-static tshark tcpdump socat curl
+  iperf3 knot-dnsutils python3 procps util-linux
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

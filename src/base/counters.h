@@ -1,0 +1,83 @@
+#pragma once
+// Every gateway counter, declared once (Envoy's ALL_*_STATS X-macro). Names are the
+// dotted names of SPEC R-OBS-1/2; `drop.*` counts each discarded guest frame exactly once.
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace moat {
+
+// clang-format off
+#define MOAT_DROP_REASONS(X) \
+  X(runt) X(oversize) X(framing) X(vnet_hdr) X(ethertype) X(not_for_us) X(bad_arp) X(bad_ip) \
+  X(bad_src) X(martian) X(ext_header) X(fragment_unsupported) X(fragment_invalid) X(bad_tcp)   \
+  X(bad_udp) X(bad_icmp) X(bad_ndp) X(dhcp_malformed) X(dns_malformed) X(foreign_peer)         \
+  X(queue_full) X(rate_limit) X(memory) X(policy) X(table_full) X(inactive_family)            \
+  X(unsupported_proto)
+
+#define MOAT_COUNTERS(X) \
+  X(link_from_guest_frames, "link.from_guest.frames")   \
+  X(link_from_guest_bytes, "link.from_guest.bytes")     \
+  X(link_to_guest_frames, "link.to_guest.frames")       \
+  X(link_to_guest_bytes, "link.to_guest.bytes")         \
+  X(queue_to_guest_high_water, "queue.to_guest.high_water") \
+  X(transport_framing_errors, "transport.framing_errors") \
+  X(arp_replies, "arp.replies")                         \
+  X(arp_requests_sent, "arp.requests_sent")             \
+  X(arp_rate_limited, "arp.rate_limited")               \
+  X(ndp_replies, "ndp.replies")                         \
+  X(ndp_rate_limited, "ndp.rate_limited")               \
+  X(ra_sent, "ndp.ra_sent")                             \
+  X(dhcp_offers, "dhcp.offers")                         \
+  X(dhcp_acks, "dhcp.acks")                             \
+  X(dhcp_naks, "dhcp.naks")                             \
+  X(dhcp_releases, "dhcp.releases")                     \
+  X(dhcp_rate_limited, "dhcp.rate_limited")             \
+  X(icmp_echo_local, "icmp.echo_local")                 \
+  X(icmp_echo_relayed, "icmp.echo_relayed")             \
+  X(icmp_errors_sent, "icmp.errors_sent")               \
+  X(icmp_relay_unavailable, "icmp.relay_unavailable")   \
+  X(icmp_echo_rate_limited, "icmp.echo_rate_limited")   \
+  X(ignored_multicast, "ignored.multicast")             \
+  X(ignored_icmp, "ignored.icmp")                       \
+  X(pcap_dropped, "pcap.dropped")                       \
+  X(internal_errors, "internal_errors")
+// clang-format on
+
+enum class DropReason : uint16_t {
+#define MOAT_X(name) name,
+  MOAT_DROP_REASONS(MOAT_X)
+#undef MOAT_X
+      kCount
+};
+
+enum class Counter : uint16_t {
+#define MOAT_X(id, name) id,
+  MOAT_COUNTERS(MOAT_X)
+#undef MOAT_X
+      kCount
+};
+
+inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);
+inline constexpr size_t kCounterCount = static_cast<size_t>(Counter::kCount);
+
+std::string_view drop_reason_name(DropReason r) noexcept;  ///< "runt", "bad_src", ...
+std::string_view counter_name(Counter c) noexcept;         ///< "link.from_guest.frames", ...
+
+/// One gateway's counters. Owned by the loop thread; read elsewhere only via snapshots.
+struct Counters {
+  std::array<uint64_t, kCounterCount> values{};
+  std::array<uint64_t, kDropReasonCount> drops{};
+
+  void inc(Counter c, uint64_t n = 1) noexcept { values[static_cast<size_t>(c)] += n; }
+  void set_max(Counter c, uint64_t v) noexcept {
+    auto& x = values[static_cast<size_t>(c)];
+    if (v > x) x = v;
+  }
+  void drop(DropReason r) noexcept { drops[static_cast<size_t>(r)] += 1; }
+  [[nodiscard]] uint64_t get(Counter c) const noexcept { return values[static_cast<size_t>(c)]; }
+  [[nodiscard]] uint64_t dropped(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
+  [[nodiscard]] uint64_t total_drops() const noexcept;
+};
+
+}  // namespace moat
