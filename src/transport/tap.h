@@ -1,0 +1,104 @@
+#pragma once
+// TapTransport: the guest link in netns modes (SPEC R-TR-2). One read(2) is one frame and
+// one write(2) is one frame (IFF_TAP | IFF_NO_PI, no virtio-net header). Also works over
+// a SOCK_SEQPACKET/SOCK_DGRAM socket, which has the same one-frame-per-call semantics
+// (tests; R-TR-5 inherited datagram fds).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/counters.h"
+#include "base/unique_fd.h"
+#include "transport/frame_transport.h"
+
+namespace moat::transport {
+
+/// Capacities of the to-guest queue (R-TR-2 defaults).
+struct TapConfig {
+  /// Frames that may wait for the TAP to become writable. Hard cap kMaxQueueFrames.
+  size_t queue_frames = 1024;
+  /// Bytes of frame data that may wait. At least kMaxFrameLen (one maximal frame must
+  /// fit); hard cap kMaxQueueBytes.
+  size_t queue_bytes = size_t{8} << 20;
+
+  /// 64 Ki frames / 256 MiB: far above any useful backlog for one guest, low enough
+  /// that a config typo cannot make one gateway reserve gigabytes.
+  static constexpr size_t kMaxQueueFrames = 65536;
+  static constexpr size_t kMaxQueueBytes = size_t{256} << 20;
+};
+
+/// Frame transport over an already-configured TAP fd.
+///
+/// Lifecycle: create() -> running (receive/send/flush from the loop thread) -> link gone
+/// (receive()/flush() return kLinkGone; further calls keep failing) -> destroyed (closes
+/// the fd; destroy the Watch on fd() first).
+///
+/// Memory is allocated once in create(): one receive buffer of kMaxFrameLen + 1 bytes and
+/// a to-guest ring of queue_bytes + kMaxFrameLen bytes (the slack lets a frame that does
+/// not fit before the ring's end wrap without ever refusing one that fits the byte
+/// budget). Steady state does no allocation.
+///
+/// Counting (into the Counters passed to create()): link.from_guest.frames/bytes for
+/// delivered frames, drop.runt / drop.oversize for rejected ones, link.to_guest.frames/
+/// bytes for frames the kernel accepted, queue.to_guest.high_water (in frames), and
+/// internal_errors for invalid to-guest frames. drop.queue_full is the caller's.
+class TapTransport final : public FrameTransport {
+  struct Private {
+    explicit Private() = default;
+  };
+
+ public:
+  /// Takes ownership of `fd` (a TAP opened IFF_TAP|IFF_NO_PI, or a datagram socket) and
+  /// makes it non-blocking. Errors: EINVAL for a config outside its caps, or fcntl's.
+  /// `counters` must outlive the transport.
+  static Result<std::unique_ptr<TapTransport>> create(UniqueFd fd, Counters& counters,
+                                                      const TapConfig& config = {});
+
+  TapTransport(Private, UniqueFd fd, bool is_socket, Counters& counters, const TapConfig& config);
+  TapTransport(const TapTransport&) = delete;
+  TapTransport& operator=(const TapTransport&) = delete;
+
+  [[nodiscard]] int fd() const override { return fd_.get(); }
+  /// read(2) until EAGAIN or max_frames, into one preallocated buffer.
+  Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override;
+  /// write(2) now if nothing is queued (keeps order), else / on EAGAIN copy into the ring.
+  bool send(Bytes frame) override;
+  Status flush() override;
+  [[nodiscard]] bool has_pending_output() const override { return queued_frames_ != 0; }
+  [[nodiscard]] bool output_full() const override;
+
+  [[nodiscard]] size_t queued_frames() const noexcept { return queued_frames_; }
+  [[nodiscard]] size_t queued_bytes() const noexcept { return queued_bytes_; }
+
+ private:
+  enum class WriteOutcome { written, would_block, discarded, link_gone };
+  struct QueuedFrame {
+    uint32_t offset = 0;
+    uint32_t len = 0;
+  };
+
+  WriteOutcome write_frame(Bytes frame) noexcept;
+  bool enqueue(Bytes frame) noexcept;
+  void pop_front() noexcept;
+
+  UniqueFd fd_;
+  bool is_socket_;  // send(MSG_NOSIGNAL) instead of write(2): no SIGPIPE from a closed peer
+  Counters& counters_;
+  size_t queue_bytes_limit_;
+
+  std::vector<std::byte> from_guest_buf_;  // kMaxFrameLen + 1: a read that fills it is oversize
+
+  // To-guest ring. Each frame is stored contiguously; ring_ holds {offset, len} in FIFO
+  // order from head_. The live bytes are [head offset, write_pos_) when write_pos_ is
+  // past the head frame, else they wrapped: [head offset, end of last frame before the
+  // wrap) + [0, write_pos_).
+  std::vector<std::byte> storage_;
+  std::vector<QueuedFrame> ring_;
+  size_t head_ = 0;
+  size_t queued_frames_ = 0;
+  size_t queued_bytes_ = 0;
+  size_t write_pos_ = 0;
+};
+
+}  // namespace moat::transport
