@@ -1,0 +1,87 @@
+#pragma once
+// `moat run`: the child process in its own namespaces (R-CLI-2, R-ADDR-6, R-ADDR-7).
+//
+// Lifecycle of a Sandbox, state by state:
+//   start()    forks the child. The child unshares (user,) network (and mount) namespaces,
+//              bind-mounts the generated resolv.conf/hosts, creates and configures the TAP,
+//              sets ping_group_range and sends the TAP fd back. start() returns once the fd
+//              arrived (or with the child's one-line error, the child reaped, nothing left).
+//   held       the child is blocked reading the control socket; CMD has not run yet. If
+//              moat closes the socket or dies, the child exits 125 without running CMD.
+//   release()  one byte on the socket; the child hands it the terminal (when moat had it),
+//              resets signal dispositions and execs CMD (exec failure: 126/127).
+//   running    watch pidfd() (readable when the child exits), then try_wait().
+//   reaped     try_wait() returned the status; kill_child() is a no-op from here on.
+// Destroying a Sandbox whose child was not reaped SIGKILLs the child's process group and
+// reaps it (fail closed).
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/addr.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "ns/setup.h"
+
+namespace moat::ns {
+
+struct SandboxSpec {
+  std::vector<std::string> argv;                 ///< CMD ARGS...; argv[0] is looked up in PATH
+  std::optional<std::vector<std::string>> env;   ///< "K=V" list; nullopt = inherit moat's environ
+  TapSetup tap;
+  /// run.dns_config: private mount ns with the generated resolv.conf and hosts (R-ADDR-7).
+  bool dns_config = true;
+  std::vector<IpAddr> nameservers;               ///< DNS address of each active family
+  std::string host_alias = "host.moat.internal";
+  std::vector<IpAddr> host_alias_addrs;          ///< gateway address of each active family
+  enum class Userns { automatic, always, never };
+  Userns userns = Userns::automatic;             ///< run.userns; automatic = when euid != 0
+  bool map_user_root = true;                     ///< run.map_user: root (true) or self
+  std::chrono::milliseconds setup_timeout{10'000};  ///< bound on the child's setup
+};
+
+class Sandbox {
+ public:
+  /// Forks and sets up the child; returns once the TAP fd arrived. Errors are one line,
+  /// ready for "moat: error: " + message (e.g. "run: moat0: set MTU 70000: Invalid
+  /// argument"); exit 125 then. Call from the main thread: the child has
+  /// PR_SET_PDEATHSIG=SIGKILL, which fires when the *thread* that forked it exits.
+  static Result<Sandbox, std::string> start(const SandboxSpec& spec);
+
+  Sandbox(Sandbox&& o) noexcept;
+  Sandbox& operator=(Sandbox&&) = delete;
+  Sandbox(const Sandbox&) = delete;
+  ~Sandbox();
+
+  /// The TAP (O_NONBLOCK). Only once; later calls return an invalid fd.
+  UniqueFd take_tap_fd() noexcept { return std::move(tap_); }
+  /// Lets the child exec CMD. Call when the gateway is ready (R-CLI-5).
+  Status release();
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  /// pidfd of the child (readable when it exits), or -1 when pidfd_open is unavailable,
+  /// in which case watch SIGCHLD and call try_wait().
+  [[nodiscard]] int pidfd() const noexcept { return pidfd_.get(); }
+  /// Reaps without blocking. The status to exit with: the exit code, or 128 + signal.
+  std::optional<int> try_wait();
+  /// try_wait() until `timeout` passes (tests, shutdown).
+  std::optional<int> wait_for(std::chrono::milliseconds timeout);
+  /// Sends sig to the child's process group (the child is its leader); no-op once reaped.
+  void kill_child(int sig) noexcept;
+
+ private:
+  Sandbox() = default;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd control_;  ///< our end of the socketpair; the ready byte goes here
+  UniqueFd tap_;
+  std::optional<int> status_;
+};
+
+/// The generated files (exposed for tests).
+std::string make_resolv_conf(const std::vector<IpAddr>& nameservers);
+std::string make_hosts(const std::string& host_hosts, const std::string& alias, const std::vector<IpAddr>& addrs);
+
+}  // namespace moat::ns
