@@ -13,7 +13,7 @@ namespace moat {
   X(bad_src) X(martian) X(ext_header) X(fragment_unsupported) X(fragment_invalid) X(bad_tcp)   \
   X(bad_udp) X(bad_icmp) X(bad_ndp) X(dhcp_malformed) X(dns_malformed) X(foreign_peer)         \
   X(queue_full) X(rate_limit) X(memory) X(policy) X(table_full) X(inactive_family)            \
-  X(unsupported_proto)
+  X(unsupported_proto) X(no_handler)
 
 #define MOAT_COUNTERS(X) \
   X(link_from_guest_frames, "link.from_guest.frames")   \
@@ -38,8 +38,22 @@ namespace moat {
   X(icmp_errors_sent, "icmp.errors_sent")               \
   X(icmp_relay_unavailable, "icmp.relay_unavailable")   \
   X(icmp_echo_rate_limited, "icmp.echo_rate_limited")   \
+  X(udp_sessions_active, "udp.sessions_active")         \
+  X(udp_datagrams_from_guest, "udp.datagrams_from_guest") \
+  X(udp_datagrams_to_guest, "udp.datagrams_to_guest")   \
+  X(udp_evicted, "udp.evicted")                         \
+  X(udp_unsolicited, "udp.unsolicited")                 \
+  X(frag_reassembled, "frag.reassembled")               \
+  X(frag_invalid, "frag.invalid")                       \
+  X(frag_timeout, "frag.timeout")                       \
+  X(frag_evicted, "frag.evicted")                       \
   X(ignored_multicast, "ignored.multicast")             \
   X(ignored_icmp, "ignored.icmp")                       \
+  X(ignored_neighbor, "ignored.neighbor")               \
+  X(impair_dropped, "impair.dropped")                   \
+  X(impair_reordered, "impair.reordered")               \
+  X(impair_duplicated, "impair.duplicated")             \
+  X(impair_delayed, "impair.delayed")                   \
   X(pcap_dropped, "pcap.dropped")                       \
   X(internal_errors, "internal_errors")
 // clang-format on
