@@ -1,0 +1,51 @@
+# moat — top-level entry points. Every target installs what it needs (scripts/deps.sh).
+BUILD       ?= build
+ASAN_BUILD  ?= build-asan
+FUZZ_BUILD  ?= build-fuzz
+FUZZ_SECONDS ?= 30
+JOBS        ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) >/dev/null
+	@ninja -C $(BUILD) -j $(JOBS)
+
+## The demo: a sandboxed command gets its address and pings the gateway, offline.
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+## Every test (unit + integration with the kernel's stack in namespaces).
+test: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j 2
+
+unit: build
+	@ctest --test-dir $(BUILD) --output-on-failure -L unit -j 2
+
+integration: build
+	@ctest --test-dir $(BUILD) --output-on-failure -L integration
+
+## The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON -DMOAT_BENCH=OFF >/dev/null
+	@ninja -C $(ASAN_BUILD) -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
+
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DMOAT_FUZZ=ON -DMOAT_TESTS=OFF -DMOAT_BENCH=OFF >/dev/null
+	@ninja -C $(FUZZ_BUILD) -j $(JOBS)
+
+## Each libFuzzer target for FUZZ_SECONDS over its checked-in corpus.
+fuzz-smoke: fuzz-build
+	@bash scripts/fuzz-smoke.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# make demo: moat, offline, inside a network namespace this script creates.
+# A sandboxed command gets its address from moat and pings the gateway over IPv4 and IPv6;
+# a second namespace configures itself by DHCP and SLAAC like a VM would; the guest link is
+# captured to a pcap and summarised by tshark.
+set -euo pipefail
+BUILD="${1:-build}"
+MOAT="$(readlink -f "$BUILD/src/cli/moat")"
+[[ $(id -u) -eq 0 ]] || { echo "demo: needs root (network namespaces)" >&2; exit 1; }
+if [[ "${_MOAT_DEMO_NETNS:-}" != 1 ]]; then exec unshare -n -- env _MOAT_DEMO_NETNS=1 bash "$0" "$@"; fi
+
+WORK="$(mktemp -d /tmp/moat-demo.XXXXXX)"
+PIDS=()
+NS="moat-demo-$$"
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# A dead-end uplink: moat sees IPv4 and IPv6 routes (R-ADDR-3) but nothing can leave.
+ip link set lo up
+ip link add deadend0 type veth peer name deadend1
+ip link set deadend0 up; ip link set deadend1 up
+ip addr add 198.18.0.1/24 dev deadend0
+ip -6 addr add 2001:db8:ffff::1/64 dev deadend0 nodad
+ip route add default via 198.18.0.254 dev deadend0
+ip -6 route add default via 2001:db8:ffff::fe dev deadend0
+
+say "moat run -- CMD: the command runs in its own network namespace behind moat"
+"$MOAT" run --pcap "$WORK/link.pcap" -- sh -c '
+  echo "\$ ip -brief addr show eth0";  ip -brief addr show eth0
+  echo "\$ ip route; ip -6 route";     ip route; ip -6 route | grep default
+  echo "\$ cat /etc/resolv.conf";      cat /etc/resolv.conf
+  echo "\$ ping -c 3 100.96.0.1";      ping -c 3 -i 0.2 100.96.0.1 | tail -n 2
+  echo "\$ ping -6 -c 3 fd42:6d73:62::1"; ping -6 -c 3 -i 0.2 fd42:6d73:62::1 | tail -n 2
+  echo "\$ ping -c 2 -W 1 203.0.113.5   # not the gateway: moat never answers for other hosts"
+  ping -c 2 -W 1 203.0.113.5 | tail -n 2 || true'
+
+say "the guest link as captured by --pcap (tshark)"
+tshark -r "$WORK/link.pcap" -n 2>/dev/null | head -n 16
+
+say "moat attach --no-configure: the namespace configures itself by DHCP and SLAAC"
+ip netns add "$NS"; ip -n "$NS" link set lo up
+"$MOAT" attach --netns "/run/netns/$NS" --no-configure --ifname eth0 --ready-file "$WORK/ready" 2> "$WORK/attach.log" &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
+cat > "$WORK/udhcpc.sh" <<'SCRIPT'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+echo "  lease: ip=$ip subnet=$subnet router=$router dns=$dns mtu=$mtu lease=${lease}s"
+ip addr add "$ip/$subnet" dev "$interface"; ip route add default via "$router" dev "$interface"
+SCRIPT
+chmod +x "$WORK/udhcpc.sh"
+echo "\$ busybox udhcpc -i eth0"
+ip netns exec "$NS" busybox udhcpc -i eth0 -n -q -t 5 -T 2 -s "$WORK/udhcpc.sh" 2>/dev/null
+for _ in $(seq 100); do ip -n "$NS" -6 addr show dev eth0 scope global | grep -q fd42 && break; sleep 0.1; done
+echo "\$ ip -6 addr (SLAAC from moat's router advertisement)"
+ip -n "$NS" -6 -brief addr show dev eth0
+ip netns exec "$NS" ping -c 2 -i 0.2 100.96.0.1 | tail -n 2
+ip netns exec "$NS" ping -6 -c 2 -i 0.2 fd42:6d73:62::1 | tail -n 2
+kill -USR1 "${PIDS[0]}"; sleep 0.3
+say "moat's counters (SIGUSR1)"
+grep -E "link\.|dhcp\.|ndp\.|icmp\.|drop\." "$WORK/attach.log" | head -n 20 || true
+say "done"

@@ -1,0 +1,390 @@
+// `moat run` and `moat attach`: build the gateway for a TAP in a namespace, run the loop,
+// translate signals, and map outcomes to the exit statuses of SPEC §5.1.
+#include "app/app.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "app/gateway.h"
+#include "base/log.h"
+#include "event/clock.h"
+#include "event/loop.h"
+#include "ns/attach.h"
+#include "ns/sandbox.h"
+#include "transport/pcap.h"
+#include "transport/tap.h"
+
+namespace moat::app {
+namespace {
+
+constexpr uint32_t kTapDefaultMtu = 65520;  // R-ADDR-1
+
+void user_error(const std::string& msg) { std::fprintf(stderr, "moat: error: %s\n", msg.c_str()); }
+
+bool has_route(int family) {
+  UniqueFd fd(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return false;
+  if (family == AF_INET) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(53);
+    inet_pton(AF_INET, "192.0.2.1", &sa.sin_addr);  // TEST-NET-1: connect() sends nothing
+    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  }
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(53);
+  inet_pton(AF_INET6, "2001:db8::1", &sa.sin6_addr);
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+}
+
+stack::LinkConfig link_config(const config::Config& c, const Families& f) {
+  stack::LinkConfig l;
+  const auto& n = c.net;
+  l.gateway_mac = n.gateway_mac;
+  l.guest_mac = n.guest_mac;
+  l.mtu = n.mtu ? n.mtu : kTapDefaultMtu;
+  l.ipv4_active = f.ipv4;
+  l.ipv6_active = f.ipv6;
+  l.guest4 = n.ipv4_address;
+  l.gateway4 = n.ipv4_gateway;
+  l.dns4 = n.dns4();
+  l.prefix4 = n.ipv4_prefix;
+  l.guest6 = n.ipv6_address;
+  l.gateway6 = n.ipv6_gateway;
+  l.dns6 = n.dns6();
+  l.prefix6 = n.ipv6_prefix;
+  l.dhcp4 = n.dhcp4;
+  l.lease_time = n.lease_time;
+  l.hostname = n.hostname;
+  l.search_domains = n.search_domains;
+  l.ra = n.ra;
+  l.ra_interval = n.ra_interval;
+  l.seed = uint64_t(::getpid()) * 0x9e3779b97f4a7c15ull ^ uint64_t(time(nullptr));
+  return l;
+}
+
+ns::TapSetup tap_setup(const config::Config& c, const Families& f, bool configure) {
+  ns::TapSetup t;
+  const auto& n = c.net;
+  t.ifname = n.ifname;
+  t.guest_mac = n.guest_mac;
+  t.gateway_mac = n.gateway_mac;
+  t.mtu = n.mtu ? n.mtu : kTapDefaultMtu;
+  t.configure = configure;
+  if (f.ipv4) t.guest4 = n.ipv4_address;
+  t.prefix4 = n.ipv4_prefix;
+  t.gateway4 = n.ipv4_gateway;
+  t.dns4 = n.dns4();
+  if (f.ipv6) t.guest6 = n.ipv6_address;
+  t.prefix6 = n.ipv6_prefix;
+  t.gateway6 = n.ipv6_gateway;
+  t.dns6 = n.dns6();
+  return t;
+}
+
+/// Writes `content` to path via a temporary file + rename, so readers never see a partial file.
+bool write_atomically(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return false;
+  bool ok = ::write(fd.get(), content.data(), content.size()) == ssize_t(content.size());
+  fd.reset();
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+/// Blocks the signals moat handles and returns a signalfd for them (the loop reads it).
+UniqueFd block_signals(sigset_t* old) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGCHLD}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, old);
+  return UniqueFd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+}
+
+/// Everything opened before the namespace work, so a failure leaves nothing behind.
+struct Outputs {
+  std::optional<transport::PcapWriter> pcap;
+  std::string pcap_path;
+  bool ok = true;
+
+  explicit Outputs(const config::Config& c) {
+    if (!c.pid_file.empty() && !write_atomically(c.pid_file, std::to_string(::getpid()) + "\n")) {
+      user_error("--pid-file " + c.pid_file + ": cannot write: " + std::strerror(errno));
+      ok = false;
+      return;
+    }
+    if (!c.pcap_file.empty()) {
+      auto w = transport::PcapWriter::open(c.pcap_file);
+      if (!w) {
+        user_error("--pcap " + c.pcap_file + ": cannot open: " + w.error().message());
+        ok = false;
+        return;
+      }
+      pcap.emplace(std::move(w).value());
+      pcap_path = c.pcap_file;
+    }
+  }
+  /// Undo on a setup failure (§5.2: no output file is left behind).
+  void discard(const config::Config& c) {
+    if (pcap) {
+      pcap.reset();
+      ::unlink(pcap_path.c_str());
+    }
+    if (!c.pid_file.empty()) ::unlink(c.pid_file.c_str());
+  }
+};
+
+/// Loop + link + gateway for a TAP fd, shared by run and attach.
+struct Runtime {
+  event::SystemClock clock;
+  event::Loop loop{clock};
+  Counters counters;
+  transport::PcapTap* pcap = nullptr;
+  std::unique_ptr<Gateway> gateway;
+  std::optional<Errno> link_error;
+
+  Status init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
+    auto tap = transport::TapTransport::create(std::move(tap_fd), counters);
+    if (!tap) return unexpected(tap.error());
+    std::unique_ptr<transport::FrameTransport> link = std::move(tap).value();
+    if (out.pcap) {
+      auto p = std::make_unique<transport::PcapTap>(std::move(link), std::move(out.pcap));
+      out.pcap.reset();
+      pcap = p.get();
+      link = std::move(p);
+    }
+    gateway = std::make_unique<Gateway>(loop, counters, link_config(c, f), std::move(link), pcap);
+    return gateway->start([this](const Errno& e) {
+      link_error = e;
+      loop.stop();
+    });
+  }
+
+  void log_stats(LogLevel level) {
+    if (gateway) gateway->flush_capture();
+    if (log_enabled(level)) log_write(level, "stats: %s", format_counters(counters).c_str());
+  }
+};
+
+void announce(const config::Config& c, const Families& f) {
+  MOAT_LOG(info, "serving %s: ipv4 %s, ipv6 %s, mtu %u", c.net.ifname.c_str(),
+           f.ipv4 ? (c.net.ipv4_address.to_string() + "/" + std::to_string(c.net.ipv4_prefix) + " via " +
+                     c.net.ipv4_gateway.to_string())
+                        .c_str()
+                  : "off",
+           f.ipv6 ? (c.net.ipv6_address.to_string() + "/64 via " + c.net.ipv6_gateway.to_string()).c_str() : "off",
+           c.net.mtu ? c.net.mtu : kTapDefaultMtu);
+}
+
+}  // namespace
+
+Families resolve_families(const config::NetConfig& net) {
+  Families f;
+  auto resolve = [](config::FamilyMode m, int af) {
+    return m == config::FamilyMode::on || (m == config::FamilyMode::automatic && has_route(af));
+  };
+  f.ipv4 = resolve(net.ipv4_enable, AF_INET);
+  f.ipv6 = resolve(net.ipv6_enable, AF_INET6);
+  return f;
+}
+
+int run_sandbox(const RunOptions& o) {
+  constexpr int kFail = 125;
+  set_log_level(o.cfg.log_level);
+  Outputs out(o.cfg);
+  if (!out.ok) return kFail;
+
+  ns::SandboxSpec spec;
+  spec.argv = o.argv;
+  spec.tap = tap_setup(o.cfg, o.families, /*configure=*/true);
+  if (o.families.ipv4) {
+    spec.nameservers.push_back(o.cfg.net.dns4());
+    spec.host_alias_addrs.push_back(o.cfg.net.ipv4_gateway);
+  }
+  if (o.families.ipv6) {
+    spec.nameservers.push_back(o.cfg.net.dns6());
+    spec.host_alias_addrs.push_back(o.cfg.net.ipv6_gateway);
+  }
+  auto sb = ns::Sandbox::start(spec);
+  if (!sb) {
+    user_error(sb.error());
+    out.discard(o.cfg);
+    return kFail;
+  }
+  ns::Sandbox& child = sb.value();
+
+  sigset_t old_mask;
+  UniqueFd sigfd = block_signals(&old_mask);
+  Runtime rt;
+  if (auto s = rt.init(child.take_tap_fd(), o.cfg, o.families, out); !s) {
+    user_error(std::string("run: cannot serve the TAP: ") + s.error().message());
+    child.kill_child(SIGKILL);
+    child.wait_for(std::chrono::seconds(2));
+    out.discard(o.cfg);
+    return kFail;
+  }
+
+  std::optional<int> status;
+  auto on_child_exit = [&] {
+    if (auto st = child.try_wait()) {
+      status = st;
+      rt.loop.stop();
+    }
+  };
+  auto sig_watch = rt.loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
+    signalfd_siginfo si;
+    while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
+      switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGHUP:
+          child.kill_child(int(si.ssi_signo));  // R-CLI-2: forwarded to the command
+          break;
+        case SIGUSR1:
+          rt.log_stats(LogLevel::info);
+          break;
+        case SIGCHLD:
+          on_child_exit();
+          break;
+        default:  // SIGINT, SIGQUIT: the terminal delivers them to the command itself
+          break;
+      }
+    }
+  });
+  std::optional<event::Watch> pid_watch;
+  if (child.pidfd() >= 0) {
+    auto w = rt.loop.watch(child.pidfd(), EPOLLIN, [&](uint32_t) { on_child_exit(); });
+    if (w) pid_watch.emplace(std::move(w).value());
+  }
+  if (!sig_watch) {
+    user_error(std::string("run: cannot watch signals: ") + sig_watch.error().message());
+    child.kill_child(SIGKILL);
+    child.wait_for(std::chrono::seconds(2));
+    out.discard(o.cfg);
+    return kFail;
+  }
+  announce(o.cfg, o.families);
+  if (!o.cfg.ready_file.empty() && !write_atomically(o.cfg.ready_file, std::to_string(::getpid()) + "\n"))
+    MOAT_LOG(warn, "--ready-file %s: cannot write: %s", o.cfg.ready_file.c_str(), std::strerror(errno));
+  if (auto s = child.release(); !s) {
+    user_error(std::string("run: cannot start the command: ") + s.error().message());
+    child.kill_child(SIGKILL);
+    child.wait_for(std::chrono::seconds(2));
+    return kFail;
+  }
+  on_child_exit();  // it may already be gone (SIGCHLD raced the signalfd)
+  if (!status) rt.loop.run();
+
+  if (!status) {
+    // The loop stopped without the child exiting: the gateway failed. Fail closed (§5.3).
+    MOAT_LOG(error, "run: the guest link failed (%s); stopping the command",
+             rt.link_error ? rt.link_error->message() : "unknown");
+    child.kill_child(SIGKILL);
+    child.wait_for(std::chrono::seconds(2));
+    status = kFail;
+  }
+  rt.log_stats(LogLevel::debug);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  return *status;
+}
+
+int attach(const AttachOptions& o) {
+  set_log_level(o.cfg.log_level);
+  Outputs out(o.cfg);
+  if (!out.ok) return 2;
+
+  std::optional<ns::NetnsId> netns_id;
+  if (!o.netns_path.empty()) {
+    auto id = ns::netns_id(o.netns_path);
+    if (!id) {
+      user_error("--netns " + o.netns_path + ": cannot open: " + id.error().message());
+      out.discard(o.cfg);
+      return 2;
+    }
+    netns_id = *id;
+  }
+  auto tap = ns::attach_tap(o.netns_path, o.pid, tap_setup(o.cfg, o.families, o.configure));
+  if (!tap) {
+    user_error(tap.error());
+    out.discard(o.cfg);
+    return 2;
+  }
+  UniqueFd pidfd;
+  if (o.pid != 0) {
+    auto p = ns::open_pidfd(o.pid);
+    if (p) pidfd = std::move(p).value();
+  }
+
+  sigset_t old_mask;
+  UniqueFd sigfd = block_signals(&old_mask);
+  Runtime rt;
+  if (auto s = rt.init(std::move(tap).value(), o.cfg, o.families, out); !s) {
+    user_error(std::string("attach: cannot serve the TAP: ") + s.error().message());
+    out.discard(o.cfg);
+    return 1;
+  }
+  const char* stop_reason = "signal";
+  auto sig_watch = rt.loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
+    signalfd_siginfo si;
+    while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
+      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) rt.loop.stop();
+      else if (si.ssi_signo == SIGUSR1) rt.log_stats(LogLevel::info);
+      // SIGHUP: reload arrives with the config file (policy issue); nothing to reload yet.
+    }
+  });
+  if (!sig_watch) {
+    user_error(std::string("attach: cannot watch signals: ") + sig_watch.error().message());
+    return 1;
+  }
+  // R-CLI-3: exit 0 when the namespace or the process goes away. A TAP keeps its namespace
+  // alive, so its reads never fail; watch the target itself.
+  std::optional<event::Watch> pid_watch;
+  if (pidfd) {
+    auto w = rt.loop.watch(pidfd.get(), EPOLLIN, [&](uint32_t) {
+      stop_reason = "the target process exited";
+      rt.loop.stop();
+    });
+    if (w) pid_watch.emplace(std::move(w).value());
+  }
+  event::TimerHandle ns_timer;
+  std::function<void()> check_ns = [&] {
+    if (!ns::netns_path_alive(o.netns_path, *netns_id)) {
+      stop_reason = "the namespace was removed";
+      rt.loop.stop();
+      return;
+    }
+    ns_timer = rt.loop.schedule_after(std::chrono::seconds(1), check_ns);
+  };
+  if (netns_id) ns_timer = rt.loop.schedule_after(std::chrono::seconds(1), check_ns);
+
+  announce(o.cfg, o.families);
+  if (!o.cfg.ready_file.empty() && !write_atomically(o.cfg.ready_file, std::to_string(::getpid()) + "\n"))
+    MOAT_LOG(warn, "--ready-file %s: cannot write: %s", o.cfg.ready_file.c_str(), std::strerror(errno));
+  rt.loop.run();
+  int rc = 0;
+  if (rt.link_error) {
+    MOAT_LOG(error, "attach: the guest link failed: %s", rt.link_error->message());
+    rc = transport::is_link_gone(*rt.link_error) ? 0 : 1;
+  } else {
+    MOAT_LOG(info, "stopping: %s", stop_reason);
+  }
+  rt.log_stats(LogLevel::debug);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  return rc;
+}
+
+}  // namespace moat::app

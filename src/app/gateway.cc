@@ -1,0 +1,107 @@
+#include "app/gateway.h"
+
+#include <sys/epoll.h>
+
+#include "base/log.h"
+
+namespace moat::app {
+
+Gateway::Gateway(event::Loop& loop, Counters& counters, const stack::LinkConfig& link_cfg,
+                 std::unique_ptr<transport::FrameTransport> link, transport::PcapTap* pcap)
+    : loop_(loop), counters_(counters), link_(std::move(link)), pcap_(pcap), iface_(link_cfg, *this, counters) {}
+
+Gateway::~Gateway() { flush_capture(); }
+
+Status Gateway::start(std::function<void(const Errno&)> on_link_gone) {
+  on_link_gone_ = std::move(on_link_gone);
+  auto w = loop_.watch(link_->fd(), EPOLLIN, *this);
+  if (!w) return unexpected(w.error());
+  watch_ = std::move(w).value();
+  iface_.start(loop_.now());
+  rearm_timer();
+  if (pcap_) {
+    // The capture is buffered on the loop thread; push it to disk once a second so an
+    // external reader (tcpdump -r while running) sees recent frames.
+    struct Flusher {
+      Gateway* gw;
+      void operator()() const {
+        gw->flush_capture();
+        gw->pcap_timer_ = gw->loop_.schedule_after(std::chrono::seconds(1), Flusher{gw});
+      }
+    };
+    pcap_timer_ = loop_.schedule_after(std::chrono::seconds(1), Flusher{this});
+  }
+  return {};
+}
+
+void Gateway::flush_capture() {
+  if (!pcap_) return;
+  if (auto s = pcap_->flush_capture(); !s) MOAT_LOG_RATELIMITED(warn, "pcap: write failed: %s", s.error().message());
+  if (pcap_->writer()) counters_.values[size_t(Counter::pcap_dropped)] = pcap_->writer()->dropped();
+}
+
+void Gateway::send_to_guest(Bytes frame) {
+  if (gone_) return;
+  if (!link_->send(frame)) counters_.drop(DropReason::queue_full);
+  update_interest();
+}
+
+void Gateway::on_io(uint32_t events) {
+  if (gone_) return;
+  Result<size_t> r = size_t{0};
+  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+    r = link_->receive([this](Bytes f) { iface_.on_frame_from_guest(f, loop_.now()); },
+                       transport::kMaxFramesPerWakeup);
+  }
+  Status s;
+  if (r && (events & EPOLLOUT)) s = link_->flush();
+  const Errno* err = !r ? &r.error() : (!s ? &s.error() : nullptr);
+  if (err) {
+    gone_ = true;
+    watch_.reset();
+    if (on_link_gone_) on_link_gone_(*err);
+    return;
+  }
+  update_interest();
+  rearm_timer();
+}
+
+void Gateway::update_interest() {
+  if (!watch_.active()) return;
+  uint32_t want = EPOLLIN | (link_->has_pending_output() ? uint32_t(EPOLLOUT) : 0u);
+  if (auto s = watch_.modify(want); !s) MOAT_LOG_RATELIMITED(error, "epoll modify failed: %s", s.error().message());
+}
+
+void Gateway::rearm_timer() {
+  auto next = iface_.next_deadline();
+  if (!next) {
+    iface_timer_.cancel();
+    return;
+  }
+  if (iface_timer_.pending() && iface_timer_.deadline() == next) return;
+  if (iface_timer_.pending() && iface_timer_.reschedule(*next)) return;
+  iface_timer_ = loop_.schedule_at(*next, [this] {
+    iface_.on_timer(loop_.now());
+    rearm_timer();
+  });
+}
+
+std::string format_counters(const Counters& c) {
+  std::string s;
+  for (size_t i = 0; i < kCounterCount; ++i) {
+    if (!s.empty()) s += ' ';
+    s += counter_name(Counter(i));
+    s += '=';
+    s += std::to_string(c.values[i]);
+  }
+  s += " drop.total=" + std::to_string(c.total_drops());
+  for (size_t i = 0; i < kDropReasonCount; ++i) {
+    if (c.drops[i] == 0) continue;
+    s += " drop.";
+    s += drop_reason_name(DropReason(i));
+    s += '=' + std::to_string(c.drops[i]);
+  }
+  return s;
+}
+
+}  // namespace moat::app

@@ -1,0 +1,62 @@
+#pragma once
+// One gateway on one loop: the guest link (a FrameTransport, maybe recorded by PcapTap)
+// feeding the stack's Interface, whose frames go back out through the same link.
+//
+// Lifecycle:
+//   constructed  owns the link and the Interface; nothing is registered with the loop.
+//   started      start(): the link fd is watched, the Interface is up (initial RAs), the
+//                Interface's next deadline is armed on the loop's timer queue.
+//   stopped      the link reported it is gone (on_link_gone callback) or the owner simply
+//                destroys the Gateway; destruction deregisters everything (RAII).
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/counters.h"
+#include "config/config.h"
+#include "event/loop.h"
+#include "stack/interface.h"
+#include "transport/frame_transport.h"
+#include "transport/pcap.h"
+
+namespace moat::app {
+
+class Gateway final : public stack::FrameSink, public event::IoHandler {
+ public:
+  Gateway(event::Loop& loop, Counters& counters, const stack::LinkConfig& link_cfg,
+          std::unique_ptr<transport::FrameTransport> link, transport::PcapTap* pcap);
+  ~Gateway() override;
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  /// Registers with the loop and brings the link up. `on_link_gone` runs (on the loop) when
+  /// the transport reports that the link vanished or failed.
+  Status start(std::function<void(const Errno&)> on_link_gone);
+
+  void send_to_guest(Bytes frame) override;
+  void on_io(uint32_t events) override;
+
+  stack::Interface& interface() noexcept { return iface_; }
+  /// Flushes buffered pcap records (also done every second while running).
+  void flush_capture();
+
+ private:
+  void rearm_timer();
+  void update_interest();
+
+  event::Loop& loop_;
+  Counters& counters_;
+  std::unique_ptr<transport::FrameTransport> link_;
+  transport::PcapTap* pcap_;  ///< the decorator inside link_, or nullptr
+  stack::Interface iface_;
+  event::Watch watch_;
+  event::TimerHandle iface_timer_;
+  event::TimerHandle pcap_timer_;
+  std::function<void(const Errno&)> on_link_gone_;
+  bool gone_ = false;
+};
+
+/// "name=value name=value ..." for every counter and every non-zero drop reason.
+std::string format_counters(const Counters& c);
+
+}  // namespace moat::app

@@ -1,0 +1,107 @@
+#include "cli/flags.h"
+
+#include <algorithm>
+
+namespace moat::cli {
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+namespace {
+
+const Flag* find_flag(const std::vector<Flag>& flags, std::string_view name) {
+  for (const Flag& f : flags)
+    if (f.name == name || (!f.short_name.empty() && f.short_name == name)) return &f;
+  return nullptr;
+}
+
+std::string suggestion(const std::vector<Flag>& flags, std::string_view name) {
+  const Flag* best = nullptr;
+  size_t best_d = 3;
+  for (const Flag& f : flags) {
+    size_t d = edit_distance(name, f.name);
+    if (d < best_d) {
+      best_d = d;
+      best = &f;
+    }
+  }
+  return best ? "did you mean " + best->name + "?" : "";
+}
+
+}  // namespace
+
+ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::string>& args,
+                        bool stop_at_positional) {
+  ParseResult r;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      r.positional.assign(args.begin() + long(i) + 1, args.end());
+      break;
+    }
+    if (a == "--help" || a == "-h") {
+      r.help = true;
+      continue;
+    }
+    if (a.size() < 2 || a[0] != '-') {
+      if (stop_at_positional) {
+        r.positional.assign(args.begin() + long(i), args.end());
+        break;
+      }
+      r.errors.push_back({"\"" + a + "\"", "unexpected argument", ""});
+      continue;
+    }
+    std::string name = a;
+    std::optional<std::string> value;
+    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      name = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    }
+    const Flag* f = find_flag(flags, name);
+    if (!f) {
+      r.errors.push_back({name, "unknown option", suggestion(flags, name)});
+      continue;
+    }
+    if (f->value_name.empty()) {
+      if (value) {
+        r.errors.push_back({name, "takes no value", ""});
+        continue;
+      }
+      value = "";
+    } else if (!value) {
+      if (i + 1 >= args.size()) {
+        r.errors.push_back({f->name, "missing value", "expected " + f->name + " " + f->value_name});
+        continue;
+      }
+      value = args[++i];
+    }
+    if (auto err = f->apply(*value)) r.errors.push_back(std::move(*err));
+    if (r.errors.size() >= 20) break;
+  }
+  return r;
+}
+
+std::string format_help(std::string_view usage, const std::vector<Flag>& flags) {
+  std::string s = "Usage: " + std::string(usage) + "\n\nOptions:\n";
+  for (const Flag& f : flags) {
+    std::string left = "  " + (f.short_name.empty() ? "" : f.short_name + ", ") + f.name;
+    if (!f.value_name.empty()) left += " " + f.value_name;
+    if (left.size() < 30) left.resize(30, ' ');
+    else left += "  ";
+    s += left + f.help + "\n";
+  }
+  return s;
+}
+
+}  // namespace moat::cli

@@ -1,0 +1,41 @@
+#pragma once
+// A small, strict command-line parser: `--opt value`, `--opt=value`, short aliases, repeatable
+// flags, and §5.2 messages (`moat: error: --publsh: unknown option; did you mean --publish?`).
+// Every error is collected (up to 20) before anything happens.
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace moat::cli {
+
+struct Flag {
+  std::string name;        ///< "--mtu"
+  std::string short_name;  ///< "-v" or empty
+  std::string value_name;  ///< "N"; empty = a switch without a value
+  std::string help;
+  /// Applies the value (empty for switches); returns an error naming the flag on bad input.
+  std::function<std::optional<config::UserError>(std::string_view value)> apply;
+};
+
+struct ParseResult {
+  std::vector<config::UserError> errors;
+  std::vector<std::string> positional;  ///< everything after `--` or the first non-option
+  bool help = false;
+};
+
+/// Parses args. When `stop_at_positional`, the first non-option argument and everything after it
+/// is positional (the CMD of `moat run`); otherwise a positional argument is an error.
+ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::string>& args,
+                        bool stop_at_positional);
+
+/// Prints `Usage:` plus one line per flag.
+std::string format_help(std::string_view usage, const std::vector<Flag>& flags);
+
+/// Levenshtein distance (for "did you mean").
+size_t edit_distance(std::string_view a, std::string_view b);
+
+}  // namespace moat::cli

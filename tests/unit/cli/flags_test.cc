@@ -1,0 +1,68 @@
+#include "cli/flags.h"
+
+#include <gtest/gtest.h>
+
+namespace moat::cli {
+namespace {
+
+struct Fixture {
+  std::string ifname;
+  bool flag = false;
+  std::vector<Flag> flags{
+      {"--ifname", "", "NAME", "interface", [this](std::string_view v) -> std::optional<config::UserError> {
+         if (v.empty()) return config::UserError{"--ifname", "empty", ""};
+         ifname = v;
+         return std::nullopt;
+       }},
+      {"--no-ipv6", "", "", "switch", [this](std::string_view) -> std::optional<config::UserError> {
+         flag = true;
+         return std::nullopt;
+       }},
+      {"--publish", "-p", "SPEC", "publish", [](std::string_view) -> std::optional<config::UserError> {
+         return std::nullopt;
+       }},
+  };
+};
+
+TEST(Flags, ValueFormsSwitchesAndPositional) {
+  Fixture f;
+  auto r = parse_flags(f.flags, {"--ifname=tap0", "--no-ipv6", "-p", "80:80", "ping", "-c", "1"}, true);
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(f.ifname, "tap0");
+  EXPECT_TRUE(f.flag);
+  EXPECT_EQ(r.positional, (std::vector<std::string>{"ping", "-c", "1"}));
+}
+
+TEST(Flags, DoubleDashEndsOptions) {
+  Fixture f;
+  auto r = parse_flags(f.flags, {"--ifname", "x", "--", "--ifname", "y"}, true);
+  EXPECT_EQ(f.ifname, "x");
+  EXPECT_EQ(r.positional, (std::vector<std::string>{"--ifname", "y"}));
+}
+
+TEST(Flags, UnknownWithSuggestionMissingValueAndSwitchWithValue) {
+  Fixture f;
+  auto r = parse_flags(f.flags, {"--publsh", "1", "--no-ipv6=1", "--zzzzzzzz", "--ifname"}, false);
+  ASSERT_EQ(r.errors.size(), 5u);
+  EXPECT_EQ(r.errors[0].format(), "moat: error: --publsh: unknown option; did you mean --publish?");
+  EXPECT_EQ(r.errors[1].format(), "moat: error: \"1\": unexpected argument");
+  EXPECT_EQ(r.errors[2].format(), "moat: error: --no-ipv6: takes no value");
+  EXPECT_EQ(r.errors[3].format(), "moat: error: --zzzzzzzz: unknown option");
+  EXPECT_EQ(r.errors[4].format(), "moat: error: --ifname: missing value; expected --ifname NAME");
+}
+
+TEST(Flags, ApplyErrorsAreCollected) {
+  Fixture f;
+  auto r = parse_flags(f.flags, {"--ifname="}, false);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].format(), "moat: error: --ifname: empty");
+}
+
+TEST(Flags, EditDistance) {
+  EXPECT_EQ(edit_distance("--publsh", "--publish"), 1u);
+  EXPECT_EQ(edit_distance("", "abc"), 3u);
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+}
+
+}  // namespace
+}  // namespace moat::cli
