@@ -57,12 +57,14 @@ SCRIPT
 chmod +x "$WORK/udhcpc.sh"
 echo "\$ busybox udhcpc -i eth0"
 ip netns exec "$NS" busybox udhcpc -i eth0 -n -q -t 5 -T 2 -s "$WORK/udhcpc.sh" 2>/dev/null
-for _ in $(seq 100); do ip -n "$NS" -6 addr show dev eth0 scope global | grep -q fd42 && break; sleep 0.1; done
+# wait until the kernel's DAD on the SLAAC address is done (it is "tentative" until then)
+for _ in $(seq 100); do ip -n "$NS" -6 addr show dev eth0 scope global | grep fd42 | grep -qv tentative && break; sleep 0.1; done
 echo "\$ ip -6 addr (SLAAC from moat's router advertisement)"
 ip -n "$NS" -6 -brief addr show dev eth0
-ip netns exec "$NS" ping -c 2 -i 0.2 100.96.0.1 | tail -n 2
-ip netns exec "$NS" ping -6 -c 2 -i 0.2 fd42:6d73:62::1 | tail -n 2
+echo "\$ ping -c 2 100.96.0.1; ping -6 -c 2 fd42:6d73:62::1"
+ip netns exec "$NS" ping -c 2 -i 0.2 100.96.0.1 | tail -n 2 || true
+ip netns exec "$NS" ping -6 -c 2 -i 0.2 fd42:6d73:62::1 | tail -n 2 || true
 kill -USR1 "${PIDS[0]}"; sleep 0.3
 say "moat's counters (SIGUSR1)"
-grep -E "link\.|dhcp\.|ndp\.|icmp\.|drop\." "$WORK/attach.log" | head -n 20 || true
+grep -o "stats: .*" "$WORK/attach.log" | tr ' ' '\n' | grep -vE "=0$|^stats:" | sed 's/^/  /' || true
 say "done"
