@@ -24,7 +24,7 @@ bool send_tagged(int sock, char tag, std::string_view text, int fd) noexcept {
   std::array<char, kMaxMessage> buf{};
   buf[0] = tag;
   size_t n = std::min(text.size(), buf.size() - 1);
-  std::memcpy(buf.data() + 1, text.data(), n);
+  if (n > 0) std::memcpy(buf.data() + 1, text.data(), n);  // text.data() may be null when empty
   iovec iov{buf.data(), n + 1};
   msghdr msg{};
   msg.msg_iov = &iov;
