@@ -54,6 +54,21 @@ namespace moat {
   X(impair_reordered, "impair.reordered")               \
   X(impair_duplicated, "impair.duplicated")             \
   X(impair_delayed, "impair.delayed")                   \
+  X(tcp_active, "tcp.active")                           \
+  X(tcp_opened, "tcp.opened")                           \
+  X(tcp_ingress_opened, "tcp.ingress_opened")           \
+  X(tcp_refused, "tcp.refused")                         \
+  X(tcp_unreachable, "tcp.unreachable")                 \
+  X(tcp_reset_by_guest, "tcp.reset_by_guest")           \
+  X(tcp_reset_by_upstream, "tcp.reset_by_upstream")     \
+  X(tcp_timeouts, "tcp.timeouts")                       \
+  X(tcp_host_resource_errors, "tcp.host_resource_errors") \
+  X(tcp_retransmits, "tcp.retransmits")                 \
+  X(tcp_fast_retransmits, "tcp.fast_retransmits")       \
+  X(tcp_challenge_acks, "tcp.challenge_acks")           \
+  X(tcp_time_wait_evicted, "tcp.time_wait_evicted")     \
+  X(limits_hits_max_flows, "limits.hits.max_flows")     \
+  X(limits_hits_max_pending_connects, "limits.hits.max_pending_connects") \
   X(pcap_dropped, "pcap.dropped")                       \
   X(internal_errors, "internal_errors")
 // clang-format on
@@ -88,6 +103,7 @@ struct Counters {
     auto& x = values[static_cast<size_t>(c)];
     if (v > x) x = v;
   }
+  void set(Counter c, uint64_t v) noexcept { values[static_cast<size_t>(c)] = v; }  ///< gauges
   void drop(DropReason r) noexcept { drops[static_cast<size_t>(r)] += 1; }
   [[nodiscard]] uint64_t get(Counter c) const noexcept { return values[static_cast<size_t>(c)]; }
   [[nodiscard]] uint64_t dropped(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }

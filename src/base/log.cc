@@ -39,7 +39,7 @@ LogLevel log_level() noexcept { return static_cast<LogLevel>(detail::g_log_level
 
 void log_write(LogLevel l, const char* fmt, ...) noexcept {
   static constexpr const char* names[] = {"error", "warning", "info", "debug", "trace"};
-  char buf[1024];
+  char buf[8192];  // a stats snapshot is one line of ~2 KiB
   int n = std::snprintf(buf, sizeof buf, "moat: %s: ", names[static_cast<int>(l)]);
   va_list ap;
   va_start(ap, fmt);

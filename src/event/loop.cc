@@ -32,6 +32,12 @@ Status Watch::modify(uint32_t epoll_events) {
   return loop_->modify_watch(index_, generation_, epoll_events);
 }
 
+Status Watch::rearm() {
+  if (loop_ == nullptr) return unexpected(Errno{EBADF});
+  const uint32_t ev = events();
+  return loop_->modify_watch(index_, generation_, ev, /*force=*/true);
+}
+
 void Watch::reset() noexcept {
   if (Loop* l = std::exchange(loop_, nullptr)) l->remove_watch(index_, generation_);
 }
@@ -112,10 +118,10 @@ Loop::WatchSlot* Loop::active_slot(uint32_t index, uint32_t generation) noexcept
   return (s.active && s.generation == generation) ? &s : nullptr;
 }
 
-Status Loop::modify_watch(uint32_t index, uint32_t generation, uint32_t epoll_events) {
+Status Loop::modify_watch(uint32_t index, uint32_t generation, uint32_t epoll_events, bool force) {
   WatchSlot* s = active_slot(index, generation);
   if (s == nullptr) return unexpected(Errno{EBADF});
-  if (s->events == epoll_events) return {};
+  if (s->events == epoll_events && !force) return {};
   epoll_event ev{};
   ev.events = epoll_events;
   ev.data.u64 = pack(index, generation);

@@ -49,6 +49,11 @@ class [[nodiscard]] Watch {
 
   /// Replaces the epoll event mask (e.g. add EPOLLOUT while output is queued). A no-op
   /// (no syscall) when the mask is unchanged. EBADF if the Watch is empty.
+  /// EPOLL_CTL_MOD with the current mask even when unchanged. The kernel re-polls the
+  /// fd: for an edge-triggered TCP socket whose send buffer is full this sets
+  /// SOCK_NOSPACE, so an EPOLLOUT edge follows once space frees (used to reopen a
+  /// guest's TCP window without polling).
+  Status rearm();
   Status modify(uint32_t epoll_events);
   /// Deregisters now; the Watch becomes empty. Idempotent.
   void reset() noexcept;
@@ -145,7 +150,7 @@ class Loop {
   Result<Watch> add_watch(int fd, uint32_t epoll_events, IoHandler* handler,
                           std::function<void(uint32_t)> on_io);
   WatchSlot* active_slot(uint32_t index, uint32_t generation) noexcept;
-  Status modify_watch(uint32_t index, uint32_t generation, uint32_t epoll_events);
+  Status modify_watch(uint32_t index, uint32_t generation, uint32_t epoll_events, bool force = false);
   void remove_watch(uint32_t index, uint32_t generation) noexcept;
   void dispatch_io(uint64_t token, uint32_t events);
   size_t run_posted();

@@ -53,6 +53,7 @@ Interface::Interface(const LinkConfig& config, FrameSink& sink, Counters& counte
     : cfg_(config),
       sink_(sink),
       counters_(counters),
+      reasm_(ReassemblyConfig{}, counters),
       guest_mac_(config.guest_mac),
       gateway_ll_(config.gateway_mac.link_local()),
       dns4_list_{config.dns4},
@@ -103,11 +104,13 @@ void Interface::start(Instant now) {
 }
 
 std::optional<Instant> Interface::next_deadline() const noexcept {
-  if (started_ && ra_enabled_) return next_ra_;
-  return std::nullopt;
+  std::optional<Instant> d = reasm_.next_deadline();
+  if (started_ && ra_enabled_ && (!d || next_ra_ < *d)) d = next_ra_;
+  return d;
 }
 
 void Interface::on_timer(Instant now) {
+  reasm_.expire(now);
   if (!started_ || !ra_enabled_ || now < next_ra_) return;
   send_router_advert();
   // Rescheduled from `now`, not from the missed deadline, so a stalled loop sends one
@@ -184,8 +187,17 @@ void Interface::on_ipv4(const wire::EthernetRepr& eth, Bytes packet, Instant now
   if (dhcp) return on_dhcp4(ip, udp_payload, now);
   // R-NET-9: moat relays no broadcast or multicast (IGMP, mDNS, SSDP, ...).
   if (multicast) return ignore(Counter::ignored_multicast);
-  // TODO(stack): UDP and ICMP echo fragments go to the reassembler (R-FRAG, next issue).
-  if (ip.is_fragment()) return drop(DropReason::fragment_unsupported);
+  if (ip.is_fragment()) {
+    // R-FRAG-1: UDP and ICMP fragments are reassembled (bounded); everything else is dropped.
+    if (ip.protocol != wire::kProtoUdp && ip.protocol != wire::kProtoIcmp)
+      return drop(DropReason::fragment_unsupported);
+    auto whole = reasm_.add_v4(ip, l4, now);  // counts frag.* / drop.fragment_invalid itself
+    if (!whole) return;
+    if (whole->ip.protocol == wire::kProtoIcmp) return on_icmpv4(whole->ip, whole->l4, is_gateway_addr(ip.dst), now);
+    Bytes payload;
+    if (!wire::UdpRepr::parse(whole->l4, &payload)) return drop(DropReason::bad_udp);
+    return deliver_v4(whole->ip, whole->l4, now);
+  }
   // TODO(stack): TTL <= 1 beyond the gateway -> Time Exceeded (R-NET-3, P1).
 
   const bool to_gateway = is_gateway_addr(ip.dst);
@@ -300,8 +312,20 @@ void Interface::on_ipv6(const wire::EthernetRepr& eth, Bytes packet, Instant now
     if (!to_gateway) send_icmp_error_v6(ip, l4, gateway_ll_, wire::kIcmpv6DestUnreachable, 0, now);
     return drop(DropReason::inactive_family);
   }
-  // TODO(stack): UDP and echo fragments go to the reassembler (R-FRAG, next issue).
-  if (fragmented) return drop(DropReason::fragment_unsupported);
+  if (fragmented) {
+    // R-FRAG-1: UDP and ICMPv6 fragments are reassembled; the reassembler re-walks the
+    // whole packet (options after the Fragment header would shift the offsets otherwise).
+    if (ip.next_header != wire::kProtoUdp && ip.next_header != wire::kProtoIcmpv6)
+      return drop(DropReason::fragment_unsupported);
+    auto whole = reasm_.add_v6(ip, packet, now);
+    if (!whole) return;
+    if (whole->ip.next_header == wire::kProtoIcmpv6) return on_icmpv6(eth, whole->ip, whole->l4, to_gateway, now);
+    if (whole->ip.next_header != wire::kProtoUdp) return drop(DropReason::fragment_unsupported);
+    Bytes payload;
+    auto udp = wire::UdpRepr::parse(whole->l4, &payload);
+    if (!udp || udp->checksum == 0) return drop(DropReason::bad_udp);
+    return deliver_v6(whole->ip, whole->l4, now);
+  }
   // TODO(stack): hop limit <= 1 beyond the gateway -> Time Exceeded (R-NET-4, P1).
 
   switch (ip.next_header) {

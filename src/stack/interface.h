@@ -15,6 +15,7 @@
 #include "base/time.h"
 #include "base/token_bucket.h"
 #include "stack/link_config.h"
+#include "stack/reassembly.h"
 #include "wire/arp.h"
 #include "wire/dhcpv4.h"
 #include "wire/ethernet.h"
@@ -156,6 +157,7 @@ class Interface {
   const LinkConfig cfg_;
   FrameSink& sink_;
   Counters& counters_;
+  Reassembler reasm_;  ///< guest UDP / ICMP fragments (R-FRAG-1)
   PacketHandler* handler_ = nullptr;
 
   MacAddr guest_mac_;

@@ -140,6 +140,8 @@ class Reassembler {
   enum class AddResult { held, duplicate, completed, invalid };
 
   uint32_t find(const Key& key) const noexcept;
+  /// find(), but a slot whose lifetime is over is expired first (`frag.timeout`).
+  uint32_t find_live(const Key& key, Instant now) noexcept;
   uint32_t allocate(const Key& key, Instant now) noexcept;
   void release(uint32_t slot) noexcept;
   void evict_oldest(uint32_t except) noexcept;

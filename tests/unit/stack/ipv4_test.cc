@@ -145,12 +145,27 @@ TEST_F(StackTest, MartianDestinationsAreDropped) {
   EXPECT_EQ(handler.v4, 0);
 }
 
-TEST_F(StackTest, FragmentsAreDroppedForNow) {
+TEST_F(StackTest, UdpFragmentsAreReassembledTcpFragmentsDropped) {
   iface->set_packet_handler(&handler);
-  wire::Ipv4Repr ip = g.ip4_header(kRemote, wire::kProtoUdp);
-  ip.more_fragments = true;
-  feed(g.ipv4(ip, test::span(Buf(16))));
+  // R-FRAG-1: a UDP datagram in two fragments reaches the handler whole.
+  Buf payload(100, std::byte{0x5a});
+  Buf udp = test::udp4_datagram(4000, 53, test::span(payload), g.guest4, kRemote);
+  wire::Ipv4Repr first = g.ip4_header(kRemote, wire::kProtoUdp);
+  first.ident = 77;
+  first.more_fragments = true;
+  feed(g.ipv4(first, test::span(udp).first(64)));
   EXPECT_EQ(handler.v4, 0);
+  wire::Ipv4Repr second = first;
+  second.more_fragments = false;
+  second.frag_offset = 64;
+  feed(g.ipv4(second, test::span(udp).subspan(64)));
+  ASSERT_EQ(handler.v4, 1);
+  EXPECT_EQ(handler.last_l4, udp);
+  EXPECT_EQ(counters.get(Counter::frag_reassembled), 1u);
+  // Other protocols' fragments are not reassembled (R-NET-3).
+  wire::Ipv4Repr tcp = g.ip4_header(kRemote, wire::kProtoTcp);
+  tcp.more_fragments = true;
+  feed(g.ipv4(tcp, test::span(Buf(16))));
   expect_only_drop(DropReason::fragment_unsupported);
 }
 

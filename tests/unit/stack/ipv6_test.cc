@@ -115,15 +115,21 @@ TEST_F(StackTest, UnsupportedUpperLayerV6IsDropped) {
   expect_only_drop(DropReason::unsupported_proto);
 }
 
-TEST_F(StackTest, V6FragmentsAreDroppedForNow) {
+TEST_F(StackTest, V6UdpFragmentsAreReassembled) {
   iface->set_packet_handler(&handler);
-  Buf frag(wire::Ipv6FragmentHeader::kLen);
-  wire::Ipv6FragmentHeader{wire::kProtoUdp, 0, true, 99}.emit(MutBytes(frag));
-  Buf udp = test::udp6_datagram(1, 2, test::span(Buf(16)), g.guest6, kRemote6);
-  frag.insert(frag.end(), udp.begin(), udp.end());
-  feed(g.ipv6(g.ip6_header(g.guest6, kRemote6, wire::kNextFragment), test::span(frag)));
+  Buf udp = test::udp6_datagram(1, 2, test::span(Buf(100)), g.guest6, kRemote6);
+  auto fragment = [&](uint16_t off, bool more, Bytes part) {
+    Buf f(wire::Ipv6FragmentHeader::kLen);
+    wire::Ipv6FragmentHeader{wire::kProtoUdp, off, more, 99}.emit(MutBytes(f));
+    f.insert(f.end(), part.begin(), part.end());
+    feed(g.ipv6(g.ip6_header(g.guest6, kRemote6, wire::kNextFragment), test::span(f)));
+  };
+  fragment(0, true, test::span(udp).first(48));
   EXPECT_EQ(handler.v6, 0);
-  expect_only_drop(DropReason::fragment_unsupported);
+  fragment(48, false, test::span(udp).subspan(48));
+  ASSERT_EQ(handler.v6, 1);
+  EXPECT_EQ(handler.last_l4, udp);
+  EXPECT_EQ(counters.total_drops(), 0u);
 }
 
 TEST_F(StackTest, AtomicFragmentIsAWholePacket) {

@@ -1,0 +1,245 @@
+#pragma once
+// TcpConn: moat's end of one guest TCP connection (RFC 9293), with its upstream behind a
+// TcpPeer. Pure protocol logic: time comes in as `Instant now`, output goes out through
+// GuestIo, and next_deadline() tells the owner when to call on_timer() (smoltcp's poll_at).
+//
+// Lifecycle, state by state (RFC 9293 §3.3.2 names):
+//   SynReceived  guest SYN taken (open_passive). While `peer_connected_` is false the
+//                host connect is in progress: retransmitted SYNs are absorbed and nothing
+//                is sent (SYN-ACK only after the connect succeeded, R-TCP-3). Then the
+//                SYN-ACK is sent and retransmitted on RTO / duplicate SYN.
+//   SynSent      published port (open_active): our SYN retried at 1 s, 2 s, 4 s; guest
+//                RST or silence -> Closed (the owner resets the host side).
+//   Established  data both ways. Guest FIN -> CloseWait; upstream EOF -> our FIN -> FinWait1.
+//   FinWait1     our FIN sent: ACK of it -> FinWait2; guest FIN -> Closing.
+//   FinWait2     waiting for the guest's FIN -> TimeWait.
+//   CloseWait    guest FIN received and the upstream write side shut; upstream data still
+//                flows to the guest; upstream EOF -> our FIN -> LastAck.
+//   Closing      both FINs sent, ours not yet acked -> TimeWait.
+//   LastAck      our FIN sent after the guest's -> Closed when acked.
+//   TimeWait     both FINs exchanged. The owner turns the flow into a 2 s TIME_WAIT record
+//                (R-TCP-9) and frees it.
+//   Closed       finished or reset; close_reason() says why. The owner frees it.
+//
+// Sending (R-TCP-7): segments of at most min(guest MSS, own MSS), up to the guest's
+// window, PSH on the last of a burst; payload is peeked from the peer straight into the
+// frame. Go-back-N from snd_una on RTO (RFC 6298) and after 3 duplicate ACKs
+// (RFC 5681 §3.2). Zero-window persist probes (RFC 9293 §3.8.6.1).
+// Receiving (R-TCP-8): in-order in-window payload is written to the peer; out-of-order is
+// dropped with a duplicate ACK; overlaps are trimmed. ACK at least every second full
+// segment and at flush().
+#include <cstdint>
+#include <optional>
+#include <variant>
+
+#include "base/time.h"
+#include "flows/flow_table.h"
+#include "flows/guest_io.h"
+#include "flows/tcp_peer.h"
+#include "wire/tcp.h"
+
+namespace moat::flows {
+
+enum class TcpState : uint8_t {
+  Closed,
+  SynSent,
+  SynReceived,
+  Established,
+  FinWait1,
+  FinWait2,
+  CloseWait,
+  Closing,
+  LastAck,
+  TimeWait,
+};
+const char* tcp_state_name(TcpState s) noexcept;
+
+/// Why a connection ended (counted and audited by the owner).
+enum class TcpCloseReason : uint8_t {
+  None,
+  Normal,            ///< both FINs exchanged
+  ResetByGuest,      ///< acceptable guest RST
+  ResetByUpstream,   ///< ECONNRESET/EPIPE/ETIMEDOUT from the peer
+  RetransmitLimit,   ///< 12 consecutive RTOs
+  IdleTimeout,       ///< idle / half-closed timeout
+  CloseTimeout,      ///< FIN exchange took longer than close_timeout
+  ConnectTimeout,    ///< no SYN-ACK / SYN answer in time
+  Aborted,           ///< the owner called abort()
+};
+
+/// Per-connection parameters, derived once from TcpConfig and the MTU.
+struct TcpParams {
+  uint16_t own_mss = 1460;          ///< MTU - 40 / MTU - 60 (R-TCP-2)
+  uint32_t max_window = 8 << 20;    ///< tcp.max_window
+  Duration idle_timeout = std::chrono::hours(2), half_closed_timeout = std::chrono::minutes(10),
+           close_timeout = std::chrono::seconds(60), connect_timeout = std::chrono::seconds(30);
+  /// Smallest shift s (<= 14) with 65535 << s >= max_window (R-TCP-2).
+  [[nodiscard]] uint8_t window_shift() const noexcept {
+    uint8_t s = 0;
+    while (s < wire::TcpRepr::kMaxWindowScale && (uint64_t{65535} << s) < max_window) ++s;
+    return s;
+  }
+};
+
+class TcpConn {
+ public:
+  // RFC 6298 §2 and R-TCP-7.
+  static constexpr Duration kInitialRto = std::chrono::seconds(1);
+  static constexpr Duration kMinRto = std::chrono::milliseconds(200);
+  static constexpr Duration kMaxRto = std::chrono::seconds(60);
+  static constexpr int kMaxRetransmits = 12;
+  static constexpr int kMaxSynRetries = 3;  ///< open_active: SYN at 0, +1, +2, +4 s
+  static constexpr int kDupAckThreshold = 3;
+
+  // The one protocol timer (STYLE "Time and timers"; smoltcp's `enum Timer`).
+  struct Idle {
+    Instant deadline;  ///< idle / half-closed timeout; Instant::max() when disabled
+  };
+  struct Retransmit {
+    Instant deadline;  ///< RTO of the oldest unacked segment (or SYN / FIN)
+  };
+  struct ZeroWindowProbe {
+    Instant deadline;
+    Duration backoff;
+  };
+  struct Close {
+    Instant deadline;  ///< connect timeout (SynReceived) or close_timeout (FIN exchange)
+  };
+  using Timer = std::variant<Idle, Retransmit, ZeroWindowProbe, Close>;
+
+  TcpConn() = default;
+  TcpConn(const TcpConn&) = delete;
+  TcpConn& operator=(const TcpConn&) = delete;
+
+  /// Guest SYN (RFC 9293 §3.10.7.2, LISTEN): -> SynReceived, nothing sent until
+  /// on_peer_connected(). `peer` and `io` must outlive the connection.
+  void open_passive(const FlowKey& key, const wire::TcpRepr& syn, wire::SeqNum iss, const TcpParams& params,
+                    GuestIo& io, TcpPeer& peer, Instant now);
+  /// Published port: sends our SYN -> SynSent (RFC 9293 §3.10.1).
+  void open_active(const FlowKey& key, wire::SeqNum iss, const TcpParams& params, GuestIo& io, TcpPeer& peer,
+                   Instant now);
+
+  /// One segment from the guest (parsed header + payload after it).
+  void on_segment(const wire::TcpRepr& seg, Bytes payload, Instant now);
+  /// The upstream connect succeeded: SYN-ACK now.
+  void on_peer_connected(Instant now);
+  /// The peer has new bytes or reached EOF (EPOLLIN / EPOLLRDHUP), or output was unblocked.
+  void on_peer_readable(Instant now);
+  /// The peer can take more (EPOLLOUT): window update if it grew.
+  void on_peer_writable(Instant now);
+  /// The peer failed (ECONNRESET, EPIPE, ETIMEDOUT...): RST to the guest -> Closed.
+  void on_peer_error(Errno e, Instant now);
+  /// Timer expiry; harmless if called early.
+  void on_timer(Instant now);
+  /// End of a from-guest batch: acks consumed in the peer, pending ACK / window update sent.
+  void flush(Instant now);
+  /// Owner-initiated reset of both sides (limits, shutdown, policy): RST to the guest,
+  /// abort() to the peer.
+  void abort(TcpCloseReason why, Instant now);
+  /// Ends the connection without sending anything (the owner answered, e.g. with ICMP).
+  void abort_silently(TcpCloseReason why) { if (!finished()) close(why); }
+
+  [[nodiscard]] std::optional<Instant> next_deadline() const noexcept;
+  [[nodiscard]] TcpState state() const noexcept { return state_; }
+  [[nodiscard]] TcpCloseReason close_reason() const noexcept { return reason_; }
+  [[nodiscard]] bool finished() const noexcept { return state_ == TcpState::Closed || state_ == TcpState::TimeWait; }
+  /// Something for flush() to do (ACK owed, acked bytes to consume).
+  [[nodiscard]] bool needs_flush() const noexcept { return ack_pending_ || consume_pending() > 0; }
+  /// Output stopped because GuestIo::output_blocked(); call on_peer_readable() when ready.
+  [[nodiscard]] bool blocked_on_output() const noexcept { return blocked_on_output_; }
+  /// The window offered to the guest has fallen below a quarter of the maximum, so the
+  /// guest may soon stall until we reopen it. The engine then asks the kernel for an
+  /// EPOLLOUT edge when the host socket frees send-buffer space (Watch::rearm), since a
+  /// socket we never overfilled would otherwise never report it (on_peer_writable).
+  [[nodiscard]] bool window_nearly_closed() const noexcept;
+  [[nodiscard]] bool guest_fin_received() const noexcept { return guest_fin_; }
+  [[nodiscard]] const FlowKey& key() const noexcept { return key_; }
+  [[nodiscard]] const Timer& timer() const noexcept { return timer_; }
+  [[nodiscard]] uint32_t retransmits() const noexcept { return total_retransmits_; }
+  [[nodiscard]] uint32_t fast_retransmits() const noexcept { return fast_retransmits_; }
+  [[nodiscard]] uint32_t challenge_acks() const noexcept { return challenge_acks_; }
+  /// For a TIME_WAIT record: the ACK to repeat.
+  [[nodiscard]] wire::SeqNum snd_nxt() const noexcept { return snd_nxt_; }
+  [[nodiscard]] wire::SeqNum rcv_nxt() const noexcept { return rcv_nxt_; }
+  [[nodiscard]] Duration rto() const noexcept { return rto_; }
+
+ private:
+  // RFC 9293 §3.10.7.3 / §3.10.7.4.
+  void on_segment_syn_sent(const wire::TcpRepr& seg, Instant now);
+  void on_segment_synchronized(const wire::TcpRepr& seg, Bytes payload, Instant now);
+  bool process_ack(const wire::TcpRepr& seg, size_t payload_len, Instant now);
+  void process_payload(const wire::TcpRepr& seg, Bytes payload, Instant now);
+  void enter_established(Instant now);
+
+  // Output.
+  void push(Instant now);
+  bool send_data(wire::SeqNum seq, size_t len, bool psh);
+  bool send_flags(uint8_t flags, wire::SeqNum seq, std::optional<wire::SeqNum> ack = std::nullopt);
+  wire::TcpRepr header(uint8_t flags, wire::SeqNum seq) noexcept;
+  void send_syn(bool with_ack);
+  void send_ack();
+  void send_challenge_ack();
+  void send_rst_to_guest();
+  bool emit(const wire::TcpRepr& r, size_t payload_len, FunctionRef<bool(MutBytes payload)> fill);
+  uint16_t window_field() noexcept;
+  void update_window() noexcept;
+
+  // Timers and teardown.
+  void retransmit(Instant now);
+  void rewind();
+  void rearm(Instant now);
+  [[nodiscard]] Instant limit_deadline() const noexcept;
+  void close(TcpCloseReason why);
+  void do_consume();
+  [[nodiscard]] size_t consume_pending() const noexcept;
+  [[nodiscard]] bool fin_acked() const noexcept { return fin_ever_ && snd_una_ > fin_seq_; }
+  void rtt_sample(Duration r) noexcept;
+
+  FlowKey key_{};
+  TcpParams params_{};
+  GuestIo* io_ = nullptr;
+  TcpPeer* peer_ = nullptr;
+  TcpState state_ = TcpState::Closed;
+  TcpCloseReason reason_ = TcpCloseReason::None;
+
+  // Send sequence space (RFC 9293 §3.3.1). snd_max_ is the highest ever sent: after a
+  // go-back-N rewind, ACKs up to it are still acceptable.
+  wire::SeqNum iss_, snd_una_, snd_nxt_, snd_max_, snd_wl1_, snd_wl2_;
+  uint32_t snd_wnd_ = 0;
+  uint8_t snd_wscale_ = 0;  // guest's shift, applied to its window
+  uint16_t snd_mss_ = 536;  // min(guest MSS, own MSS)
+  wire::SeqNum peer_head_;  // sequence number of the peer's first held byte
+  size_t peer_known_ = 0;   // bytes the peer is known to hold (lower bound, refreshed per event)
+  bool fin_sent_ = false;   // FIN is at or before snd_nxt_ (cleared by a rewind)
+  bool fin_ever_ = false;   // FIN has its sequence number fin_seq_
+  wire::SeqNum fin_seq_;
+  Errno peer_error_{};      // failure seen inside a fill callback, handled after it
+
+  // Receive sequence space.
+  wire::SeqNum irs_, rcv_nxt_, rcv_adv_;  // rcv_adv_: right edge advertised (never moves back)
+  uint8_t rcv_wscale_ = 0;
+  bool ws_ok_ = false;      // window scaling negotiated (RFC 7323 §2.2)
+  uint16_t rcv_mss_ = 536;  // largest guest segment we expect (for "every 2nd full segment")
+  bool guest_fin_ = false;
+
+  bool peer_connected_ = false;
+  bool ack_pending_ = false;
+  bool window_dirty_ = false;  // recompute the window (syscalls) before the next ACK
+  bool blocked_on_output_ = false;
+  uint8_t full_segments_unacked_ = 0;
+
+  // RTT / RTO (RFC 6298), Karn's rule: one timed segment, never a retransmitted one.
+  Duration srtt_{}, rttvar_{}, rto_ = kInitialRto;
+  bool have_rtt_ = false, timing_ = false;
+  wire::SeqNum rtt_seq_;
+  Instant rtt_start_{};
+  int retries_ = 0;
+  int dupacks_ = 0;
+  wire::SeqNum recover_;  // no second fast retransmit before snd_una passes this
+  uint32_t total_retransmits_ = 0, fast_retransmits_ = 0, challenge_acks_ = 0;
+
+  Timer timer_ = Idle{Instant::max()};
+  Instant created_{}, last_payload_{}, fin_exchange_start_{};
+};
+
+}  // namespace moat::flows

@@ -1,0 +1,166 @@
+#pragma once
+// TcpEngine: every guest TCP flow of one gateway — admission (R-TCP-1), host connect and
+// failure mapping (R-TCP-3), the relay, published-port flows toward the guest, TIME_WAIT
+// records and limits. One per Loop; everything runs on the loop thread.
+//
+// Ownership: flows live in a FlowTable<TcpFlow> allocated once (max_flows slots). Each
+// slot is the epoll IoHandler of its host socket (no closure, no allocation per event)
+// and owns its TimerHandle in the loop's TimerQueue (no timerfd per flow). A flow that
+// finishes is closed in the table and swept at the end of the engine entry point that
+// finished it; the Loop's and TimerQueue's generation checks drop late events for it.
+//
+// Timers are lazy: a flow's timer is moved earlier when its deadline moves earlier, but
+// never later — when it fires early the TcpConn finds nothing due and it is re-armed. So
+// restarting the RTO on every ACK costs nothing.
+//
+// Batching: on_segment_v4/v6 handles one guest segment at once (payload written to the
+// host socket straight from the frame); flush(), at the end of the transport's batch,
+// consumes acked bytes from the host sockets (one recv(MSG_TRUNC) per flow) and sends
+// the coalesced ACKs with a freshly computed window (one getsockopt + ioctl per flow).
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "base/counters.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "event/loop.h"
+#include "flows/destinations.h"
+#include "flows/flow_table.h"
+#include "flows/guest_io.h"
+#include "flows/host_socket_peer.h"
+#include "flows/tcp_conn.h"
+#include "wire/ipv4.h"
+#include "wire/ipv6.h"
+
+namespace moat::flows {
+
+struct TcpConfig {
+  uint32_t max_flows = 4096;
+  uint32_t max_pending_connects = 512;
+  Duration connect_timeout = std::chrono::seconds(30), idle_timeout = std::chrono::hours(2),
+           half_closed_timeout = std::chrono::minutes(10), close_timeout = std::chrono::seconds(60);
+  bool keepalive = true;
+  Duration keepalive_idle = std::chrono::seconds(120), keepalive_interval = std::chrono::seconds(30);
+  int keepalive_count = 4;
+  uint32_t max_window = 8 << 20;
+  uint32_t flow_buffer = 256 << 10;
+  uint32_t time_wait_max = 4096;
+  /// false forces the pre-6.9 fallback (MSG_PEEK into a discard buffer) even when the
+  /// kernel has SO_PEEK_OFF on TCP (tests).
+  bool use_peek_off = true;
+};
+
+/// One slab slot: a guest connection and its host socket.
+struct TcpFlow final : event::IoHandler {
+  class TcpEngine* engine = nullptr;
+  FlowId id;
+  TcpConn conn;
+  HostSocketPeer host;
+  event::Watch watch;  // after `host`: deregistered before the fd closes
+  event::TimerHandle timer;
+  Instant timer_at = Instant::max();
+
+  // SYN-RECEIVED while dialling (R-TCP-3, R-ADDR-5).
+  bool connecting = false;
+  bool saw_refused = false;
+  int last_errno = 0;
+  DialPlan plan;
+  uint8_t next_target = 0;
+  wire::Ipv4Repr syn_ip4;  // the guest's SYN, quoted by ICMP errors (R-ICMP-3)
+  wire::Ipv6Repr syn_ip6;
+  std::array<std::byte, wire::TcpRepr::kMaxHeaderLen> syn_l4{};
+  uint8_t syn_l4_len = 0;
+
+  bool in_dirty = false, in_blocked = false, finished = false;
+
+  void on_io(uint32_t events) override;
+};
+
+class TcpEngine {
+ public:
+  TcpEngine(event::Loop& loop, GuestIo& io, const Destinations& destinations, Counters& counters,
+            const TcpConfig& config);
+  ~TcpEngine();
+  TcpEngine(const TcpEngine&) = delete;
+  TcpEngine& operator=(const TcpEngine&) = delete;
+
+  /// A TCP segment from the guest (the L4 bytes after the IP header).
+  void on_segment_v4(const wire::Ipv4Repr& ip, Bytes tcp_segment, Instant now);
+  void on_segment_v6(const wire::Ipv6Repr& ip, Bytes tcp_segment, Instant now);
+  /// End of a from-guest frame batch: coalesced ACKs and window updates.
+  void flush(Instant now);
+  /// Published ports (ingress): `accepted` is a connected host socket; moat opens TCP to
+  /// guest:guest_port from src_seen:src_port (SYN retries at 1, 2, 4 s; guest RST or no
+  /// answer -> host side reset), then relays like any flow. EADDRINUSE: that 4-tuple is
+  /// live; ENOBUFS: max_flows reached (counted).
+  Result<void, Errno> open_to_guest(UniqueFd accepted, IpAddr guest, uint16_t guest_port, IpAddr src_seen,
+                                    uint16_t src_port, Instant now);
+  /// Resets every flow (both sides), e.g. at shutdown.
+  void abort_all(Instant now);
+
+  [[nodiscard]] size_t active_flows() const noexcept { return table_.live(); }
+  [[nodiscard]] size_t pending_connects() const noexcept { return pending_connects_; }
+  [[nodiscard]] size_t time_wait_records() const noexcept { return tw_.live(); }
+  /// The connection for a 4-tuple (tests, control socket).
+  [[nodiscard]] const TcpConn* find(const FlowKey& key);
+
+ private:
+  friend struct TcpFlow;
+  struct TimeWaitRecord {
+    wire::SeqNum seq, ack;
+    uint16_t window = 0;
+    Instant expiry{};
+  };
+
+  void on_segment(const FlowKey& key, const wire::TcpRepr& seg, Bytes payload, Bytes l4,
+                  const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now);
+  void on_syn(const FlowKey& key, const wire::TcpRepr& seg, Bytes l4, const wire::Ipv4Repr* ip4,
+              const wire::Ipv6Repr* ip6, Instant now);
+  void on_host_io(TcpFlow& f, uint32_t events);
+  void on_connect_event(TcpFlow& f, uint32_t events, Instant now);
+  void dial(TcpFlow& f, Instant now);
+  void connect_failed(TcpFlow& f, int err, Instant now);
+  void on_flow_timer(FlowId id);
+  void on_output_ready();
+
+  void post_event(TcpFlow& f, Instant now);
+  void finish(TcpFlow& f, Instant now);
+  void arm_timer(TcpFlow& f);
+  void sweep();
+
+  void add_time_wait(const FlowKey& key, wire::SeqNum seq, wire::SeqNum ack, Instant now);
+  void expire_time_wait(Instant now);
+
+  /// A segment that belongs to no TcpConn (refusals, RFC 9293 §3.10.7.1 replies).
+  void send_bare(const FlowKey& key, uint8_t flags, wire::SeqNum seq, wire::SeqNum ack, uint16_t window = 0);
+  void refuse(const FlowKey& key, const wire::TcpRepr& syn);
+  wire::SeqNum make_isn(const FlowKey& key, Instant now) const noexcept;
+  Status setup_socket(int fd) const noexcept;
+  [[nodiscard]] const TcpParams& params_for(bool v6) const noexcept { return v6 ? params6_ : params4_; }
+  HostSocketPeer::Options peer_options() noexcept;
+
+  event::Loop& loop_;
+  GuestIo& io_;
+  const Destinations& dest_;
+  Counters& counters_;
+  TcpConfig cfg_;
+  TcpParams params4_, params6_;
+  SipKey isn_key_;
+  bool use_peek_off_ = true;
+  std::vector<std::byte> discard_;  // only without SO_PEEK_OFF
+
+  FlowTable<TcpFlow> table_;
+  size_t pending_connects_ = 0;
+  std::vector<FlowId> dirty_, dirty_scratch_;      // flows owing a flush()
+  std::vector<FlowId> blocked_, blocked_scratch_;  // flows waiting for to-guest queue space
+
+  // TIME_WAIT (R-TCP-9): records in a table of their own, evicted oldest-first through a
+  // ring of ids in creation order (= expiry order, the lifetime being fixed).
+  FlowTable<TimeWaitRecord> tw_;
+  std::vector<FlowId> tw_ring_;
+  size_t tw_head_ = 0, tw_count_ = 0;
+};
+
+}  // namespace moat::flows
