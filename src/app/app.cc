@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "event/loop.h"
 #include "ns/attach.h"
 #include "ns/sandbox.h"
+#include "transport/impair.h"
 #include "transport/pcap.h"
 #include "transport/tap.h"
 
@@ -93,6 +95,51 @@ ns::TapSetup tap_setup(const config::Config& c, const Families& f, bool configur
   return t;
 }
 
+flows::Endpoint endpoint(const config::UpstreamSpec& u) { return flows::Endpoint{u.addr, u.port}; }
+
+/// The flow engines' slice of the config (R-ADDR-5 mapping, DNS upstreams, limits).
+FlowsSetup flows_setup(const config::Config& c, const Families& f) {
+  FlowsSetup s;
+  const auto& n = c.net;
+  auto& d = s.destinations;
+  d.ipv4_active = f.ipv4;
+  d.ipv6_active = f.ipv6;
+  d.gateway4 = n.ipv4_gateway;
+  d.dns4 = n.dns4();
+  d.gateway6 = n.ipv6_gateway;
+  d.gateway6_link_local = n.gateway_mac.link_local();
+  d.dns6 = n.dns6();
+  d.map_gateway_to_loopback = c.flows.map_gateway_to_loopback;
+  std::vector<config::UpstreamSpec> ups = c.flows.dns_upstreams;
+  if (ups.empty()) {
+    // R-DNS-4: the host's resolv.conf (moat's sockets live in the host namespace).
+    std::string text;
+    if (FILE* fp = std::fopen(c.flows.resolv_conf.c_str(), "re")) {
+      char buf[4096];
+      size_t k;
+      while ((k = std::fread(buf, 1, sizeof buf, fp)) > 0 && text.size() < (1u << 20)) text.append(buf, k);
+      std::fclose(fp);
+    }
+    ups = config::parse_resolv_conf(text);
+    if (ups.empty())
+      MOAT_LOG(warn, "no DNS upstream: %s names no nameserver and no --dns-upstream was given",
+               c.flows.resolv_conf.c_str());
+  }
+  for (const auto& u : ups) d.dns_upstreams.push_back(endpoint(u));
+  s.tcp.max_flows = c.flows.max_flows;
+  s.tcp.max_pending_connects = c.flows.max_pending_connects;
+  s.tcp.connect_timeout = c.flows.connect_timeout;
+  s.udp.max_sessions = c.flows.udp_max_sessions;
+  s.icmp_relay = c.flows.icmp_relay;
+  auto& p = s.publish;
+  if (f.ipv4) p.guest4 = n.ipv4_address;
+  p.prefix4 = n.ipv4_prefix;
+  p.gateway4 = n.ipv4_gateway;
+  if (f.ipv6) p.guest6 = n.ipv6_address;
+  p.gateway6 = n.ipv6_gateway;
+  return s;
+}
+
 /// Writes `content` to path via a temporary file + rename, so readers never see a partial file.
 bool write_atomically(const std::string& path, const std::string& content) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -158,9 +205,10 @@ struct Runtime {
   std::unique_ptr<Gateway> gateway;
   std::optional<Errno> link_error;
 
-  Status init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
+  /// Error: one line for "moat: error: ...".
+  Result<void, std::string> init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
     auto tap = transport::TapTransport::create(std::move(tap_fd), counters);
-    if (!tap) return unexpected(tap.error());
+    if (!tap) return unexpected(std::string("cannot serve the TAP: ") + tap.error().message());
     std::unique_ptr<transport::FrameTransport> link = std::move(tap).value();
     if (out.pcap) {
       auto p = std::make_unique<transport::PcapTap>(std::move(link), std::move(out.pcap));
@@ -168,11 +216,25 @@ struct Runtime {
       pcap = p.get();
       link = std::move(p);
     }
-    gateway = std::make_unique<Gateway>(loop, counters, link_config(c, f), std::move(link), pcap);
-    return gateway->start([this](const Errno& e) {
-      link_error = e;
-      loop.stop();
-    });
+    transport::ImpairedLink* impaired = nullptr;
+    if (!c.flows.impair.empty()) {
+      auto spec = transport::parse_impair(c.flows.impair);  // validated by the CLI already
+      if (!spec) return unexpected("--impair: " + spec.error());
+      auto il = std::make_unique<transport::ImpairedLink>(std::move(link), *spec, loop, counters);
+      impaired = il.get();
+      link = std::move(il);
+    }
+    FlowsSetup fs = flows_setup(c, f);
+    gateway = std::make_unique<Gateway>(loop, counters, link_config(c, f), std::move(link), pcap, &fs, impaired);
+    if (auto st = gateway->start([this](const Errno& e) {
+          link_error = e;
+          loop.stop();
+        });
+        !st)
+      return unexpected(std::string("cannot serve the TAP: ") + st.error().message());
+    if (auto pb = gateway->flows()->publish(c.flows.publish); !pb) return unexpected(pb.error());
+    for (const auto& d : gateway->flows()->publisher().describe()) MOAT_LOG(info, "published %s", d.c_str());
+    return {};
   }
 
   void log_stats(LogLevel level) {
@@ -180,6 +242,21 @@ struct Runtime {
     if (log_enabled(level)) log_write(level, "stats: %s", format_counters(counters).c_str());
   }
 };
+
+/// R-LIM-3: raise RLIMIT_NOFILE to the hard limit; warn when the flow limits could still
+/// run out of descriptors (they would surface later as EMFILE).
+void raise_fd_limit(const config::FlowConfig& fl) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  uint64_t need = uint64_t(fl.max_flows) + fl.max_pending_connects + 2ull * fl.udp_max_sessions + fl.icmp_max_sessions + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+    MOAT_LOG(warn, "the file-descriptor limit (%llu) is below what the flow limits need (%llu); raise it with ulimit -n",
+             static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(need));
+}
 
 void announce(const config::Config& c, const Families& f) {
   MOAT_LOG(info, "serving %s: ipv4 %s, ipv6 %s, mtu %u", c.net.ifname.c_str(),
@@ -192,6 +269,12 @@ void announce(const config::Config& c, const Families& f) {
 }
 
 }  // namespace
+
+std::optional<std::string> check_impair(std::string_view spec) {
+  auto r = transport::parse_impair(spec);
+  if (!r) return r.error();
+  return std::nullopt;
+}
 
 Families resolve_families(const config::NetConfig& net) {
   Families f;
@@ -206,6 +289,7 @@ Families resolve_families(const config::NetConfig& net) {
 int run_sandbox(const RunOptions& o) {
   constexpr int kFail = 125;
   set_log_level(o.cfg.log_level);
+  raise_fd_limit(o.cfg.flows);
   Outputs out(o.cfg);
   if (!out.ok) return kFail;
 
@@ -232,7 +316,7 @@ int run_sandbox(const RunOptions& o) {
   UniqueFd sigfd = block_signals(&old_mask);
   Runtime rt;
   if (auto s = rt.init(child.take_tap_fd(), o.cfg, o.families, out); !s) {
-    user_error(std::string("run: cannot serve the TAP: ") + s.error().message());
+    user_error(s.error());
     child.kill_child(SIGKILL);
     child.wait_for(std::chrono::seconds(2));
     out.discard(o.cfg);
@@ -304,6 +388,7 @@ int run_sandbox(const RunOptions& o) {
 
 int attach(const AttachOptions& o) {
   set_log_level(o.cfg.log_level);
+  raise_fd_limit(o.cfg.flows);
   Outputs out(o.cfg);
   if (!out.ok) return 2;
 
@@ -333,9 +418,9 @@ int attach(const AttachOptions& o) {
   UniqueFd sigfd = block_signals(&old_mask);
   Runtime rt;
   if (auto s = rt.init(std::move(tap).value(), o.cfg, o.families, out); !s) {
-    user_error(std::string("attach: cannot serve the TAP: ") + s.error().message());
+    user_error(s.error());
     out.discard(o.cfg);
-    return 1;
+    return 2;
   }
   const char* stop_reason = "signal";
   auto sig_watch = rt.loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) {

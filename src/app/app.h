@@ -3,7 +3,9 @@
 // PcapTap), the stack's gateway services, signals, the ready file and the sandbox child.
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -19,6 +21,9 @@ struct Families {
 /// R-ADDR-3: `auto` means the host has a route for the family, probed by connect()ing a UDP
 /// socket to 192.0.2.1:53 / [2001:db8::1]:53 (no packet is sent).
 Families resolve_families(const config::NetConfig& net);
+
+/// Validates an --impair spec; the error text (without the flag) when it is bad.
+std::optional<std::string> check_impair(std::string_view spec);
 
 struct RunOptions {
   config::Config cfg;

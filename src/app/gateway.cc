@@ -7,10 +7,28 @@
 namespace moat::app {
 
 Gateway::Gateway(event::Loop& loop, Counters& counters, const stack::LinkConfig& link_cfg,
-                 std::unique_ptr<transport::FrameTransport> link, transport::PcapTap* pcap)
-    : loop_(loop), counters_(counters), link_(std::move(link)), pcap_(pcap), iface_(link_cfg, *this, counters) {}
+                 std::unique_ptr<transport::FrameTransport> link, transport::PcapTap* pcap, const FlowsSetup* flows,
+                 transport::ImpairedLink* impaired)
+    : loop_(loop), counters_(counters), link_(std::move(link)), pcap_(pcap), iface_(link_cfg, *this, counters) {
+  if (flows) {
+    link_io_ = std::make_unique<LinkIo>(iface_, *link_, link_cfg.mtu);
+    flows_ = std::make_unique<FlowManager>(loop_, *link_io_, counters_, *flows);
+    iface_.set_packet_handler(flows_.get());
+  }
+  if (impaired) {
+    // Frames the impairment held back re-enter the stack from a timer, outside on_io().
+    impaired->set_hooks({[this](Bytes f) { iface_.on_frame_from_guest(f, loop_.now()); },
+                         [this] {
+                           if (!gone_) after_io();
+                         }});
+  }
+}
 
-Gateway::~Gateway() { flush_capture(); }
+Gateway::~Gateway() {
+  // R-CLI-5: open flows are reset on both sides when the gateway stops.
+  if (flows_ && !gone_) flows_->tcp().abort_all(loop_.now());
+  flush_capture();
+}
 
 Status Gateway::start(std::function<void(const Errno&)> on_link_gone) {
   on_link_gone_ = std::move(on_link_gone);
@@ -62,7 +80,13 @@ void Gateway::on_io(uint32_t events) {
     if (on_link_gone_) on_link_gone_(*err);
     return;
   }
+  after_io();
+}
+
+void Gateway::after_io() {
+  if (flows_) flows_->flush(loop_.now());
   update_interest();
+  if (link_io_) link_io_->notify_output_ready();
   rearm_timer();
 }
 

@@ -15,16 +15,21 @@
 #include "base/counters.h"
 #include "config/config.h"
 #include "event/loop.h"
+#include "app/flow_manager.h"
 #include "stack/interface.h"
 #include "transport/frame_transport.h"
+#include "transport/impair.h"
 #include "transport/pcap.h"
 
 namespace moat::app {
 
 class Gateway final : public stack::FrameSink, public event::IoHandler {
  public:
+  /// `flows` null: gateway services only (no TCP/UDP/ICMP relay; used by tests).
+  /// `impaired`: the ImpairedLink decorator inside `link`, if any (its delayed frames re-enter here).
   Gateway(event::Loop& loop, Counters& counters, const stack::LinkConfig& link_cfg,
-          std::unique_ptr<transport::FrameTransport> link, transport::PcapTap* pcap);
+          std::unique_ptr<transport::FrameTransport> link, transport::PcapTap* pcap,
+          const FlowsSetup* flows = nullptr, transport::ImpairedLink* impaired = nullptr);
   ~Gateway() override;
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -37,18 +42,22 @@ class Gateway final : public stack::FrameSink, public event::IoHandler {
   void on_io(uint32_t events) override;
 
   stack::Interface& interface() noexcept { return iface_; }
+  FlowManager* flows() noexcept { return flows_.get(); }
   /// Flushes buffered pcap records (also done every second while running).
   void flush_capture();
 
  private:
   void rearm_timer();
   void update_interest();
+  void after_io();
 
   event::Loop& loop_;
   Counters& counters_;
   std::unique_ptr<transport::FrameTransport> link_;
   transport::PcapTap* pcap_;  ///< the decorator inside link_, or nullptr
   stack::Interface iface_;
+  std::unique_ptr<LinkIo> link_io_;
+  std::unique_ptr<FlowManager> flows_;
   event::Watch watch_;
   event::TimerHandle iface_timer_;
   event::TimerHandle pcap_timer_;

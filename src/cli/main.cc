@@ -98,6 +98,45 @@ std::vector<Flag> gateway_flags(config::Config& c) {
                [&n](std::string_view) -> Err { n.dhcp4 = false; return std::nullopt; }});
   f.push_back({"--no-ra", "", "", "send no IPv6 router advertisements",
                [&n](std::string_view) -> Err { n.ra = false; return std::nullopt; }});
+  auto& fl = c.flows;
+  f.push_back({"--dns-upstream", "", "ADDR[:PORT]",
+               "DNS server for the guest's queries (repeatable, in failover order; default: resolv.conf)",
+               [&fl, first = true](std::string_view v) mutable -> Err {
+                 if (first) fl.dns_upstreams.clear();  // R-CLI-1: the flag replaces the file's list
+                 first = false;
+                 auto u = config::parse_upstream(v);
+                 if (!u) return UserError{"--dns-upstream", u.error(), ""};
+                 fl.dns_upstreams.push_back(*u);
+                 return std::nullopt;
+               }});
+  f.push_back({"--no-host-loopback", "", "", "do not map the gateway address to the host's loopback",
+               [&fl](std::string_view) -> Err { fl.map_gateway_to_loopback = false; return std::nullopt; }});
+  f.push_back({"--publish", "-p", "SPEC", "[BIND:]HOSTPORT[-N]:GUESTPORT[-N][/tcp|/udp] (repeatable)",
+               [&fl](std::string_view v) -> Err {
+                 auto p = config::parse_publish(v);
+                 if (!p) return UserError{"--publish", p.error(), ""};
+                 fl.publish.push_back(std::move(*p));
+                 return std::nullopt;
+               }});
+  f.push_back({"--impair", "", "SPEC", "loss=P,reorder=P,duplicate=P,delay=DUR,jitter=DUR,seed=N on the guest link",
+               [&fl](std::string_view v) -> Err {
+                 if (auto e = app::check_impair(v)) return UserError{"--impair", *e, ""};
+                 fl.impair = v;
+                 return std::nullopt;
+               }});
+  f.push_back({"--max-flows", "", "N", "TCP flow limit (default 4096, at most 65536)",
+               [&fl](std::string_view v) { return parse_u32("--max-flows", v, 1, 65536, &fl.max_flows); }});
+  f.push_back({"--connect-timeout", "", "DUR", "host connect timeout (default 30s; 1s-10m)",
+               [&fl](std::string_view v) -> Err {
+                 auto d = config::parse_duration(v);
+                 if (!d) return UserError{"--connect-timeout", quote(v) + " is not a duration", "write e.g. 30s or 500ms"};
+                 if (*d < std::chrono::seconds(1) || *d > std::chrono::minutes(10))
+                   return UserError{"--connect-timeout", std::string(v) + " is out of range", "expected 1s-10m"};
+                 fl.connect_timeout = *d;
+                 return std::nullopt;
+               }});
+  f.push_back({"--no-icmp", "", "", "do not relay ICMP echo to other hosts",
+               [&fl](std::string_view) -> Err { fl.icmp_relay = false; return std::nullopt; }});
   f.push_back({"--name", "", "NAME", "gateway name used in logs (default moat-<pid>)",
                [&c](std::string_view v) -> Err { c.name = v; return std::nullopt; }});
   f.push_back({"--pcap", "", "FILE", "capture the guest link to FILE (classic pcap, mode 0600)",

@@ -60,6 +60,18 @@ void check_mac(std::vector<UserError>& errs, const std::string& where, const Mac
 
 }  // namespace
 
+std::optional<Duration> parse_duration(std::string_view s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p == s.data() || v > 1'000'000'000) return std::nullopt;
+  std::string_view unit(p, size_t(s.data() + s.size() - p));
+  if (unit == "ms") return std::chrono::milliseconds(v);
+  if (unit == "s") return std::chrono::seconds(v);
+  if (unit == "m") return std::chrono::minutes(v);
+  if (unit == "h") return std::chrono::hours(v);
+  return std::nullopt;
+}
+
 std::optional<UserError> parse_ipv4_prefix(std::string_view flag, std::string_view value, Ipv4Addr* addr,
                                            int* prefix) {
   auto slash = value.find('/');

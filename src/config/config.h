@@ -9,6 +9,7 @@
 #include "base/addr.h"
 #include "base/log.h"
 #include "base/time.h"
+#include "config/net_specs.h"
 
 namespace moat::config {
 
@@ -43,9 +44,25 @@ struct NetConfig {
   [[nodiscard]] Ipv6Addr dns6() const { return ipv6_dns.value_or(ipv6_gateway); }
 };
 
+/// Flows: TCP/UDP/ICMP relay settings (SPEC §4.2 tcp.*, udp.*, icmp.*, limits.*).
+struct FlowConfig {
+  bool map_gateway_to_loopback = true;       ///< net.map_gateway_to_loopback (--no-host-loopback)
+  std::vector<UpstreamSpec> dns_upstreams;   ///< --dns-upstream; empty = the host's resolv.conf
+  std::string resolv_conf = "/etc/resolv.conf";
+  std::vector<PublishSpec> publish;          ///< -p/--publish
+  std::string impair;                        ///< --impair spec (validated by the CLI)
+  uint32_t max_flows = 4096;                 ///< limits.max_flows, hard cap 65536
+  uint32_t max_pending_connects = 512;       ///< hard cap 8192
+  Duration connect_timeout = std::chrono::seconds(30);
+  uint32_t udp_max_sessions = 1024;          ///< hard cap 16384
+  uint32_t icmp_max_sessions = 256;
+  bool icmp_relay = true;
+};
+
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
+  FlowConfig flows;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving
@@ -71,6 +88,9 @@ struct NetSources {
 /// R-ADDR-2 checks for the families that will be active. Returns every error found (≤ 20).
 std::vector<UserError> validate(const NetConfig& net, bool ipv4_active, bool ipv6_active,
                                 const NetSources& src = {});
+
+/// "500ms", "30s", "10m", "2h" (a unit is required, §4.1).
+std::optional<Duration> parse_duration(std::string_view s);
 
 /// Parses "ADDR/LEN" for --ipv4 / --ipv6; messages name `flag`.
 std::optional<UserError> parse_ipv4_prefix(std::string_view flag, std::string_view value, Ipv4Addr* addr,

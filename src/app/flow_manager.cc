@@ -1,0 +1,175 @@
+#include "app/flow_manager.h"
+
+#include <sys/random.h>
+
+#include <cstring>
+
+#include "wire/icmpv4.h"
+#include "wire/icmpv6.h"
+#include "wire/udp.h"
+
+namespace moat::app {
+
+namespace {
+uint64_t random_u64() {
+  uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != ssize_t(sizeof v)) v = uint64_t(::time(nullptr)) ^ 0x6d6f6174;
+  return v;
+}
+// splitmix64: cheap, good enough for fragment identifications.
+uint64_t next_random(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+constexpr size_t kMaxUdpDatagram = 65535;
+}  // namespace
+
+LinkIo::LinkIo(stack::Interface& iface, transport::FrameTransport& link, uint32_t mtu)
+    : iface_(iface), link_(link), mtu_(mtu), scratch_(kMaxUdpDatagram), rng_state_(random_u64()) {
+  next_ident_v4_ = uint16_t(next_random(rng_state_));
+}
+
+bool LinkIo::send_ipv4(Ipv4Addr src, Ipv4Addr dst, uint8_t proto, size_t l4_len, FunctionRef<void(MutBytes)> fill) {
+  return iface_.send_ipv4(src, dst, proto, l4_len, fill);
+}
+
+bool LinkIo::send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header, size_t l4_len,
+                       FunctionRef<void(MutBytes)> fill) {
+  return iface_.send_ipv6(src, dst, next_header, l4_len, fill);
+}
+
+bool LinkIo::send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) {
+  const size_t total = wire::UdpRepr::kHeaderLen + payload.size();
+  if (total > kMaxUdpDatagram - 20) return false;
+  wire::UdpRepr udp{src_port, dst_port};
+  if (20 + total <= mtu_) {
+    return iface_.send_ipv4(src, dst, wire::kProtoUdp, total, [&](MutBytes l4) {
+      std::memcpy(l4.data() + 8, payload.data(), payload.size());
+      udp.emit_v4(l4, src, dst);
+    });
+  }
+  // R-UDP-4: fragment to the MTU. The checksum covers the whole datagram, so build it once.
+  MutBytes whole(scratch_.data(), total);
+  std::memcpy(whole.data() + 8, payload.data(), payload.size());
+  udp.emit_v4(whole, src, dst);
+  const size_t chunk_max = (mtu_ - 20) & ~size_t(7);
+  const uint16_t ident = next_ident_v4_++;
+  for (size_t off = 0; off < total; off += chunk_max) {
+    size_t chunk = std::min(chunk_max, total - off);
+    stack::Ipv4SendOptions opt;
+    opt.dont_fragment = false;
+    opt.more_fragments = off + chunk < total;
+    opt.frag_offset = uint16_t(off);
+    opt.ident = ident;
+    bool ok = iface_.send_ipv4(
+        src, dst, wire::kProtoUdp, chunk, [&](MutBytes l4) { std::memcpy(l4.data(), whole.data() + off, chunk); },
+        opt);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool LinkIo::send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port,
+                         Bytes payload) {
+  const size_t total = wire::UdpRepr::kHeaderLen + payload.size();
+  if (total > kMaxUdpDatagram) return false;
+  wire::UdpRepr udp{src_port, dst_port};
+  if (40 + total <= mtu_) {
+    return iface_.send_ipv6(src, dst, wire::kProtoUdp, total, [&](MutBytes l4) {
+      std::memcpy(l4.data() + 8, payload.data(), payload.size());
+      udp.emit_v6(l4, src, dst);
+    });
+  }
+  MutBytes whole(scratch_.data(), total);
+  std::memcpy(whole.data() + 8, payload.data(), payload.size());
+  udp.emit_v6(whole, src, dst);
+  const size_t chunk_max = (mtu_ - 40 - wire::Ipv6FragmentHeader::kLen) & ~size_t(7);
+  const uint32_t ident = uint32_t(next_random(rng_state_));
+  for (size_t off = 0; off < total; off += chunk_max) {
+    size_t chunk = std::min(chunk_max, total - off);
+    wire::Ipv6FragmentHeader fh{wire::kProtoUdp, uint16_t(off), off + chunk < total, ident};
+    bool ok = iface_.send_ipv6(src, dst, wire::kNextFragment, wire::Ipv6FragmentHeader::kLen + chunk,
+                               [&](MutBytes l4) {
+                                 fh.emit(l4.first(wire::Ipv6FragmentHeader::kLen));
+                                 std::memcpy(l4.data() + wire::Ipv6FragmentHeader::kLen, whole.data() + off, chunk);
+                               });
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool LinkIo::send_icmp_error_v4(const wire::Ipv4Repr& offending, Bytes offending_l4, Ipv4Addr src, uint8_t type,
+                                uint8_t code, Instant now, uint16_t next_hop_mtu) {
+  return iface_.send_icmp_error_v4(offending, offending_l4, src, type, code, now, next_hop_mtu);
+}
+
+bool LinkIo::send_icmp_error_v6(const wire::Ipv6Repr& offending, Bytes offending_l4, const Ipv6Addr& src,
+                                uint8_t type, uint8_t code, Instant now, uint32_t mtu_or_pointer) {
+  return iface_.send_icmp_error_v6(offending, offending_l4, src, type, code, now, mtu_or_pointer);
+}
+
+FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
+    : counters_(counters),
+      destinations_(setup.destinations),
+      tcp_(loop, io, destinations_, counters, setup.tcp),
+      udp_(loop, io, destinations_, counters, setup.udp),
+      publisher_(loop, tcp_, io, counters, setup.publish) {
+  if (setup.icmp_relay) icmp_ = std::make_unique<flows::IcmpRelay>(loop, io, counters, setup.icmp);
+}
+
+void FlowManager::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
+  switch (ip.protocol) {
+    case wire::kProtoTcp:
+      tcp_.on_segment_v4(ip, l4, now);
+      return;
+    case wire::kProtoUdp:
+      // R-UDP-1 step 3: replies on published UDP mappings bypass the egress relay.
+      if (!publisher_.on_guest_udp_v4(ip, l4, now)) udp_.on_datagram_v4(ip, l4, now);
+      return;
+    case wire::kProtoIcmp: {
+      auto echo = wire::Icmpv4Repr::parse(l4);
+      if (!echo) {
+        counters_.drop(DropReason::bad_icmp);
+      } else if (echo->type != wire::kIcmpEchoRequest || echo->code != 0) {
+        counters_.inc(Counter::ignored_icmp);
+      } else if (!icmp_) {
+        counters_.drop(DropReason::policy);
+      } else {
+        icmp_->on_echo_v4(ip, *echo, now);
+      }
+      return;
+    }
+    default:
+      counters_.drop(DropReason::unsupported_proto);
+  }
+}
+
+void FlowManager::on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) {
+  switch (ip.next_header) {
+    case wire::kProtoTcp:
+      tcp_.on_segment_v6(ip, l4, now);
+      return;
+    case wire::kProtoUdp:
+      if (!publisher_.on_guest_udp_v6(ip, l4, now)) udp_.on_datagram_v6(ip, l4, now);
+      return;
+    case wire::kProtoIcmpv6: {
+      auto echo = wire::Icmpv6Repr::parse(l4, ip.src, ip.dst);
+      if (!echo) {
+        counters_.drop(DropReason::bad_icmp);
+      } else if (echo->type != wire::kIcmpv6EchoRequest || echo->code != 0) {
+        counters_.inc(Counter::ignored_icmp);
+      } else if (!icmp_) {
+        counters_.drop(DropReason::policy);
+      } else {
+        icmp_->on_echo_v6(ip, *echo, now);
+      }
+      return;
+    }
+    default:
+      counters_.drop(DropReason::unsupported_proto);
+  }
+}
+
+}  // namespace moat::app

@@ -1,0 +1,99 @@
+#pragma once
+// The flow side of a gateway: the GuestIo adapter over stack::Interface (with R-UDP-4
+// fragmentation of large datagrams) and the stack::PacketHandler that dispatches guest
+// packets not meant for the gateway's own services to the TCP engine, the UDP relay and
+// the ICMP echo relay.
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "base/counters.h"
+#include "event/loop.h"
+#include "flows/destinations.h"
+#include "flows/guest_io.h"
+#include "flows/icmp_relay.h"
+#include "flows/tcp_engine.h"
+#include "flows/udp_relay.h"
+#include "ports/publisher.h"
+#include "stack/interface.h"
+#include "transport/frame_transport.h"
+
+namespace moat::app {
+
+/// flows::GuestIo over the Interface and the link's back-pressure state.
+class LinkIo final : public flows::GuestIo {
+ public:
+  LinkIo(stack::Interface& iface, transport::FrameTransport& link, uint32_t mtu);
+
+  bool send_ipv4(Ipv4Addr src, Ipv4Addr dst, uint8_t proto, size_t l4_len, FunctionRef<void(MutBytes)> fill) override;
+  bool send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header, size_t l4_len,
+                 FunctionRef<void(MutBytes)> fill) override;
+  bool send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) override;
+  bool send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port,
+                   Bytes payload) override;
+  bool send_icmp_error_v4(const wire::Ipv4Repr& offending, Bytes offending_l4, Ipv4Addr src, uint8_t type,
+                          uint8_t code, Instant now, uint16_t next_hop_mtu) override;
+  bool send_icmp_error_v6(const wire::Ipv6Repr& offending, Bytes offending_l4, const Ipv6Addr& src, uint8_t type,
+                          uint8_t code, Instant now, uint32_t mtu_or_pointer) override;
+  [[nodiscard]] bool output_blocked() const override {
+    bool full = link_.output_full();
+    blocked_seen_ = blocked_seen_ || full;
+    return full;
+  }
+  void set_output_ready(std::function<void()> cb) override { output_ready_ = std::move(cb); }
+  [[nodiscard]] uint32_t mtu() const override { return mtu_; }
+
+  /// The link drained: blocked senders may resume.
+  /// Fires the callback only if a sender saw the link blocked since the last call.
+  void notify_output_ready() {
+    if (!blocked_seen_ || link_.output_full()) return;
+    blocked_seen_ = false;
+    if (output_ready_) output_ready_();
+  }
+
+ private:
+  stack::Interface& iface_;
+  transport::FrameTransport& link_;
+  uint32_t mtu_;
+  std::function<void()> output_ready_;
+  mutable bool blocked_seen_ = false;
+  std::vector<std::byte> scratch_;  ///< one whole UDP datagram being fragmented (allocated once)
+  uint16_t next_ident_v4_;
+  uint64_t rng_state_;
+};
+
+struct FlowsSetup {
+  flows::DestinationConfig destinations;
+  flows::TcpConfig tcp;
+  flows::UdpConfig udp;
+  flows::IcmpConfig icmp;
+  bool icmp_relay = true;
+  ports::PublisherConfig publish;
+};
+
+/// Owns the flow engines of one gateway and receives the packets the Interface hands on.
+class FlowManager final : public stack::PacketHandler {
+ public:
+  FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup);
+  void on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) override;
+  void on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) override;
+  /// End of a from-guest frame batch (coalesced TCP ACKs).
+  void flush(Instant now) { tcp_.flush(now); }
+
+  /// Binds the published ports (before ready). Error: one §5.2 line.
+  Result<void, std::string> publish(const std::vector<config::PublishSpec>& specs) { return publisher_.bind_all(specs); }
+  const ports::Publisher& publisher() const noexcept { return publisher_; }
+  flows::TcpEngine& tcp() noexcept { return tcp_; }
+  flows::UdpRelay& udp() noexcept { return udp_; }
+  const flows::Destinations& destinations() const noexcept { return destinations_; }
+
+ private:
+  Counters& counters_;
+  flows::Destinations destinations_;
+  flows::TcpEngine tcp_;
+  flows::UdpRelay udp_;
+  std::unique_ptr<flows::IcmpRelay> icmp_;  ///< null with --no-icmp
+  ports::Publisher publisher_;
+};
+
+}  // namespace moat::app

@@ -1,0 +1,44 @@
+#pragma once
+// Parsers for the small value grammars of flags and config keys that name endpoints:
+// DNS upstreams (R-DNS-4) and published ports (R-PUB-1). Pure; errors are §5.2 messages
+// without the "moat: error: <where>: " prefix.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/addr.h"
+#include "base/result.h"
+
+namespace moat::config {
+
+struct UpstreamSpec {
+  IpAddr addr;
+  uint16_t port = 53;
+  bool tcp = false;  ///< tcp://ADDR[:PORT]
+  friend bool operator==(const UpstreamSpec&, const UpstreamSpec&) = default;
+};
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`, `tcp://` prefix. Hostnames are not resolved here.
+Result<UpstreamSpec, std::string> parse_upstream(std::string_view s);
+
+enum class Proto : uint8_t { tcp, udp };
+
+/// One published port range: host BIND:HOSTPORT..+n-1 -> guest GUESTPORT..+n-1.
+struct PublishSpec {
+  IpAddr bind = Ipv4Addr::from_octets(127, 0, 0, 1);
+  uint16_t host_port = 0;   ///< 0 = ephemeral (only for a single port)
+  uint16_t guest_port = 0;
+  uint16_t count = 1;       ///< range length
+  Proto proto = Proto::tcp;
+  std::string text;         ///< as written, for messages
+};
+
+/// `[BIND:]HOSTPORT[-HOSTPORT2]:GUESTPORT[-GUESTPORT2][/tcp|/udp]` (R-PUB-1).
+Result<PublishSpec, std::string> parse_publish(std::string_view s);
+
+/// Reads the `nameserver` lines of a resolv.conf text (R-DNS-4): IPv4/IPv6 literals, an
+/// IPv6 zone suffix is dropped; other lines are ignored.
+std::vector<UpstreamSpec> parse_resolv_conf(std::string_view text);
+
+}  // namespace moat::config

@@ -1,0 +1,283 @@
+#include "ports/publisher.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "wire/udp.h"
+
+namespace moat::ports {
+
+namespace {
+
+IpAddr from_sockaddr(const sockaddr_storage& ss, uint16_t* port) {
+  if (ss.ss_family == AF_INET) {
+    const auto& sa = reinterpret_cast<const sockaddr_in&>(ss);
+    *port = ntohs(sa.sin_port);
+    return Ipv4Addr{ntohl(sa.sin_addr.s_addr)};
+  }
+  const auto& sa6 = reinterpret_cast<const sockaddr_in6&>(ss);
+  *port = ntohs(sa6.sin6_port);
+  Ipv6Addr a;
+  std::memcpy(a.bytes.data(), &sa6.sin6_addr, 16);
+  if (a.is_v4_mapped())  // R-POL-4 normalisation: mapped peers are IPv4
+    return Ipv4Addr::from_octets(a.bytes[12], a.bytes[13], a.bytes[14], a.bytes[15]);
+  return a;
+}
+
+socklen_t to_sockaddr(const IpAddr& a, uint16_t port, sockaddr_storage* ss, bool v6_socket) {
+  std::memset(ss, 0, sizeof *ss);
+  if (!a.is_v6 && !v6_socket) {
+    auto* sa = reinterpret_cast<sockaddr_in*>(ss);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(port);
+    sa->sin_addr.s_addr = htonl(a.v4.value);
+    return sizeof(sockaddr_in);
+  }
+  auto* sa6 = reinterpret_cast<sockaddr_in6*>(ss);
+  sa6->sin6_family = AF_INET6;
+  sa6->sin6_port = htons(port);
+  if (a.is_v6) {
+    std::memcpy(&sa6->sin6_addr, a.v6.bytes.data(), 16);
+  } else {  // an IPv4 peer on a dual-stack socket
+    uint8_t* b = sa6->sin6_addr.s6_addr;
+    b[10] = b[11] = 0xff;
+    auto o = a.v4.octets();
+    std::memcpy(b + 12, o.data(), 4);
+  }
+  return sizeof(sockaddr_in6);
+}
+
+bool is_loopback(const IpAddr& a) { return a.is_v6 ? a.v6.is_loopback() : a.v4.is_loopback(); }
+
+}  // namespace
+
+/// One published mapping of a UDP listener: a host peer and how the guest sees it.
+struct Publisher::Mapping {
+  IpAddr peer;
+  uint16_t peer_port = 0;
+  IpAddr guest_dst;  ///< the guest address datagrams go to
+  IpAddr src;        ///< the source the guest sees
+  uint16_t src_port = 0;
+  Instant last_used{};
+};
+
+struct Publisher::Listener final : event::IoHandler {
+  Publisher* owner = nullptr;
+  config::PublishSpec spec;
+  uint16_t host_port = 0;   ///< bound port (ephemeral resolved)
+  uint16_t guest_port = 0;
+  UniqueFd fd;
+  bool v6_socket = false;
+  event::Watch watch;
+  std::vector<Mapping> mappings;  ///< UDP only; bounded by udp_max_mappings
+  void on_io(uint32_t) override {
+    if (spec.proto == config::Proto::tcp) owner->on_tcp_accept(*this);
+    else owner->on_udp_readable(*this);
+  }
+};
+
+Publisher::Publisher(event::Loop& loop, flows::TcpEngine& tcp, flows::GuestIo& guest, Counters& counters,
+                     const PublisherConfig& config)
+    : loop_(loop), tcp_(tcp), guest_(guest), counters_(counters), cfg_(config), buf_(65536) {
+  if (::getrandom(&rng_, sizeof rng_, GRND_NONBLOCK) != ssize_t(sizeof rng_)) rng_ = 0x6d6f6174;
+}
+
+Publisher::~Publisher() = default;
+
+Result<void, std::string> Publisher::bind_all(const std::vector<config::PublishSpec>& specs) {
+  for (const auto& spec : specs) {
+    for (uint32_t i = 0; i < spec.count; ++i) {
+      auto l = std::make_unique<Listener>();
+      l->owner = this;
+      l->spec = spec;
+      l->guest_port = uint16_t(spec.guest_port + i);
+      uint16_t want = spec.host_port == 0 ? 0 : uint16_t(spec.host_port + i);
+      l->v6_socket = spec.bind.is_v6;
+      int type = spec.proto == config::Proto::tcp ? SOCK_STREAM : SOCK_DGRAM;
+      l->fd.reset(::socket(l->v6_socket ? AF_INET6 : AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      auto fail = [&](const char* what) -> Result<void, std::string> {
+        int e = errno;
+        listeners_.clear();
+        std::string msg = "--publish \"" + spec.text + "\": " + what + " " +
+                          (spec.bind.is_v6 ? "[" + spec.bind.to_string() + "]" : spec.bind.to_string()) + ":" +
+                          std::to_string(want) + ": " + std::strerror(e);
+        if (e == EACCES && want < 1024)
+          msg += "; ports < 1024 need CAP_NET_BIND_SERVICE or sysctl net.ipv4.ip_unprivileged_port_start";
+        return unexpected(msg);
+      };
+      if (!l->fd) return fail("socket for");
+      int one = 1, zero = 0;
+      // TCP: reuse a port with connections still in TIME_WAIT. Never on UDP: two UDP sockets
+      // that both set SO_REUSEADDR share a port, which would hide a port already in use.
+      if (type == SOCK_STREAM) ::setsockopt(l->fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (l->v6_socket) ::setsockopt(l->fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);  // [::] is dual-stack
+      sockaddr_storage ss;
+      socklen_t len = to_sockaddr(spec.bind, want, &ss, l->v6_socket);
+      if (::bind(l->fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind");
+      if (type == SOCK_STREAM && ::listen(l->fd.get(), 1024) != 0) return fail("listen on");
+      socklen_t sl = sizeof ss;
+      ::getsockname(l->fd.get(), reinterpret_cast<sockaddr*>(&ss), &sl);
+      from_sockaddr(ss, &l->host_port);
+      auto w = loop_.watch(l->fd.get(), EPOLLIN, *l);
+      if (!w) {
+        errno = w.error().value;
+        return fail("watch");
+      }
+      l->watch = std::move(w).value();
+      bool loopback = spec.bind.is_v6 ? spec.bind.v6.is_loopback() : spec.bind.v4.is_loopback();
+      if (!loopback)
+        MOAT_LOG(warn, "--publish \"%s\": listening on a non-loopback address (%s)", spec.text.c_str(),
+                 spec.bind.to_string().c_str());
+      listeners_.push_back(std::move(l));
+    }
+  }
+  return {};
+}
+
+std::vector<std::string> Publisher::describe() const {
+  std::vector<std::string> out;
+  for (const auto& l : listeners_) {
+    std::string b = l->spec.bind.is_v6 ? "[" + l->spec.bind.to_string() + "]" : l->spec.bind.to_string();
+    out.push_back(std::string(l->spec.proto == config::Proto::tcp ? "tcp " : "udp ") + b + ":" +
+                  std::to_string(l->host_port) + " -> guest port " + std::to_string(l->guest_port));
+  }
+  return out;
+}
+
+bool Publisher::source_for(const IpAddr& peer, uint16_t peer_port, IpAddr* guest_dst, IpAddr* src,
+                           uint16_t* src_port) {
+  // The guest address in the peer's family, or the other family if the guest lacks it.
+  bool use_v6 = peer.is_v6 ? bool(cfg_.guest6) : !cfg_.guest4;
+  if (use_v6 && !cfg_.guest6) return false;
+  if (!use_v6 && !cfg_.guest4) return false;
+  *guest_dst = use_v6 ? IpAddr(*cfg_.guest6) : IpAddr(*cfg_.guest4);
+  IpAddr gateway = use_v6 ? IpAddr(cfg_.gateway6) : IpAddr(cfg_.gateway4);
+  auto ephemeral = [&] {
+    rng_ = rng_ * 6364136223846793005ull + 1442695040888963407ull;
+    return uint16_t(49152 + (rng_ >> 33) % 16384);
+  };
+  if (!cfg_.preserve_source) {
+    *src = gateway;
+    *src_port = ephemeral();
+    return true;
+  }
+  if (peer.is_v6 != use_v6) {  // (c) a family the guest lacks
+    *src = gateway;
+    *src_port = ephemeral();
+    return true;
+  }
+  bool in_guest_net = use_v6 ? peer.v6.in_subnet(*cfg_.guest6, 64) || peer.v6 == *cfg_.guest6
+                             : peer.v4.in_subnet(*cfg_.guest4, cfg_.prefix4);
+  if (is_loopback(peer) || in_guest_net) {  // (a), (b)
+    *src = gateway;
+    *src_port = peer_port;
+    return true;
+  }
+  *src = peer;
+  *src_port = peer_port;
+  return true;
+}
+
+void Publisher::on_tcp_accept(Listener& l) {
+  for (int i = 0; i < 64; ++i) {  // bounded per wake-up
+    sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    UniqueFd c(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!c) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        MOAT_LOG_RATELIMITED(warn, "publish: accept failed: %s", std::strerror(errno));
+      return;
+    }
+    uint16_t peer_port = 0;
+    IpAddr peer = from_sockaddr(ss, &peer_port);
+    IpAddr guest, src;
+    uint16_t src_port = 0;
+    if (!source_for(peer, peer_port, &guest, &src, &src_port)) {
+      linger lg{1, 0};  // the peer sees RST
+      ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      continue;
+    }
+    auto r = tcp_.open_to_guest(std::move(c), guest, l.guest_port, src, src_port, loop_.now());
+    if (!r) MOAT_LOG_RATELIMITED(debug, "publish: cannot open to the guest: %s", r.error().message());
+  }
+}
+
+void Publisher::on_udp_readable(Listener& l) {
+  Instant now = loop_.now();
+  for (int i = 0; i < 32; ++i) {
+    sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    ssize_t n = ::recvfrom(l.fd.get(), buf_.data(), buf_.size(), 0, reinterpret_cast<sockaddr*>(&ss), &sl);
+    if (n < 0) return;
+    uint16_t peer_port = 0;
+    IpAddr peer = from_sockaddr(ss, &peer_port);
+    Mapping* m = nullptr;
+    for (auto& x : l.mappings)
+      if (x.peer == peer && x.peer_port == peer_port) m = &x;
+    if (m && now - m->last_used > cfg_.udp_idle_timeout) m = nullptr;  // expired: map afresh
+    if (!m) {
+      Mapping fresh;
+      fresh.peer = peer;
+      fresh.peer_port = peer_port;
+      if (!source_for(peer, peer_port, &fresh.guest_dst, &fresh.src, &fresh.src_port)) continue;
+      // Drop expired mappings; at the cap evict the least recently used (R-PUB-4).
+      std::erase_if(l.mappings, [&](const Mapping& x) { return now - x.last_used > cfg_.udp_idle_timeout; });
+      if (l.mappings.size() >= cfg_.udp_max_mappings) {
+        auto lru = std::min_element(l.mappings.begin(), l.mappings.end(),
+                                    [](const Mapping& a, const Mapping& b) { return a.last_used < b.last_used; });
+        l.mappings.erase(lru);
+      }
+      l.mappings.push_back(fresh);
+      m = &l.mappings.back();
+    }
+    m->last_used = now;
+    Bytes payload(buf_.data(), size_t(n));
+    bool ok = m->guest_dst.is_v6
+                  ? guest_.send_udp_v6(m->src.v6, m->guest_dst.v6, m->src_port, l.guest_port, payload)
+                  : guest_.send_udp_v4(m->src.v4, m->guest_dst.v4, m->src_port, l.guest_port, payload);
+    if (ok) counters_.inc(Counter::udp_datagrams_to_guest);
+  }
+}
+
+bool Publisher::on_guest_udp(const IpAddr& src, const IpAddr& dst, uint16_t src_port, uint16_t dst_port,
+                             Bytes payload, Instant now) {
+  for (auto& l : listeners_) {
+    if (l->spec.proto != config::Proto::udp || l->guest_port != src_port) continue;
+    for (auto& m : l->mappings) {
+      if (m.src == dst && m.src_port == dst_port && m.guest_dst == src && now - m.last_used <= cfg_.udp_idle_timeout) {
+        m.last_used = now;
+        sockaddr_storage ss;
+        socklen_t len = to_sockaddr(m.peer, m.peer_port, &ss, l->v6_socket);
+        if (::sendto(l->fd.get(), payload.data(), payload.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss),
+                     len) >= 0)
+          counters_.inc(Counter::udp_datagrams_from_guest);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool Publisher::on_guest_udp_v4(const wire::Ipv4Repr& ip, Bytes udp, Instant now) {
+  if (listeners_.empty()) return false;
+  Bytes payload;
+  auto u = wire::UdpRepr::parse(udp, &payload);
+  if (!u) return false;
+  return on_guest_udp(ip.src, ip.dst, u->src_port, u->dst_port, payload, now);
+}
+
+bool Publisher::on_guest_udp_v6(const wire::Ipv6Repr& ip, Bytes udp, Instant now) {
+  if (listeners_.empty()) return false;
+  Bytes payload;
+  auto u = wire::UdpRepr::parse(udp, &payload);
+  if (!u) return false;
+  return on_guest_udp(ip.src, ip.dst, u->src_port, u->dst_port, payload, now);
+}
+
+}  // namespace moat::ports

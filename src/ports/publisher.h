@@ -1,0 +1,78 @@
+#pragma once
+// Published ports (SPEC R-PUB): host listeners whose connections and datagrams become
+// guest-bound flows.
+//
+// Lifecycle: constructed (nothing bound) -> bind_all() binds every listener before moat
+// reports ready (a failure names the spec and errno; everything bound so far is closed)
+// -> serving (accepts and datagrams on the loop) -> destroyed (listeners closed; flows
+// already handed to the TCP engine live on there).
+//
+// Source preservation (R-PUB-5): the guest sees the peer's real address and port, except
+// (a) a loopback peer appears as the gateway address of the guest's family, (b) a peer
+// inside the guest prefix appears as the gateway, (c) a peer of a family the guest lacks
+// appears as the gateway of the guest's family with an ephemeral port.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/counters.h"
+#include "base/unique_fd.h"
+#include "config/net_specs.h"
+#include "event/loop.h"
+#include "flows/guest_io.h"
+#include "flows/tcp_engine.h"
+
+namespace moat::ports {
+
+struct PublisherConfig {
+  std::optional<Ipv4Addr> guest4;  ///< nullopt: IPv4 inactive
+  int prefix4 = 30;
+  Ipv4Addr gateway4;
+  std::optional<Ipv6Addr> guest6;  ///< nullopt: IPv6 inactive
+  Ipv6Addr gateway6;
+  bool preserve_source = true;
+  Duration udp_idle_timeout = std::chrono::seconds(60);
+  uint32_t udp_max_mappings = 1024;  ///< per entry
+};
+
+class Publisher {
+ public:
+  Publisher(event::Loop& loop, flows::TcpEngine& tcp, flows::GuestIo& guest, Counters& counters,
+            const PublisherConfig& config);
+  ~Publisher();
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  /// Binds and registers every listener. Error: one line naming the spec (§5.2).
+  Result<void, std::string> bind_all(const std::vector<config::PublishSpec>& specs);
+  /// "tcp 127.0.0.1:8080 -> 80" per listener, with ephemeral ports resolved.
+  [[nodiscard]] std::vector<std::string> describe() const;
+
+  /// A guest UDP datagram; true if it is a reply on a published UDP mapping (then it is
+  /// sent to the peer through the listener, without egress policy: R-PUB-4).
+  bool on_guest_udp_v4(const wire::Ipv4Repr& ip, Bytes udp, Instant now);
+  bool on_guest_udp_v6(const wire::Ipv6Repr& ip, Bytes udp, Instant now);
+
+ private:
+  struct Listener;
+  struct Mapping;
+  void on_tcp_accept(Listener& l);
+  void on_udp_readable(Listener& l);
+  bool on_guest_udp(const IpAddr& src, const IpAddr& dst, uint16_t src_port, uint16_t dst_port, Bytes payload,
+                    Instant now);
+  /// The address the guest sees for a host peer (R-PUB-5); false if the guest has no family at all.
+  bool source_for(const IpAddr& peer, uint16_t peer_port, IpAddr* guest_dst, IpAddr* src, uint16_t* src_port);
+
+  event::Loop& loop_;
+  flows::TcpEngine& tcp_;
+  flows::GuestIo& guest_;
+  Counters& counters_;
+  PublisherConfig cfg_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::byte> buf_;  ///< one datagram (allocated once)
+  uint64_t rng_;
+};
+
+}  // namespace moat::ports
