@@ -5,6 +5,9 @@ FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
+BENCH_OUT ?= /tmp/moat-bench
+BENCH_SECONDS ?= 4
+BENCH_PASSES ?= 2
 
 .PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench clean
 
@@ -46,6 +49,10 @@ fuzz-build: deps
 ## Each libFuzzer target for FUZZ_SECONDS over its checked-in corpus.
 fuzz-smoke: fuzz-build
 	@bash scripts/fuzz-smoke.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+## Side-by-side benchmark against pasta and slirp4netns (../shared/bench/netbench); prints ratios.
+bench: build
+	@bash bench/run.sh $(BENCH_OUT) $(BENCH_SECONDS) $(BENCH_PASSES)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

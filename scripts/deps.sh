@@ -10,6 +10,8 @@ PKGS=(
   # test peers: the kernel's stack in a netns is driven with these
   iproute2 iputils-ping busybox-static tshark tcpdump socat curl
   iperf3 knot-dnsutils python3 procps util-linux
+  # benchmark peers (bench/run.sh)
+  passt slirp4netns
 )
 
 missing=()
