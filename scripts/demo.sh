@@ -29,6 +29,8 @@ ip addr add 198.18.0.1/24 dev deadend0
 ip -6 addr add 2001:db8:ffff::1/64 dev deadend0 nodad
 ip route add default via 198.18.0.254 dev deadend0
 ip -6 route add default via 2001:db8:ffff::fe dev deadend0
+# moat relays guest pings through unprivileged ping sockets (R-ICMP-2); allow them here.
+sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 
 say "moat run -- CMD: the command runs in its own network namespace behind moat"
 "$MOAT" run --pcap "$WORK/link.pcap" -- sh -c '
@@ -39,6 +41,26 @@ say "moat run -- CMD: the command runs in its own network namespace behind moat"
   echo "\$ ping -6 -c 3 fd42:6d73:62::1"; ping -6 -c 3 -i 0.2 fd42:6d73:62::1 | tail -n 2
   echo "\$ ping -c 2 -W 1 203.0.113.5   # not the gateway: moat never answers for other hosts"
   ping -c 2 -W 1 203.0.113.5 | tail -n 2 || true'
+
+say "flows: the sandbox fetches a page from a server on the host's loopback, through the gateway"
+mkdir -p "$WORK/www"
+echo "hello from the host's 127.0.0.1:8080, served to the sandbox by moat" > "$WORK/www/index.html"
+(cd "$WORK/www" && exec timeout 60 python3 -m http.server 8080 --bind 127.0.0.1) > /dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.1; done
+"$MOAT" run -- sh -c '
+  echo "\$ curl http://100.96.0.1:8080/   # the gateway address maps to the host loopback"
+  curl -sS http://100.96.0.1:8080/
+  echo "\$ curl http://100.96.0.1:8081/   # nothing listens there: refused at once, not a timeout"
+  curl -sS -m 5 http://100.96.0.1:8081/ || true'
+
+say "a published port: host 127.0.0.1:18080 -> the sandbox's port 80"
+"$MOAT" run -p 127.0.0.1:18080:80 --ready-file "$WORK/pub.ready" -- \
+  sh -c 'cd "$0" && exec timeout 20 python3 -m http.server 80 --bind 0.0.0.0' "$WORK/www" > /dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -s "$WORK/pub.ready" ]] && curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
+echo "\$ curl http://127.0.0.1:18080/   # on the host"
+curl -sS http://127.0.0.1:18080/ || true
 
 say "the guest link as captured by --pcap (tshark)"
 tshark -r "$WORK/link.pcap" -n 2>/dev/null | head -n 16
