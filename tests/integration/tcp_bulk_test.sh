@@ -5,7 +5,10 @@
 # by the guest); 128 MiB each way over IPv6 (::1). Rates are printed for information only.
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
-GIB=1073741824
+# MOAT_IT_BULK_BYTES scales the transfers down (make asan sets 64 MiB); the default is the 1 GiB
+# the issue asks for.
+GIB=${MOAT_IT_BULK_BYTES:-1073741824}
+SIZE="$((GIB / 1048576)) MiB"
 V6=134217728
 
 start_bg sink  "$NP" serve-sink --port 18200 --ready-file "$T_DIR/sink.ready" --max-seconds 280
@@ -31,9 +34,9 @@ transfer() {
 }
 
 transfer up   "$NP" send  --host 100.96.0.1 --port 18200 --bytes $GIB --seed 40 --max-seconds 125
-check "1 GiB guest->host (IPv4) byte-identical"   test "$(cat "$T_DIR/up.out")" = "$want_up"
+check "$SIZE guest->host (IPv4) byte-identical"   test "$(cat "$T_DIR/up.out")" = "$want_up"
 transfer down "$NP" fetch --host 100.96.0.1 --port 18201 --max-seconds 125
-check "1 GiB host->guest (IPv4) byte-identical"   test "$(cat "$T_DIR/down.out")" = "$want_down"
+check "$SIZE host->guest (IPv4) byte-identical"   test "$(cat "$T_DIR/down.out")" = "$want_down"
 transfer up6   "$NP" send  --host fd42:6d73:62::1 --port 18200 --bytes $V6 --seed 42 --max-seconds 125
 check "128 MiB guest->host (IPv6) byte-identical" test "$(cat "$T_DIR/up6.out")" = "$want_up6"
 transfer down6 "$NP" fetch --host fd42:6d73:62::1 --port 18201 --max-seconds 125

@@ -5,7 +5,10 @@
 # byte-identical (sha256). Rates are printed; no timing assertion beyond the generous bound.
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
-GIB=1073741824
+# MOAT_IT_BULK_BYTES scales the transfers down (make asan sets 64 MiB); the default is the 1 GiB
+# the issue asks for.
+GIB=${MOAT_IT_BULK_BYTES:-1073741824}
+SIZE="$((GIB / 1048576)) MiB"
 IMPAIR="loss=0.05,reorder=0.1,duplicate=0.02,seed=7"
 LIMIT=${MOAT_IMPAIR_LIMIT:-240}   # seconds per direction
 
@@ -28,9 +31,9 @@ transfer() {
 }
 
 transfer up   "$NP" send  --host 100.96.0.1 --port 18300 --bytes $GIB --seed 50 --max-seconds $((LIMIT + 5))
-check "1 GiB guest->host under impairment byte-identical" test "$(cat "$T_DIR/up.out")" = "$want_up"
+check "$SIZE guest->host under impairment byte-identical" test "$(cat "$T_DIR/up.out")" = "$want_up"
 transfer down "$NP" fetch --host 100.96.0.1 --port 18301 --max-seconds $((LIMIT + 5))
-check "1 GiB host->guest under impairment byte-identical" test "$(cat "$T_DIR/down.out")" = "$want_down"
+check "$SIZE host->guest under impairment byte-identical" test "$(cat "$T_DIR/down.out")" = "$want_down"
 # The impairment really applied (moat logs its counters at exit with --log-level debug).
 counter() { grep -o "stats: .*" "$T_DIR/$1.log" | tail -n 1 | grep -o " $2=[0-9]*" | cut -d= -f2 || true; }
 for d in up down; do
