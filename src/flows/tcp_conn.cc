@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "wire/ipv4.h"
 
@@ -42,6 +43,152 @@ const char* tcp_state_name(TcpState s) noexcept {
     case TcpState::TimeWait: return "TIME-WAIT";
   }
   return "?";
+}
+
+// ---- Out-of-order queue (R-TCP-8) --------------------------------------------------------
+
+OooPool::OooPool(size_t cap_bytes) : cap_(cap_bytes / kChunkSize) {
+  // Both bounded by the cap, so growing the pool never reallocates them.
+  storage_.reserve(cap_);
+  free_.reserve(cap_);
+}
+
+std::byte* OooPool::acquire() noexcept {
+  if (!free_.empty()) {
+    std::byte* c = free_.back();
+    free_.pop_back();
+    return c;
+  }
+  if (storage_.size() >= cap_) return nullptr;
+  storage_.push_back(std::make_unique_for_overwrite<std::byte[]>(kChunkSize));  // first growth only
+  return storage_.back().get();
+}
+
+void OooPool::release(std::byte* chunk) noexcept {
+  if (chunk != nullptr) free_.push_back(chunk);
+}
+
+size_t OooQueue::stored_bytes() const noexcept {
+  size_t n = 0;
+  for (size_t i = 0; i < count_; ++i) n += uint32_t(r_[i].end - r_[i].start);
+  return n;
+}
+
+size_t OooQueue::chunks_held() const noexcept {
+  return size_t(std::count_if(chunks_.begin(), chunks_.end(), [](const std::byte* c) { return c != nullptr; }));
+}
+
+void OooQueue::copy_in(SeqNum seq, SeqNum from, SeqNum to, Bytes data) noexcept {
+  uint32_t off = uint32_t(from - base_);
+  size_t src = uint32_t(from - seq);
+  size_t n = uint32_t(to - from);
+  while (n > 0) {
+    const size_t in = off % OooPool::kChunkSize;
+    const size_t m = std::min(n, OooPool::kChunkSize - in);
+    std::memcpy(chunk_at(off) + in, data.data() + src, m);
+    off += uint32_t(m);
+    src += m;
+    n -= m;
+  }
+}
+
+OooQueue::Insert OooQueue::insert(SeqNum rcv_nxt, SeqNum limit, SeqNum seq, Bytes data) noexcept {
+  if (pool_ == nullptr || data.empty() || data.size() > kMaxBytes || seq <= rcv_nxt) return Insert::Dropped;
+  advance(rcv_nxt);
+  if (count_ == 0) {  // an empty queue holds no chunk: lay the ring out from rcv_nxt
+    base_ = rcv_nxt;
+    head_ = 0;
+  }
+  // Clip to the advertised window and to the ring's reach.
+  const SeqNum s = seq;
+  const SeqNum e = seq_min(seq + uint32_t(data.size()), seq_min(limit, base_ + uint32_t(kMaxBytes)));
+  if (e <= s) return Insert::Dropped;
+  // Ranges [i, k) touch [s, e) (overlap or adjacency): they merge with it.
+  size_t i = 0;
+  while (i < count_ && r_[i].end < s) ++i;
+  size_t k = i;
+  while (k < count_ && r_[k].start <= e) ++k;
+  if (k == i + 1 && r_[i].start <= s && e <= r_[i].end) return Insert::Duplicate;
+  if (count_ - (k - i) + 1 > kMaxRanges) return Insert::Dropped;
+  // Chunks for the span; on exhaustion give back the ones taken here and drop.
+  const uint32_t first = uint32_t(s - base_) / OooPool::kChunkSize;
+  const uint32_t last = uint32_t(e - base_ - 1) / OooPool::kChunkSize;
+  std::array<uint32_t, kMaxChunks> taken{};
+  size_t ntaken = 0;
+  for (uint32_t c = first; c <= last; ++c) {
+    std::byte*& slot = chunks_[(head_ + c) % kMaxChunks];
+    if (slot != nullptr) continue;
+    slot = pool_->acquire();
+    if (slot == nullptr) {
+      for (size_t t = 0; t < ntaken; ++t) {
+        std::byte*& back = chunks_[(head_ + taken[t]) % kMaxChunks];
+        pool_->release(back);
+        back = nullptr;
+      }
+      return Insert::Dropped;
+    }
+    taken[ntaken++] = c;
+  }
+  // Copy only the gaps between stored ranges: bytes already held stay as first received.
+  SeqNum cur = s;
+  for (size_t j = i; j < k; ++j) {
+    if (r_[j].start > cur) copy_in(seq, cur, r_[j].start, data);
+    cur = seq_max(cur, r_[j].end);
+  }
+  if (cur < e) copy_in(seq, cur, e, data);
+  Range m{s, e};
+  if (k > i) {
+    m.start = seq_min(s, r_[i].start);
+    m.end = seq_max(e, r_[k - 1].end);
+  }
+  // r_ = r_[0, i) + m + r_[k, count_)
+  std::array<Range, kMaxRanges> out{};
+  size_t n = 0;
+  for (size_t j = 0; j < i; ++j) out[n++] = r_[j];
+  out[n++] = m;
+  for (size_t j = k; j < count_; ++j) out[n++] = r_[j];
+  r_ = out;
+  count_ = uint8_t(n);
+  return Insert::Stored;
+}
+
+Bytes OooQueue::contiguous(SeqNum rcv_nxt) const noexcept {
+  if (count_ == 0 || r_[0].start > rcv_nxt || r_[0].end <= rcv_nxt || rcv_nxt < base_) return {};
+  const uint32_t off = uint32_t(rcv_nxt - base_);
+  const size_t in = off % OooPool::kChunkSize;
+  const size_t n = std::min<size_t>(uint32_t(r_[0].end - rcv_nxt), OooPool::kChunkSize - in);
+  return Bytes(chunk_at(off) + in, n);
+}
+
+void OooQueue::advance(SeqNum rcv_nxt) noexcept {
+  if (count_ == 0) return;
+  size_t drop = 0;
+  while (drop < count_ && r_[drop].end <= rcv_nxt) ++drop;
+  if (drop == count_) {
+    clear();
+    return;
+  }
+  if (drop > 0) {
+    for (size_t j = drop; j < count_; ++j) r_[j - drop] = r_[j];
+    count_ = uint8_t(count_ - drop);
+  }
+  if (r_[0].start < rcv_nxt) r_[0].start = rcv_nxt;
+  // Whole chunks behind rcv_nxt go back to the pool; the ring moves on.
+  while (base_ + uint32_t(OooPool::kChunkSize) <= rcv_nxt) {
+    pool_->release(chunks_[head_]);
+    chunks_[head_] = nullptr;
+    head_ = uint8_t((head_ + 1) % kMaxChunks);
+    base_ += uint32_t(OooPool::kChunkSize);
+  }
+}
+
+void OooQueue::clear() noexcept {
+  for (auto& c : chunks_) {
+    if (c != nullptr) pool_->release(c);
+    c = nullptr;
+  }
+  count_ = 0;
+  head_ = 0;
 }
 
 // ---- Opening ------------------------------------------------------------------------
@@ -318,10 +465,14 @@ void TcpConn::process_payload(const TcpRepr& seg, Bytes payload, Instant now) {
     return;
   }
   if (seg.seq > rcv_nxt_) {
-    // Out of order: dropped, duplicate ACK so the guest fast-retransmits (R-TCP-8).
+    // Out of order: the payload inside the window waits in the reordering queue (a FIN
+    // beyond a hole is not kept: the guest retransmits it). Either way a duplicate ACK, so
+    // the guest fast-retransmits the hole (R-TCP-8).
+    if (ooo_.enabled()) (void)ooo_.insert(rcv_nxt_, rcv_adv_, seg.seq, payload);
     send_ack();
     return;
   }
+  const SeqNum rcv_before = rcv_nxt_;
   // Trim what we already have (overlap) and what lies beyond the advertised window.
   Bytes data = payload.subspan(std::min<size_t>(payload.size(), uint32_t(rcv_nxt_ - seg.seq)));
   const size_t room = rcv_adv_ > rcv_nxt_ ? size_t(rcv_adv_ - rcv_nxt_) : 0;
@@ -347,7 +498,8 @@ void TcpConn::process_payload(const TcpRepr& seg, Bytes payload, Instant now) {
   }
   if (fin && !truncated && rcv_nxt_ == seg_end) {
     // Eighth: FIN. Everything before it reached the peer, which shuts its write side once
-    // that is written (R-TCP-9).
+    // that is written (R-TCP-9). Nothing follows a FIN: queued bytes beyond it are void.
+    ooo_.clear();
     rcv_nxt_ += 1;
     guest_fin_ = true;
     peer_->shutdown_write();
@@ -371,9 +523,42 @@ void TcpConn::process_payload(const TcpRepr& seg, Bytes payload, Instant now) {
     send_ack();
     return;
   }
+  if (!ooo_.empty()) {
+    // The segment filled all or part of a hole: what now follows it contiguously goes to
+    // the peer too, and the ACK goes at once (RFC 5681 §4.2), so the guest's recovery
+    // moves on to the next hole without waiting for the batch to end.
+    ooo_.advance(rcv_nxt_);
+    if (!drain_ooo(now)) return;
+    if (rcv_nxt_ != rcv_before) {
+      send_ack();
+      return;
+    }
+  }
   // ACK at least every second full-sized segment (RFC 9293 §3.8.6.3, R-TCP-8); the rest
   // waits for flush() at the end of the batch.
   if (truncated || full_segments_unacked_ >= 2) send_ack();
+}
+
+// Writes the queued out-of-order bytes that now follow rcv_nxt_ to the peer. Like the
+// in-order path, rcv_nxt_ advances only by what the peer took; the rest stays queued
+// (inside the window already advertised). False: the peer failed, the connection closed.
+bool TcpConn::drain_ooo(Instant now) {
+  for (;;) {
+    const Bytes b = ooo_.contiguous(rcv_nxt_);
+    if (b.empty()) return true;
+    auto w = peer_->write(b);
+    if (!w) {
+      on_peer_error(w.error(), now);
+      return false;
+    }
+    if (*w == 0) return true;
+    rcv_nxt_ += uint32_t(*w);
+    ooo_.advance(rcv_nxt_);
+    last_payload_ = now;
+    ack_pending_ = true;
+    window_dirty_ = true;
+    if (*w < b.size()) return true;
+  }
 }
 
 // ---- Output -----------------------------------------------------------------------------
@@ -574,6 +759,17 @@ bool TcpConn::window_nearly_closed() const noexcept {
 void TcpConn::on_peer_writable(Instant now) {
   if (finished() || guest_fin_) return;
   if (state_ != TcpState::Established && state_ != TcpState::FinWait1 && state_ != TcpState::FinWait2) return;
+  if (!ooo_.empty()) {
+    // Queued bytes the peer could not take earlier.
+    const SeqNum before = rcv_nxt_;
+    if (!drain_ooo(now)) return;
+    if (rcv_nxt_ != before) {
+      update_window();
+      send_ack();
+      rearm(now);
+      return;
+    }
+  }
   // Only when the window we last offered is small is a window update worth its syscalls
   // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2: update by min(RCV.BUFF/2, MSS)).
   const uint32_t offered = rcv_adv_ > rcv_nxt_ ? uint32_t(rcv_adv_ - rcv_nxt_) : 0;
@@ -600,6 +796,7 @@ void TcpConn::abort(TcpCloseReason why, Instant /*now*/) {
 }
 
 void TcpConn::close(TcpCloseReason why) {
+  ooo_.clear();  // chunks back to the pool
   state_ = TcpState::Closed;
   if (reason_ == TcpCloseReason::None || why != TcpCloseReason::Normal) reason_ = why;
   timer_ = Idle{Instant::max()};

@@ -25,12 +25,17 @@
 // window, PSH on the last of a burst; payload is peeked from the peer straight into the
 // frame. Go-back-N from snd_una on RTO (RFC 6298) and after 3 duplicate ACKs
 // (RFC 5681 §3.2). Zero-window persist probes (RFC 9293 §3.8.6.1).
-// Receiving (R-TCP-8): in-order in-window payload is written to the peer; out-of-order is
-// dropped with a duplicate ACK; overlaps are trimmed. ACK at least every second full
-// segment and at flush().
+// Receiving (R-TCP-8): in-order in-window payload is written to the peer; out-of-order
+// payload inside the advertised window is kept in a bounded OooQueue (when the owner gave
+// an OooPool, else dropped) and answered with a duplicate ACK; when the hole is filled the
+// now-contiguous bytes follow to the peer and the ACK jumps. Overlaps are trimmed. ACK at
+// least every second full segment and at flush().
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <variant>
+#include <vector>
 
 #include "base/time.h"
 #include "flows/flow_table.h"
@@ -79,6 +84,87 @@ struct TcpParams {
     while (s < wire::TcpRepr::kMaxWindowScale && (uint64_t{65535} << s) < max_window) ++s;
     return s;
   }
+};
+
+/// Gateway-wide store for out-of-order guest payload (R-TCP-8 reordering queue): a
+/// free-list of fixed 64 KiB chunks shared by every flow of a TcpEngine. Chunks are
+/// allocated lazily, on first need, up to `cap_bytes`, and reused after that (no allocation
+/// once warmed up); an exhausted pool makes acquire() fail and the segment is dropped.
+class OooPool {
+ public:
+  static constexpr size_t kChunkSize = 64 << 10;
+  explicit OooPool(size_t cap_bytes);
+  OooPool(const OooPool&) = delete;
+  OooPool& operator=(const OooPool&) = delete;
+
+  /// A chunk of kChunkSize bytes, or nullptr when the cap is reached.
+  [[nodiscard]] std::byte* acquire() noexcept;
+  void release(std::byte* chunk) noexcept;
+
+  [[nodiscard]] size_t capacity_chunks() const noexcept { return cap_; }
+  [[nodiscard]] size_t allocated_chunks() const noexcept { return storage_.size(); }
+  [[nodiscard]] size_t chunks_in_use() const noexcept { return storage_.size() - free_.size(); }
+
+ private:
+  size_t cap_;
+  std::vector<std::unique_ptr<std::byte[]>> storage_;  // reserved to cap_ up front
+  std::vector<std::byte*> free_;                        // reserved to cap_ up front
+};
+
+/// One flow's out-of-order guest payload: at most kMaxRanges disjoint, non-adjacent byte
+/// ranges (sorted by sequence number) inside [base, base + kMaxBytes). The bytes live in a
+/// ring of kMaxChunks pool chunks laid out by sequence number: chunk slot (head + i) holds
+/// [base + i*K, base + (i+1)*K), K = OooPool::kChunkSize. As rcv_nxt passes whole chunks they
+/// go back to the pool and base moves on; an empty queue holds no chunk.
+class OooQueue {
+ public:
+  static constexpr size_t kMaxRanges = 16;          ///< R-TCP-8: per-flow segment bound
+  static constexpr size_t kMaxBytes = size_t{1} << 20;  ///< R-TCP-8: per-flow byte bound
+  static constexpr size_t kMaxChunks = kMaxBytes / OooPool::kChunkSize;
+  static_assert(kMaxBytes % OooPool::kChunkSize == 0);
+
+  enum class Insert : uint8_t { Stored, Duplicate, Dropped };
+
+  OooQueue() = default;
+  ~OooQueue() { clear(); }
+  OooQueue(const OooQueue&) = delete;
+  OooQueue& operator=(const OooQueue&) = delete;
+
+  void set_pool(OooPool* pool) noexcept { pool_ = pool; }
+  [[nodiscard]] bool enabled() const noexcept { return pool_ != nullptr; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  [[nodiscard]] size_t ranges() const noexcept { return count_; }
+  [[nodiscard]] size_t stored_bytes() const noexcept;
+  [[nodiscard]] size_t chunks_held() const noexcept;
+
+  /// Stores `data` (first byte at `seq`, rcv_nxt < seq) clipped to [rcv_nxt, limit) and to
+  /// the queue's reach; only the bytes not already stored are copied. Dropped (nothing
+  /// kept) when it would need more than kMaxRanges ranges, lies beyond the reach, or the
+  /// pool has no chunk for it.
+  Insert insert(wire::SeqNum rcv_nxt, wire::SeqNum limit, wire::SeqNum seq, Bytes data) noexcept;
+  /// Stored bytes starting exactly at `rcv_nxt`, up to the end of their range or chunk
+  /// (call again after advance() for the rest). Empty when there is a hole.
+  [[nodiscard]] Bytes contiguous(wire::SeqNum rcv_nxt) const noexcept;
+  /// Forgets everything before `rcv_nxt` and returns chunks it no longer needs.
+  void advance(wire::SeqNum rcv_nxt) noexcept;
+  /// Forgets everything and returns every chunk.
+  void clear() noexcept;
+
+ private:
+  struct Range {
+    wire::SeqNum start, end;  // [start, end)
+  };
+  std::byte* chunk_at(uint32_t off) const noexcept {
+    return chunks_[(head_ + off / OooPool::kChunkSize) % kMaxChunks];
+  }
+  void copy_in(wire::SeqNum seq, wire::SeqNum from, wire::SeqNum to, Bytes data) noexcept;
+
+  OooPool* pool_ = nullptr;
+  std::array<std::byte*, kMaxChunks> chunks_{};
+  std::array<Range, kMaxRanges> r_{};
+  wire::SeqNum base_;
+  uint8_t head_ = 0;
+  uint8_t count_ = 0;
 };
 
 class TcpConn {
@@ -138,6 +224,10 @@ class TcpConn {
   void abort(TcpCloseReason why, Instant now);
   /// Ends the connection without sending anything (the owner answered, e.g. with ICMP).
   void abort_silently(TcpCloseReason why) { if (!finished()) close(why); }
+  /// Out-of-order guest payload is queued in chunks of `pool` (which must outlive the
+  /// connection); without a pool it is dropped. Call before the first segment.
+  void set_ooo_pool(OooPool* pool) noexcept { ooo_.set_pool(pool); }
+  [[nodiscard]] const OooQueue& ooo() const noexcept { return ooo_; }
 
   [[nodiscard]] std::optional<Instant> next_deadline() const noexcept;
   [[nodiscard]] TcpState state() const noexcept { return state_; }
@@ -169,6 +259,7 @@ class TcpConn {
   void on_segment_synchronized(const wire::TcpRepr& seg, Bytes payload, Instant now);
   bool process_ack(const wire::TcpRepr& seg, size_t payload_len, Instant now);
   void process_payload(const wire::TcpRepr& seg, Bytes payload, Instant now);
+  bool drain_ooo(Instant now);
   void enter_established(Instant now);
 
   // Output.
@@ -221,6 +312,7 @@ class TcpConn {
   bool ws_ok_ = false;      // window scaling negotiated (RFC 7323 §2.2)
   uint16_t rcv_mss_ = 536;  // largest guest segment we expect (for "every 2nd full segment")
   bool guest_fin_ = false;
+  OooQueue ooo_;            // out-of-order payload beyond rcv_nxt_, within rcv_adv_
 
   bool peer_connected_ = false;
   bool ack_pending_ = false;

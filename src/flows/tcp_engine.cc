@@ -77,6 +77,7 @@ TcpEngine::TcpEngine(event::Loop& loop, GuestIo& io, const Destinations& destina
       params4_(make_params(config, io.mtu(), 40)),
       params6_(make_params(config, io.mtu(), 60)),
       isn_key_(SipKey::random()),
+      ooo_pool_(config.ooo_pool_bytes),
       table_(std::max<uint32_t>(config.max_flows, 1)),
       tw_(std::max<uint32_t>(config.time_wait_max, 1)) {
   use_peek_off_ = cfg_.use_peek_off && kernel_has_tcp_peek_off();
@@ -255,6 +256,7 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   if (ip4) f.syn_ip4.payload_len = f.syn_l4_len;
   else f.syn_ip6.payload_len = f.syn_l4_len;
 
+  if (cfg_.ooo_pool_bytes > 0) f.conn.set_ooo_pool(&ooo_pool_);
   f.conn.open_passive(key, seg, make_isn(key, now), params_for(key.guest.is_v6), io_, f.host, now);
   dial(f, now);
   post_event(f, now);
@@ -621,6 +623,7 @@ Result<void, Errno> TcpEngine::open_to_guest(UniqueFd accepted, IpAddr guest, ui
   }
   f.watch = std::move(*w);
   counters_.inc(Counter::tcp_ingress_opened);
+  if (cfg_.ooo_pool_bytes > 0) f.conn.set_ooo_pool(&ooo_pool_);
   f.conn.open_active(key, make_isn(key, now), params_for(guest.is_v6), io_, f.host, now);
   post_event(f, now);
   counters_.set(Counter::tcp_active, table_.live());

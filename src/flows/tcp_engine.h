@@ -47,6 +47,9 @@ struct TcpConfig {
   uint32_t max_window = 8 << 20;
   uint32_t flow_buffer = 256 << 10;
   uint32_t time_wait_max = 4096;
+  /// Gateway-wide cap on out-of-order guest payload held for reordering (R-TCP-8): 64 KiB
+  /// chunks allocated on first need, reused after that. 0 disables the queue.
+  uint32_t ooo_pool_bytes = 16 << 20;
   /// false forces the pre-6.9 fallback (MSG_PEEK into a discard buffer) even when the
   /// kernel has SO_PEEK_OFF on TCP (tests).
   bool use_peek_off = true;
@@ -103,6 +106,7 @@ class TcpEngine {
   [[nodiscard]] size_t active_flows() const noexcept { return table_.live(); }
   [[nodiscard]] size_t pending_connects() const noexcept { return pending_connects_; }
   [[nodiscard]] size_t time_wait_records() const noexcept { return tw_.live(); }
+  [[nodiscard]] const OooPool& ooo_pool() const noexcept { return ooo_pool_; }
   /// The connection for a 4-tuple (tests, control socket).
   [[nodiscard]] const TcpConn* find(const FlowKey& key);
 
@@ -151,6 +155,7 @@ class TcpEngine {
   bool use_peek_off_ = true;
   std::vector<std::byte> discard_;  // only without SO_PEEK_OFF
 
+  OooPool ooo_pool_;  // before table_: outlives every flow's chunks
   FlowTable<TcpFlow> table_;
   size_t pending_connects_ = 0;
   std::vector<FlowId> dirty_, dirty_scratch_;      // flows owing a flush()

@@ -22,9 +22,18 @@ void operator delete(void* p, size_t) noexcept { std::free(p); }
 namespace moat::flows::test {
 namespace {
 
-using TcpAlloc = TcpEngineFixture;
+class TcpAlloc : public TcpEngineFixture {
+ protected:
+  void bulk_transfer(bool reorder);
+};
 
-TEST_F(TcpAlloc, SteadyStateBulkTransferDoesNotAllocate) {
+TEST_F(TcpAlloc, SteadyStateBulkTransferDoesNotAllocate) { bulk_transfer(false); }
+
+// Guest segments 1 and 2 swapped every round: segment 2 waits in the out-of-order queue
+// (R-TCP-8), whose pool chunk is allocated in the warm-up and reused after that.
+TEST_F(TcpAlloc, ReorderedGuestSegmentsDoNotAllocate) { bulk_transfer(true); }
+
+void TcpAlloc::bulk_transfer(bool reorder) {
   io.mtu_value = 65520;
   start();
   UniqueFd host = handshake();
@@ -61,20 +70,21 @@ TEST_F(TcpAlloc, SteadyStateBulkTransferDoesNotAllocate) {
       engine->flush(now());
     }
     for (int i = 0; i < 4; ++i) {
+      const int k = reorder && (i == 1 || i == 2) ? 3 - i : i;  // 0, 2, 1, 3
       TcpRepr d;
       d.src_port = gport;
       d.dst_port = port;
       d.flags = tf::ack | tf::psh;
       d.window = 65535;
-      d.seq = gseq;
+      d.seq = gseq + uint32_t(16000 * k);
       d.ack = mseq;
       const size_t hl = d.header_len();
       std::memcpy(l4.data() + hl, chunk.data(), 16000);
       d.emit_v4(MutBytes(l4.data(), hl + 16000), guest4, gw4);
       ip.payload_len = uint16_t(hl + 16000);
       engine->on_segment_v4(ip, Bytes(l4.data(), hl + 16000), now());
-      gseq += 16000;
     }
+    gseq += 4 * 16000;
     engine->flush(now());
     while (::recv(host.get(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
     }
@@ -89,6 +99,12 @@ TEST_F(TcpAlloc, SteadyStateBulkTransferDoesNotAllocate) {
   EXPECT_EQ(g_allocations.load(), 0u);
   EXPECT_GT(io.sent - segs_before, 100u) << "a bulk transfer of many segments took place";
   EXPECT_GT(io.sent_bytes - bytes_before, size_t(10) << 20);
+  const TcpConn* c = engine->find({guest4, gw4, gport, port});
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->rcv_nxt(), gseq) << "every guest byte was taken";
+  if (reorder) {
+    EXPECT_EQ(engine->ooo_pool().allocated_chunks(), 1u);
+  }
 }
 
 }  // namespace
