@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "base/strings.h"
 
 namespace moat::cli {
 
@@ -35,7 +36,6 @@ ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::s
 /// Prints `Usage:` plus one line per flag.
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags);
 
-/// Levenshtein distance (for "did you mean").
-size_t edit_distance(std::string_view a, std::string_view b);
+using moat::edit_distance;  // base/strings.h
 
 }  // namespace moat::cli

@@ -52,6 +52,7 @@ class Destinations {
   [[nodiscard]] const DestinationConfig& config() const noexcept { return cfg_; }
 
  private:
+  bool plan_common(const IpAddr& dst, uint16_t port, DialPlan& p) const;
   DestinationConfig cfg_;
 };
 

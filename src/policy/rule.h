@@ -9,6 +9,7 @@
 #include "base/addr.h"
 #include "base/result.h"
 #include "policy/groups.h"
+#include "base/strings.h"
 
 namespace moat::policy {
 
@@ -118,8 +119,7 @@ struct NameError {
 };
 Result<std::string, NameError> normalize_name(std::string_view name);
 
-/// Levenshtein distance, used for did-you-mean suggestions (<= 2 suggests).
-size_t edit_distance(std::string_view a, std::string_view b);
+using moat::edit_distance;  // base/strings.h
 
 /// The normalised rule string for `r` (what parse_rules stores in `text`).
 std::string rule_to_string(const Rule& r);

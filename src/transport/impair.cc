@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "base/check.h"
+#include "base/strings.h"
 
 namespace moat::transport {
 
@@ -28,21 +29,6 @@ std::string quoted(std::string_view s) {
   out += s;
   out += '"';
   return out;
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  // Two-row Levenshtein; the strings are short CLI keys.
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
 }
 
 std::string unknown_key_error(std::string_view key) {

@@ -1,23 +1,9 @@
 // STYLE.md: steady state does zero allocations. A bulk transfer in both directions through
 // the TcpEngine (real loopback sockets) runs while global operator new is counting.
-#include <atomic>
-#include <cstdlib>
-#include <new>
+#include "support/alloc_counter.h"
 
 #include "tcp_engine_fixture.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<size_t> g_allocations{0};
-}  // namespace
-
-void* operator new(size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  std::abort();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace moat::flows::test {
 namespace {
@@ -92,11 +78,10 @@ void TcpAlloc::bulk_transfer(bool reorder) {
   for (int i = 0; i < 5; ++i) round();  // warm-up: flow buffers, timer slots, vectors
   const size_t bytes_before = io.sent_bytes;
   const size_t segs_before = io.sent;
-  g_allocations = 0;
-  g_counting = true;
+  moat::test::start_counting_allocations();
   for (int i = 0; i < 20; ++i) round();
-  g_counting = false;
-  EXPECT_EQ(g_allocations.load(), 0u);
+  const size_t allocations = moat::test::stop_counting_allocations();
+  EXPECT_EQ(allocations, 0u);
   EXPECT_GT(io.sent - segs_before, 100u) << "a bulk transfer of many segments took place";
   EXPECT_GT(io.sent_bytes - bytes_before, size_t(10) << 20);
   const TcpConn* c = engine->find({guest4, gw4, gport, port});

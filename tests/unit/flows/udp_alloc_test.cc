@@ -6,27 +6,13 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
+#include "support/alloc_counter.h"
 
 #include "event/clock.h"
 #include "event/loop.h"
 #include "flows/udp_relay.h"
 #include "wire/udp.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<size_t> g_allocations{0};
-}  // namespace
-
-void* operator new(size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  std::abort();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace moat::flows {
 namespace {
@@ -100,16 +86,15 @@ TEST(UdpAlloc, SteadyStateDatagramPathDoesNotAllocate) {
   };
 
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(round_trip());  // warm-up: session, socket, peer, timer
-  g_allocations = 0;
-  g_counting = true;
+  moat::test::start_counting_allocations();
   bool ok = true;
   for (int i = 0; i < 200 && ok; ++i) {
     clock.advance(std::chrono::milliseconds(10));
     ok = round_trip();
   }
-  g_counting = false;
+  const size_t allocations = moat::test::stop_counting_allocations();
   EXPECT_TRUE(ok);
-  EXPECT_EQ(g_allocations.load(), 0u);
+  EXPECT_EQ(allocations, 0u);
   ::close(srv);
 }
 

@@ -1,23 +1,9 @@
 // STYLE.md: steady state does zero allocations. Every service path of the Interface is
 // driven with prebuilt frames while global operator new is counting.
-#include <atomic>
-#include <cstdlib>
-#include <new>
+#include "support/alloc_counter.h"
 
 #include "stack_fixture.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<size_t> g_allocations{0};
-}  // namespace
-
-void* operator new(size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  std::abort();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace moat::stack {
 namespace {
@@ -60,7 +46,7 @@ TEST(StackAlloc, IngressAndEgressDoNotAllocate) {
       Buf(5),  // runt
   };
   Instant now = Instant{} + std::chrono::seconds(10);
-  g_counting = true;
+  moat::test::start_counting_allocations();
   iface.start(now);
   for (int round = 0; round < 3; ++round) {
     for (const Buf& f : frames) iface.on_frame_from_guest(test::span(f), now);
@@ -68,8 +54,8 @@ TEST(StackAlloc, IngressAndEgressDoNotAllocate) {
   }
   auto off = test::as_ipv4(test::span(frames[2]));
   iface.send_icmp_error_v4(off->ip, off->l4, cfg.gateway4, 3, 3, now);
-  g_counting = false;
-  EXPECT_EQ(g_allocations.load(), 0u);
+  const size_t allocations = moat::test::stop_counting_allocations();
+  EXPECT_EQ(allocations, 0u);
   EXPECT_GT(sink.frames, 15u);
   EXPECT_EQ(handler.n, 6);
 }

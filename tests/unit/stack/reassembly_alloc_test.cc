@@ -1,32 +1,13 @@
 // STYLE.md: adding fragments never allocates; all storage is reserved at construction.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <vector>
+
+#include "support/alloc_counter.h"
 
 #include "stack/reassembly.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<size_t> g_allocations{0};
-}  // namespace
-
-void* operator new(size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  std::abort();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void* operator new[](size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  std::abort();
-}
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
+// The default operator new[] calls operator new, which support/alloc_counter.cc counts.
 
 namespace moat::stack {
 namespace {
@@ -41,7 +22,7 @@ TEST(ReassemblyAlloc, FragmentsDoNotAllocate) {
   ip.protocol = wire::kProtoUdp;
   const Instant t0{std::chrono::hours(1)};
 
-  g_counting = true;
+  moat::test::start_counting_allocations();
   size_t completed = 0;
   for (uint16_t id = 0; id < 500; ++id) {  // > max_datagrams: eviction and timeouts included
     ip.ident = id;
@@ -53,8 +34,8 @@ TEST(ReassemblyAlloc, FragmentsDoNotAllocate) {
     }
     r.expire(t0 + std::chrono::milliseconds(id * 50));
   }
-  g_counting = false;
-  EXPECT_EQ(g_allocations.load(), 0u);
+  const size_t allocations = moat::test::stop_counting_allocations();
+  EXPECT_EQ(allocations, 0u);
   EXPECT_GT(completed, 300u);
   EXPECT_GT(counters.get(Counter::frag_timeout) + counters.get(Counter::frag_evicted), 0u);
 }

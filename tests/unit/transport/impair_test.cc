@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "alloc_counter.h"
+#include "support/alloc_counter.h"
 #include "event/clock.h"
 #include "event/loop.h"
 
