@@ -40,7 +40,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   key.guest_port = 40000;
   key.remote_port = 443;
   Instant now{std::chrono::hours(1)};
+  // A small reordering pool (two chunks) so the fuzzer also reaches exhaustion.
+  OooPool pool(2 * OooPool::kChunkSize);
   TcpConn conn;
+  conn.set_ooo_pool(&pool);
   wire::TcpRepr syn;
   syn.src_port = 40000;
   syn.dst_port = 443;
