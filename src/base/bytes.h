@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string_view>
 
@@ -59,6 +60,22 @@ inline void store_be64(std::byte* p, uint64_t v) noexcept {
   v = detail::to_be(v);
   std::memcpy(p, &v, 8);
 }
+
+/// A fixed-size byte buffer allocated once and NOT zero-filled: large buffers come from
+/// fresh mmap'd pages, which stay out of the resident set until first written (a queue of
+/// 8 MiB costs nothing until the guest stops reading). Contents start indeterminate.
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  explicit ByteBuffer(size_t n) : data_(std::make_unique_for_overwrite<std::byte[]>(n)), size_(n) {}
+  [[nodiscard]] std::byte* data() noexcept { return data_.get(); }
+  [[nodiscard]] const std::byte* data() const noexcept { return data_.get(); }
+  [[nodiscard]] size_t size() const noexcept { return size_; }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  size_t size_ = 0;
+};
 
 /// Forward-only reader whose failure is sticky: after the first out-of-bounds read every
 /// later read returns zero/empty and ok() stays false, so a parser checks once at the end.

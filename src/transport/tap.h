@@ -93,7 +93,7 @@ class TapTransport final : public FrameTransport {
   // order from head_. The live bytes are [head offset, write_pos_) when write_pos_ is
   // past the head frame, else they wrapped: [head offset, end of last frame before the
   // wrap) + [0, write_pos_).
-  std::vector<std::byte> storage_;
+  ByteBuffer storage_;  // to-guest queue bytes; pages become resident only when used
   std::vector<QueuedFrame> ring_;
   size_t head_ = 0;
   size_t queued_frames_ = 0;

@@ -66,4 +66,22 @@ cat "$T_DIR/ping.out"
 check "ping 10.77.0.2 in the far namespace via moat's relay" grep -qx "pingfar4 OK" "$T_DIR/ping.out"
 check "ping fd77::2 in the far namespace via moat's relay"   grep -qx "pingfar6 OK" "$T_DIR/ping.out"
 check "ping to an absent address gets no reply"               grep -qx "pingnobody4 NOREPLY" "$T_DIR/ping.out"
+
+# R-FRAG-1 / R-UDP-4 at MTU 1500: the guest kernel fragments a 20000-byte datagram, moat
+# reassembles it; the echoed reply does not fit the link, so moat fragments it (IPv4
+# fragments, IPv6 Fragment headers) and the guest kernel reassembles it.
+set +e
+timeout 60 "$MOAT" run --mtu 1500 --pcap "$T_DIR/frag.pcap" -- sh -c "
+  '$NP' udp-ping --host 100.96.0.1 --port 17007 --count 2 --size 20000 --max-seconds 20 | sed 's/^/frag4 /'
+  '$NP' udp-ping --host fd42:6d73:62::1 --port 17007 --count 2 --size 20000 --max-seconds 20 | sed 's/^/frag6 /'
+  exit 0
+" > "$T_DIR/frag.out" 2> "$T_DIR/frag-moat.log"
+set -e
+cat "$T_DIR/frag.out"
+check "20000-byte UDP over IPv4 at MTU 1500 (fragmented both ways)" grep -q "^frag4 OK 2/2" "$T_DIR/frag.out"
+check "20000-byte UDP over IPv6 at MTU 1500 (fragmented both ways)" grep -q "^frag6 OK 2/2" "$T_DIR/frag.out"
+check "moat sent IPv4 fragments to the guest" \
+  bash -c "tshark -r '$T_DIR/frag.pcap' -n -Y 'ip.src==100.96.0.1 && ip.flags.mf==1' 2>/dev/null | grep -q ."
+check "moat sent IPv6 fragments to the guest" \
+  bash -c "tshark -r '$T_DIR/frag.pcap' -n -Y 'ipv6.src==fd42:6d73:62::1 && ipv6.fragment' 2>/dev/null | grep -q ."
 finish
