@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -130,6 +131,7 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.tcp.max_pending_connects = c.flows.max_pending_connects;
   s.tcp.connect_timeout = c.flows.connect_timeout;
   s.udp.max_sessions = c.flows.udp_max_sessions;
+  s.icmp.max_sessions = c.flows.icmp_max_sessions;
   s.icmp_relay = c.flows.icmp_relay;
   auto& p = s.publish;
   if (f.ipv4) p.guest4 = n.ipv4_address;
@@ -243,19 +245,32 @@ struct Runtime {
   }
 };
 
-/// R-LIM-3: raise RLIMIT_NOFILE to the hard limit; warn when the flow limits could still
-/// run out of descriptors (they would surface later as EMFILE).
-void raise_fd_limit(const config::FlowConfig& fl) {
+/// R-LIM-3: raise RLIMIT_NOFILE to the hard limit. If that is still below what the flow
+/// limits need (max_flows + max_pending_connects + 2 * udp sessions + icmp sessions + 64),
+/// the limits are reduced proportionally, with a warning, so a shortage never surfaces
+/// later as EMFILE.
+void raise_fd_limit(config::FlowConfig& fl) {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
   if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
-  uint64_t need = uint64_t(fl.max_flows) + fl.max_pending_connects + 2ull * fl.udp_max_sessions + fl.icmp_max_sessions + 64;
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-    MOAT_LOG(warn, "the file-descriptor limit (%llu) is below what the flow limits need (%llu); raise it with ulimit -n",
-             static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(need));
+  constexpr uint64_t kReserve = 64;  // the TAP, epoll, signalfd, listeners, logs, pcap
+  const uint64_t need =
+      uint64_t(fl.max_flows) + fl.max_pending_connects + 2ull * fl.udp_max_sessions + fl.icmp_max_sessions + kReserve;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return;
+  const double f = rl.rlim_cur > kReserve ? double(rl.rlim_cur - kReserve) / double(need - kReserve) : 0.0;
+  auto scale = [f](uint32_t v) { return std::max<uint32_t>(1, uint32_t(double(v) * f)); };
+  MOAT_LOG(warn,
+           "the file-descriptor limit (%llu) is below what the flow limits need (%llu); reducing them to "
+           "max_flows %u, max_pending_connects %u, udp sessions %u, icmp sessions %u (raise it with ulimit -n)",
+           static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(need), scale(fl.max_flows),
+           scale(fl.max_pending_connects), scale(fl.udp_max_sessions), scale(fl.icmp_max_sessions));
+  fl.max_flows = scale(fl.max_flows);
+  fl.max_pending_connects = scale(fl.max_pending_connects);
+  fl.udp_max_sessions = scale(fl.udp_max_sessions);
+  fl.icmp_max_sessions = scale(fl.icmp_max_sessions);
 }
 
 void announce(const config::Config& c, const Families& f) {
@@ -286,8 +301,9 @@ Families resolve_families(const config::NetConfig& net) {
   return f;
 }
 
-int run_sandbox(const RunOptions& o) {
+int run_sandbox(const RunOptions& options) {
   constexpr int kFail = 125;
+  RunOptions o = options;  // the flow limits may be reduced to the fd limit (R-LIM-3)
   set_log_level(o.cfg.log_level);
   raise_fd_limit(o.cfg.flows);
   Outputs out(o.cfg);
@@ -386,7 +402,8 @@ int run_sandbox(const RunOptions& o) {
   return *status;
 }
 
-int attach(const AttachOptions& o) {
+int attach(const AttachOptions& options) {
+  AttachOptions o = options;  // the flow limits may be reduced to the fd limit (R-LIM-3)
   set_log_level(o.cfg.log_level);
   raise_fd_limit(o.cfg.flows);
   Outputs out(o.cfg);

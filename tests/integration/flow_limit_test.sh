@@ -53,4 +53,10 @@ check "held connections closed cleanly"       grep -q "^closed clean 20/20 reset
 check "after release, a new connection works (tries: $(cat "$G/after.tries" 2>/dev/null))" grep -q "^OK " "$G/after.out"
 check "after release, 20 connections again"   grep -q "^opened 20/20 " "$G/hold2.out"
 check "... and they close cleanly"            grep -qx "hold2 0" "$G/hold2.out"
+# R-LIM-3: with too few file descriptors for the flow limits, moat reduces the limits
+# proportionally at start (and says so) instead of failing later with EMFILE.
+fdlog="$T_DIR/fdlimit.log"
+( ulimit -n 1000 && exec "$MOAT" run -- true ) 2> "$fdlog" || true  # ulimit -n sets soft and hard
+check "low fd limit: flow limits reduced with a warning" \
+  grep -q "file-descriptor limit (1000) is below what the flow limits need (6976); reducing them to max_flows 554" "$fdlog"
 finish
