@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -130,7 +131,10 @@ template <class T>
 class FlowTable {
  public:
   explicit FlowTable(uint32_t capacity, SipKey key = SipKey::random())
-      : capacity_(capacity), key_(key), slots_(std::make_unique<Slot[]>(capacity)) {
+      : capacity_(capacity),
+        key_(key),
+        slots_(std::make_unique<Slot[]>(capacity)),
+        values_(std::make_unique_for_overwrite<Storage[]>(capacity)) {
     MOAT_CHECK(capacity > 0 && capacity < (1u << 30));
     free_.reserve(capacity);
     for (uint32_t i = capacity; i-- > 0;) free_.push_back(i);
@@ -142,6 +146,10 @@ class FlowTable {
   }
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
+  ~FlowTable() {
+    for (uint32_t i = 0; i < capacity_; ++i)
+      if (slots_[i].constructed) std::destroy_at(value(i));
+  }
 
   /// Allocates a slot for `key` (not yet present). nullopt when the slab is full or the
   /// key is already live.
@@ -150,6 +158,10 @@ class FlowTable {
     const uint32_t i = free_.back();
     free_.pop_back();
     Slot& s = slots_[i];
+    if (!s.constructed) {  // first use of this slot: T is built now, not at start
+      std::construct_at(value(i));
+      s.constructed = true;
+    }
     s.state = State::live;
     s.key = key;
     s.hash = uint32_t(hash_flow_key(key_, key));
@@ -162,7 +174,7 @@ class FlowTable {
   T* get(FlowId id) noexcept {
     if (id.index >= capacity_) return nullptr;
     Slot& s = slots_[id.index];
-    return (s.state != State::free && s.generation == id.generation) ? &s.value : nullptr;
+    return (s.state != State::free && s.generation == id.generation) ? value(id.index) : nullptr;
   }
   [[nodiscard]] bool is_closing(FlowId id) const noexcept {
     return id.index < capacity_ && slots_[id.index].generation == id.generation &&
@@ -202,9 +214,10 @@ class FlowTable {
     // Index loop: before_free() may close further flows (appends are seen here too).
     for (size_t n = 0; n < closing_.size(); ++n) {
       Slot& s = slots_[closing_[n]];
-      before_free(s.value);
-      std::destroy_at(&s.value);
-      std::construct_at(&s.value);
+      T* v = value(closing_[n]);
+      before_free(*v);
+      std::destroy_at(v);
+      std::construct_at(v);
       s.state = State::free;
       ++s.generation;
       free_.push_back(closing_[n]);
@@ -222,18 +235,25 @@ class FlowTable {
   template <class F>
   void for_each_live(F&& f) {
     for (uint32_t i = 0; i < capacity_; ++i)
-      if (slots_[i].state == State::live) f(FlowId{i, slots_[i].generation}, slots_[i].value);
+      if (slots_[i].state == State::live) f(FlowId{i, slots_[i].generation}, *value(i));
   }
 
  private:
   enum class State : uint8_t { free, live, closing };
   struct Slot {
-    T value{};
     FlowKey key{};
     uint32_t generation = 1;
     uint32_t hash = 0;
     State state = State::free;
+    bool constructed = false;  ///< values_[i] holds a T (built on the slot's first insert)
   };
+  /// Raw storage for one T. The array is allocated uninitialised, so a large slab costs no
+  /// resident memory until slots are used (SPEC R-PERF-1: RSS after start); the free list
+  /// hands out low indices first, so the touched part stays compact.
+  struct Storage {
+    alignas(T) std::byte bytes[sizeof(T)];
+  };
+  T* value(uint32_t i) noexcept { return std::launder(reinterpret_cast<T*>(values_[i].bytes)); }
   struct Bucket {
     uint32_t slot = kEmpty;
     uint32_t hash = 0;
@@ -268,6 +288,7 @@ class FlowTable {
   uint32_t capacity_;
   SipKey key_;
   std::unique_ptr<Slot[]> slots_;
+  std::unique_ptr<Storage[]> values_;
   std::vector<uint32_t> free_;
   std::vector<uint32_t> closing_;
   std::vector<Bucket> index_;
