@@ -133,6 +133,11 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.udp.max_sessions = c.flows.udp_max_sessions;
   s.icmp.max_sessions = c.flows.icmp_max_sessions;
   s.icmp_relay = c.flows.icmp_relay;
+  s.policy = std::make_shared<const policy::Engine>(policy::resolve_policy(c.policy.inputs), host_addrs(d));
+  s.deny_response = c.policy.deny_response;
+  s.first_flight_timeout = c.policy.first_flight_timeout;
+  s.dns = c.dns;
+  s.audit = c.audit;
   auto& p = s.publish;
   if (f.ipv4) p.guest4 = n.ipv4_address;
   p.prefix4 = n.ipv4_prefix;

@@ -26,6 +26,24 @@ uint64_t next_random(uint64_t& s) {
 constexpr size_t kMaxUdpDatagram = 65535;
 }  // namespace
 
+policy::HostAddrs host_addrs(const flows::DestinationConfig& d) {
+  policy::HostAddrs h;
+  if (d.ipv4_active) {
+    h.addrs.push_back(IpAddr(d.gateway4));
+    if (d.dns4 != d.gateway4) h.addrs.push_back(IpAddr(d.dns4));
+  }
+  if (d.ipv6_active) {
+    h.addrs.push_back(IpAddr(d.gateway6));
+    h.addrs.push_back(IpAddr(d.gateway6_link_local));
+    if (d.dns6 != d.gateway6) h.addrs.push_back(IpAddr(d.dns6));
+  }
+  return h;
+}
+
+std::shared_ptr<const policy::Engine> default_policy(const flows::DestinationConfig& d) {
+  return std::make_shared<const policy::Engine>(policy::resolve_policy(policy::PolicyInputs{}), host_addrs(d));
+}
+
 LinkIo::LinkIo(stack::Interface& iface, transport::FrameTransport& link, uint32_t mtu)
     : iface_(iface), link_(link), mtu_(mtu), scratch_(kMaxUdpDatagram), rng_state_(random_u64()) {
   next_ident_v4_ = uint16_t(next_random(rng_state_));
@@ -112,6 +130,7 @@ bool LinkIo::send_icmp_error_v6(const wire::Ipv6Repr& offending, Bytes offending
 
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
     : counters_(counters),
+      policy_(setup.policy ? setup.policy : default_policy(setup.destinations)),
       destinations_(setup.destinations),
       tcp_(loop, io, destinations_, counters, setup.tcp),
       udp_(loop, io, destinations_, counters, setup.udp),

@@ -8,12 +8,14 @@
 #include <vector>
 
 #include "base/counters.h"
+#include "config/config.h"
 #include "event/loop.h"
 #include "flows/destinations.h"
 #include "flows/guest_io.h"
 #include "flows/icmp_relay.h"
 #include "flows/tcp_engine.h"
 #include "flows/udp_relay.h"
+#include "policy/engine.h"
 #include "ports/publisher.h"
 #include "stack/interface.h"
 #include "transport/frame_transport.h"
@@ -69,7 +71,18 @@ struct FlowsSetup {
   flows::IcmpConfig icmp;
   bool icmp_relay = true;
   ports::PublisherConfig publish;
+  /// The tenant policy (R-POL-5/6 resolved) and how refusals look (R-POL-10).
+  std::shared_ptr<const policy::Engine> policy;
+  config::DenyResponse deny_response = config::DenyResponse::reject;
+  Duration first_flight_timeout = std::chrono::seconds(1);
+  config::DnsConfig dns;
+  config::AuditConfig audit;
 };
+
+/// The `host` group of R-POL-4: the gateway and DNS addresses of the active families.
+policy::HostAddrs host_addrs(const flows::DestinationConfig& d);
+/// The SPEC's default posture (profile public) for these addresses.
+std::shared_ptr<const policy::Engine> default_policy(const flows::DestinationConfig& d);
 
 /// Owns the flow engines of one gateway and receives the packets the Interface hands on.
 class FlowManager final : public stack::PacketHandler {
@@ -86,9 +99,14 @@ class FlowManager final : public stack::PacketHandler {
   flows::TcpEngine& tcp() noexcept { return tcp_; }
   flows::UdpRelay& udp() noexcept { return udp_; }
   const flows::Destinations& destinations() const noexcept { return destinations_; }
+  policy::EngineRef& policy() noexcept { return policy_; }
+  /// The names pinned to each address (R-DNS-6); the DNS forwarder fills it.
+  const policy::PinLookup& pins() const noexcept { return no_pins_; }
 
  private:
   Counters& counters_;
+  policy::EngineRef policy_;
+  policy::NoPins no_pins_;  // replaced by the DNS pin set
   flows::Destinations destinations_;
   flows::TcpEngine tcp_;
   flows::UdpRelay udp_;

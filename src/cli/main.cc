@@ -11,6 +11,8 @@
 #include "app/app.h"
 #include "cli/flags.h"
 #include "config/config.h"
+#include "policy/profiles.h"
+#include "policy/rule.h"
 
 namespace moat::cli {
 namespace {
@@ -48,6 +50,72 @@ Err parse_addr(std::string_view flag, std::string_view v, A* out, const char* fa
   if (!a) return UserError{std::string(flag), quote(v) + " is not an " + family + " address", ""};
   *out = *a;
   return std::nullopt;
+}
+
+Err parse_action(std::string_view flag, std::string_view v, std::optional<policy::Action>* out) {
+  if (v == "allow") *out = policy::Action::allow;
+  else if (v == "deny") *out = policy::Action::deny;
+  else return UserError{std::string(flag), quote(v) + " is not one of allow, deny", ""};
+  return std::nullopt;
+}
+
+/// Policy and audit flags (R-POL-5/6/10/15, R-OBS-3).
+void add_policy_flags(config::Config& c, std::vector<Flag>& f) {
+  auto& pc = c.policy;
+  f.push_back({"--rule", "-r", "RULES",
+               "action[:direction]@target[:protos[:ports]], comma-separated (repeatable; before the file's rules)",
+               [&pc, n = size_t(0)](std::string_view v) mutable -> Err {
+                 auto r = policy::parse_rules(v, policy::Origin::cli);
+                 size_t first = ++n;  // #N counts rules across every --rule value
+                 if (!r) {
+                   const auto& e = r.error();
+                   return UserError{"--rule #" + std::to_string(first + e.rule_index_in_value) + " " +
+                                        quote(e.rule_text) + " col " + std::to_string(e.column),
+                                    e.what, e.hint};
+                 }
+                 n += r->size() - 1;
+                 for (auto& rule : *r) pc.inputs.cli.push_back(std::move(rule));
+                 return std::nullopt;
+               }});
+  f.push_back({"--profile", "", "LIST", "public,private,host | none | all (comma-separated, repeatable; default public)",
+               [&pc, items = std::vector<std::string>()](std::string_view v) mutable -> Err {
+                 items.emplace_back(v);
+                 std::vector<std::string_view> views(items.begin(), items.end());
+                 auto p = policy::parse_profiles(views);
+                 if (!p) return UserError{"--profile", p.error().what, p.error().hint};
+                 pc.inputs.cli_profiles = *p;
+                 return std::nullopt;
+               }});
+  f.push_back({"--default-egress", "", "allow|deny", "egress verdict when no rule matches",
+               [&pc](std::string_view v) { return parse_action("--default-egress", v, &pc.inputs.cli_default_egress); }});
+  f.push_back({"--default-ingress", "", "allow|deny", "ingress verdict (published ports) when no rule matches",
+               [&pc](std::string_view v) { return parse_action("--default-ingress", v, &pc.inputs.cli_default_ingress); }});
+  f.push_back({"--deny-response", "", "reject|drop", "answer refused traffic with RST/ICMP (reject) or silence (drop)",
+               [&pc](std::string_view v) -> Err {
+                 if (v == "reject") pc.deny_response = config::DenyResponse::reject;
+                 else if (v == "drop") pc.deny_response = config::DenyResponse::drop;
+                 else return UserError{"--deny-response", quote(v) + " is not one of reject, drop", ""};
+                 return std::nullopt;
+               }});
+  f.push_back({"--first-flight-timeout", "", "DUR", "wait for a TLS SNI / HTTP Host on the inspect path (default 1s)",
+               [&pc](std::string_view v) -> Err {
+                 auto d = config::parse_duration(v);
+                 if (!d) return UserError{"--first-flight-timeout", quote(v) + " is not a duration", "write e.g. 1s or 500ms"};
+                 if (*d < std::chrono::milliseconds(50) || *d > std::chrono::seconds(30))
+                   return UserError{"--first-flight-timeout", std::string(v) + " is out of range", "expected 50ms-30s"};
+                 pc.first_flight_timeout = *d;
+                 return std::nullopt;
+               }});
+  f.push_back({"--audit", "", "FILE", "write one JSON line per flow decision and close to FILE (- = stderr)",
+               [&c](std::string_view v) -> Err { c.audit.file = v; return std::nullopt; }});
+  f.push_back({"--audit-dns", "", "none|denied|all", "which DNS queries the audit log records (default denied)",
+               [&c](std::string_view v) -> Err {
+                 if (v == "none") c.audit.dns = config::AuditDns::none;
+                 else if (v == "denied") c.audit.dns = config::AuditDns::denied;
+                 else if (v == "all") c.audit.dns = config::AuditDns::all;
+                 else return UserError{"--audit-dns", quote(v) + " is not one of none, denied, all", ""};
+                 return std::nullopt;
+               }});
 }
 
 /// Flags shared by run and attach (and later serve): addressing, logging, outputs.
@@ -137,6 +205,7 @@ std::vector<Flag> gateway_flags(config::Config& c) {
                }});
   f.push_back({"--no-icmp", "", "", "do not relay ICMP echo to other hosts",
                [&fl](std::string_view) -> Err { fl.icmp_relay = false; return std::nullopt; }});
+  add_policy_flags(c, f);
   f.push_back({"--name", "", "NAME", "gateway name used in logs (default moat-<pid>)",
                [&c](std::string_view v) -> Err { c.name = v; return std::nullopt; }});
   f.push_back({"--pcap", "", "FILE", "capture the guest link to FILE (classic pcap, mode 0600)",

@@ -10,6 +10,8 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "config/net_specs.h"
+#include "policy/profiles.h"
+#include "policy/rule.h"
 
 namespace moat::config {
 
@@ -59,10 +61,51 @@ struct FlowConfig {
   bool icmp_relay = true;
 };
 
+enum class DenyResponse : uint8_t { reject, drop };  ///< policy.deny_response (R-POL-10)
+
+/// [policy] (SPEC §3.8, §4.2). Rules are parsed when read; resolve_policy() applies R-POL-5/6.
+struct PolicyConfig {
+  policy::PolicyInputs inputs;       ///< cli/config rules, profiles, defaults, sni_requires_pin
+  DenyResponse deny_response = DenyResponse::reject;
+  Duration first_flight_timeout = std::chrono::seconds(1);  ///< 50 ms - 30 s
+};
+
+enum class DirectQueries : uint8_t { target, upstream, deny };  ///< dns.direct_queries (R-DNS-3)
+
+/// [dns] (SPEC §3.7, §4.2). Upstreams live in FlowConfig::dns_upstreams / resolv_conf.
+struct DnsConfig {
+  Duration timeout = std::chrono::seconds(2);   ///< per attempt
+  Duration deadline = std::chrono::seconds(5);  ///< whole query
+  bool rebind_protection = true;
+  std::vector<std::string> block;        ///< exact names or "*.suffix", normalised
+  std::vector<std::string> block_files;  ///< paths (read at start)
+  bool block_doh = false;
+  std::vector<std::pair<std::string, std::vector<IpAddr>>> hosts;  ///< dns.hosts, name -> addresses
+  Duration pin_min_ttl = std::chrono::seconds(300);
+  Duration pin_max_ttl = std::chrono::hours(24);
+  uint32_t max_pins = 65536;
+  bool refuse_alt_ports = true;
+  DirectQueries direct_queries = DirectQueries::target;
+  uint32_t max_inflight = 256;
+  Duration tcp_idle_timeout = std::chrono::seconds(30);
+};
+
+enum class AuditDns : uint8_t { none, denied, all };  ///< audit.dns
+
+/// [audit] (SPEC R-OBS-3).
+struct AuditConfig {
+  std::string file;  ///< path, "-" = stderr, empty = off
+  AuditDns dns = AuditDns::denied;
+  std::vector<std::string> events;  ///< empty = every event except dns_query
+};
+
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
   FlowConfig flows;
+  PolicyConfig policy;
+  DnsConfig dns;
+  AuditConfig audit;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving

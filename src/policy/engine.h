@@ -2,6 +2,7 @@
 // The policy engine (SPEC R-POL-7..14, R-DNS-8 exceptions). Pure: the caller passes the
 // pins through PinLookup and gets verdicts back; no I/O, no clock, no logging.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -114,6 +115,25 @@ class Engine {
 
   Policy policy_;
   HostAddrs host_;
+};
+
+/// The live policy of one gateway. Owned by the loop thread; a live update (R-POL-12)
+/// replace()s the whole snapshot between loop iterations, and `generation()` lets cached
+/// per-peer verdicts (UDP, ICMP) notice that they must be re-evaluated.
+class EngineRef {
+ public:
+  explicit EngineRef(std::shared_ptr<const Engine> e) : engine_(std::move(e)) {}
+  [[nodiscard]] const Engine& get() const noexcept { return *engine_; }
+  [[nodiscard]] std::shared_ptr<const Engine> snapshot() const noexcept { return engine_; }
+  [[nodiscard]] uint64_t generation() const noexcept { return generation_; }
+  void replace(std::shared_ptr<const Engine> e) {
+    engine_ = std::move(e);
+    ++generation_;
+  }
+
+ private:
+  std::shared_ptr<const Engine> engine_;
+  uint64_t generation_ = 0;
 };
 
 /// `rule #1  cli     allow@*.github.com:tcp:443     MATCH (sni matches, pin matches)`
