@@ -22,6 +22,7 @@
 #include "event/clock.h"
 #include "event/loop.h"
 #include "ns/attach.h"
+#include "obs/audit_log.h"
 #include "ns/sandbox.h"
 #include "transport/impair.h"
 #include "transport/pcap.h"
@@ -174,6 +175,8 @@ UniqueFd block_signals(sigset_t* old) {
 struct Outputs {
   std::optional<transport::PcapWriter> pcap;
   std::string pcap_path;
+  UniqueFd audit;             ///< --audit sink (R-OBS-3)
+  bool audit_created = false;  ///< the file did not exist before: removed on a setup failure
   bool ok = true;
 
   explicit Outputs(const config::Config& c) {
@@ -192,6 +195,17 @@ struct Outputs {
       pcap.emplace(std::move(w).value());
       pcap_path = c.pcap_file;
     }
+    if (!c.audit.file.empty()) {
+      audit_created = c.audit.file != "-" && ::access(c.audit.file.c_str(), F_OK) != 0;
+      auto fd = obs::AuditLog::open_sink(c.audit.file);
+      if (!fd) {
+        user_error(fd.error());
+        discard(c);
+        ok = false;
+        return;
+      }
+      audit = std::move(*fd);
+    }
   }
   /// Undo on a setup failure (§5.2: no output file is left behind).
   void discard(const config::Config& c) {
@@ -200,6 +214,10 @@ struct Outputs {
       ::unlink(pcap_path.c_str());
     }
     if (!c.pid_file.empty()) ::unlink(c.pid_file.c_str());
+    if (audit) {
+      audit.reset();
+      if (audit_created) ::unlink(c.audit.file.c_str());
+    }
   }
 };
 
@@ -209,8 +227,14 @@ struct Runtime {
   event::Loop loop{clock};
   Counters counters;
   transport::PcapTap* pcap = nullptr;
+  std::unique_ptr<obs::AuditLog> audit;  // before gateway: outlives the flows that emit
   std::unique_ptr<Gateway> gateway;
   std::optional<Errno> link_error;
+
+  ~Runtime() {
+    if (audit) audit->emit("gateway_stop", [](obs::JsonWriter& w) { w.str("reason", "exit"); });
+    gateway.reset();
+  }
 
   /// Error: one line for "moat: error: ...".
   Result<void, std::string> init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
@@ -232,6 +256,18 @@ struct Runtime {
       link = std::move(il);
     }
     FlowsSetup fs = flows_setup(c, f);
+    if (out.audit) {
+      obs::AuditOptions ao;
+      ao.file = c.audit.file;
+      ao.gateway = c.name.empty() ? "moat-" + std::to_string(::getpid()) : c.name;
+      ao.events = c.audit.events;
+      ao.dns = c.audit.dns == config::AuditDns::none  ? obs::AuditOptions::Dns::none
+               : c.audit.dns == config::AuditDns::all ? obs::AuditOptions::Dns::all
+                                                      : obs::AuditOptions::Dns::denied;
+      audit = std::make_unique<obs::AuditLog>(std::move(out.audit), ao, loop, counters);
+      audit->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
+      fs.audit_log = audit.get();
+    }
     gateway = std::make_unique<Gateway>(loop, counters, link_config(c, f), std::move(link), pcap, &fs, impaired);
     if (auto st = gateway->start([this](const Errno& e) {
           link_error = e;

@@ -131,6 +131,7 @@ bool LinkIo::send_icmp_error_v6(const wire::Ipv6Repr& offending, Bytes offending
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
     : counters_(counters),
       policy_(setup.policy ? setup.policy : default_policy(setup.destinations)),
+      audit_(setup.audit_log),
       destinations_(setup.destinations),
       tcp_(loop, io, destinations_, counters, setup.tcp),
       udp_(loop, io, destinations_, counters, setup.udp),

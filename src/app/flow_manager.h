@@ -15,6 +15,7 @@
 #include "flows/icmp_relay.h"
 #include "flows/tcp_engine.h"
 #include "flows/udp_relay.h"
+#include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "ports/publisher.h"
 #include "stack/interface.h"
@@ -77,6 +78,8 @@ struct FlowsSetup {
   Duration first_flight_timeout = std::chrono::seconds(1);
   config::DnsConfig dns;
   config::AuditConfig audit;
+  /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
+  obs::AuditLog* audit_log = nullptr;
 };
 
 /// The `host` group of R-POL-4: the gateway and DNS addresses of the active families.
@@ -102,11 +105,14 @@ class FlowManager final : public stack::PacketHandler {
   policy::EngineRef& policy() noexcept { return policy_; }
   /// The names pinned to each address (R-DNS-6); the DNS forwarder fills it.
   const policy::PinLookup& pins() const noexcept { return no_pins_; }
+  /// The audit log (R-OBS-3), or null when --audit is off. dns_* events are emitted here too.
+  obs::AuditLog* audit() noexcept { return audit_; }
 
  private:
   Counters& counters_;
   policy::EngineRef policy_;
   policy::NoPins no_pins_;  // replaced by the DNS pin set
+  obs::AuditLog* audit_;
   flows::Destinations destinations_;
   flows::TcpEngine tcp_;
   flows::UdpRelay udp_;

@@ -69,6 +69,13 @@ namespace moat {
   X(tcp_time_wait_evicted, "tcp.time_wait_evicted")     \
   X(limits_hits_max_flows, "limits.hits.max_flows")     \
   X(limits_hits_max_pending_connects, "limits.hits.max_pending_connects") \
+  X(tcp_path_fast, "tcp.path.fast")                     \
+  X(tcp_path_gate, "tcp.path.gate")                     \
+  X(tcp_path_inspect, "tcp.path.inspect")               \
+  X(tcp_path_rejected, "tcp.path.rejected")             \
+  X(policy_allow, "policy.allow")                       \
+  X(policy_deny, "policy.deny")                         \
+  X(audit_dropped, "audit.dropped")                     \
   X(pcap_dropped, "pcap.dropped")                       \
   X(internal_errors, "internal_errors")
 // clang-format on
