@@ -132,11 +132,35 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
     : counters_(counters),
       policy_(setup.policy ? setup.policy : default_policy(setup.destinations)),
       audit_(setup.audit_log),
+      admission_(policy_, [this]() -> const policy::PinLookup& { return pins(); }, counters, setup.audit_log,
+                 setup.deny_response, setup.first_flight_timeout),
       destinations_(setup.destinations),
       tcp_(loop, io, destinations_, counters, setup.tcp),
       udp_(loop, io, destinations_, counters, setup.udp),
-      publisher_(loop, tcp_, io, counters, setup.publish) {
+      publisher_(loop, tcp_, io, counters, setup.publish),
+      io_(io) {
   if (setup.icmp_relay) icmp_ = std::make_unique<flows::IcmpRelay>(loop, io, counters, setup.icmp);
+  tcp_.set_admission(&admission_);
+  udp_.set_admission(&admission_);
+  publisher_.set_admission(&admission_);
+}
+
+bool FlowManager::admit_echo(const IpAddr& src, const IpAddr& dst, const wire::Ipv4Repr* ip4,
+                             const wire::Ipv6Repr* ip6, Bytes l4, Instant now) {
+  flows::FlowInfo info;
+  info.proto = flows::FlowProto::icmp;
+  info.guest = src;
+  info.remote = dst;
+  if (admission_.icmp_echo(info)) return true;
+  // R-POL-10: administratively prohibited (IPv4 3/13, IPv6 1/1) from the gateway, or silence.
+  if (admission_.drop_denied()) {
+    counters_.drop(DropReason::policy);
+  } else if (ip4) {
+    io_.send_icmp_error_v4(*ip4, l4, destinations_.config().gateway4, 3, 13, now);
+  } else {
+    io_.send_icmp_error_v6(*ip6, l4, destinations_.config().gateway6, 1, 1, now);
+  }
+  return false;
 }
 
 void FlowManager::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
@@ -156,7 +180,7 @@ void FlowManager::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
         counters_.inc(Counter::ignored_icmp);
       } else if (!icmp_) {
         counters_.drop(DropReason::policy);
-      } else {
+      } else if (admit_echo(IpAddr(ip.src), IpAddr(ip.dst), &ip, nullptr, l4, now)) {
         icmp_->on_echo_v4(ip, *echo, now);
       }
       return;
@@ -182,7 +206,7 @@ void FlowManager::on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) {
         counters_.inc(Counter::ignored_icmp);
       } else if (!icmp_) {
         counters_.drop(DropReason::policy);
-      } else {
+      } else if (admit_echo(IpAddr(ip.src), IpAddr(ip.dst), nullptr, &ip, l4, now)) {
         icmp_->on_echo_v6(ip, *echo, now);
       }
       return;

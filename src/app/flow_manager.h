@@ -15,6 +15,7 @@
 #include "flows/icmp_relay.h"
 #include "flows/tcp_engine.h"
 #include "flows/udp_relay.h"
+#include "app/policy_admission.h"
 #include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "ports/publisher.h"
@@ -93,6 +94,13 @@ class FlowManager final : public stack::PacketHandler {
   FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup);
   void on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) override;
   void on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) override;
+
+ private:
+  /// ICMP echo relay policy (SPEC §2.4): false when denied (answered or dropped here).
+  bool admit_echo(const IpAddr& src, const IpAddr& dst, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6,
+                  Bytes l4, Instant now);
+
+ public:
   /// End of a from-guest frame batch (coalesced TCP ACKs).
   void flush(Instant now) { tcp_.flush(now); }
 
@@ -102,6 +110,8 @@ class FlowManager final : public stack::PacketHandler {
   flows::TcpEngine& tcp() noexcept { return tcp_; }
   flows::UdpRelay& udp() noexcept { return udp_; }
   const flows::Destinations& destinations() const noexcept { return destinations_; }
+  /// Policy enforcement as the engines see it (SPEC §2.4).
+  PolicyAdmission& admission() noexcept { return admission_; }
   policy::EngineRef& policy() noexcept { return policy_; }
   /// The names pinned to each address (R-DNS-6); the DNS forwarder fills it.
   const policy::PinLookup& pins() const noexcept { return no_pins_; }
@@ -113,11 +123,13 @@ class FlowManager final : public stack::PacketHandler {
   policy::EngineRef policy_;
   policy::NoPins no_pins_;  // replaced by the DNS pin set
   obs::AuditLog* audit_;
+  PolicyAdmission admission_;  // before the engines that use it
   flows::Destinations destinations_;
   flows::TcpEngine tcp_;
   flows::UdpRelay udp_;
   std::unique_ptr<flows::IcmpRelay> icmp_;  ///< null with --no-icmp
   ports::Publisher publisher_;
+  flows::GuestIo& io_;
 };
 
 }  // namespace moat::app

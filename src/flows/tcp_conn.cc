@@ -254,6 +254,7 @@ void TcpConn::on_peer_connected(Instant now) {
 
 void TcpConn::enter_established(Instant now) {
   state_ = TcpState::Established;
+  synced_once_ = true;
   last_payload_ = now;
   // Upstream bytes that arrived during the handshake (server-first protocols) had no
   // edge-triggered event we could act on: look now.
@@ -962,6 +963,21 @@ void TcpConn::on_timer(Instant now) {
     flush(now);
     if (!finished()) rearm(now);
   }
+}
+
+uint64_t TcpConn::bytes_from_guest() const noexcept {
+  if (!synced_once_) return 0;
+  // rcv_nxt counts the SYN and, once received, the FIN.
+  const uint32_t d = rcv_nxt_.value - irs_.value - 1 - (guest_fin_ ? 1 : 0);
+  return d < (1u << 31) ? d : 0;
+}
+
+uint64_t TcpConn::bytes_to_guest() const noexcept {
+  if (!synced_once_) return 0;
+  uint32_t d = snd_una_.value - iss_.value;
+  if (d > 0) --d;                 // our SYN
+  if (fin_acked() && d > 0) --d;  // our FIN
+  return d < (1u << 31) ? d : 0;
 }
 
 }  // namespace moat::flows

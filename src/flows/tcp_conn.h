@@ -251,6 +251,9 @@ class TcpConn {
   /// For a TIME_WAIT record: the ACK to repeat.
   [[nodiscard]] wire::SeqNum snd_nxt() const noexcept { return snd_nxt_; }
   [[nodiscard]] wire::SeqNum rcv_nxt() const noexcept { return rcv_nxt_; }
+  /// Payload accepted from the guest / acknowledged by the guest so far (audit, R-OBS-3).
+  [[nodiscard]] uint64_t bytes_from_guest() const noexcept;
+  [[nodiscard]] uint64_t bytes_to_guest() const noexcept;
   [[nodiscard]] Duration rto() const noexcept { return rto_; }
 
  private:
@@ -315,6 +318,7 @@ class TcpConn {
   OooQueue ooo_;            // out-of-order payload beyond rcv_nxt_, within rcv_adv_
 
   bool peer_connected_ = false;
+  bool synced_once_ = false;  // reached Established (byte counts are meaningful)
   bool ack_pending_ = false;
   bool window_dirty_ = false;  // recompute the window (syscalls) before the next ACK
   bool blocked_on_output_ = false;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "sniff/first_flight.h"
 #include "wire/icmpv4.h"
 #include "wire/icmpv6.h"
 
@@ -29,6 +30,22 @@ constexpr uint8_t kIcmp4DestUnreachable = 3, kIcmp4NetUnreachable = 0, kIcmp4Hos
                   kIcmp4AdminProhibited = 13;
 constexpr uint8_t kIcmp6DestUnreachable = 1, kIcmp6NoRoute = 0, kIcmp6AddrUnreachable = 3,
                   kIcmp6AdminProhibited = 1;
+
+/// The `close` value of a flow_close audit line (R-OBS-3).
+std::string_view close_reason_name(TcpCloseReason r, bool opened) noexcept {
+  switch (r) {
+    case TcpCloseReason::Normal: return "fin";
+    case TcpCloseReason::ResetByGuest: return "guest_rst";
+    case TcpCloseReason::ResetByUpstream: return "upstream_rst";
+    case TcpCloseReason::IdleTimeout: return "idle_timeout";
+    case TcpCloseReason::ConnectTimeout: return "connect_timeout";
+    case TcpCloseReason::RetransmitLimit:
+    case TcpCloseReason::CloseTimeout: return "error";
+    case TcpCloseReason::Aborted: return opened ? "shutdown" : "connect_failed";
+    case TcpCloseReason::None: break;
+  }
+  return "error";
+}
 
 bool is_martian(const IpAddr& a) noexcept {
   if (a.is_v6) return a.v6.is_unspecified() || a.v6.is_multicast();
@@ -156,6 +173,7 @@ void TcpEngine::on_segment(const FlowKey& key, const TcpRepr& seg, Bytes payload
   if (auto id = table_.find(key)) {
     TcpFlow& f = *table_.get(*id);
     f.conn.on_segment(seg, payload, now);
+    if (f.gate.holding() && !f.conn.finished()) check_gate(f, now, false);
     post_event(f, now);
     sweep();
     return;
@@ -223,6 +241,22 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     refuse(key, seg);
     return;
   }
+  // R-TCP-1 step 5 / R-POL-9: the path. The policy address is the one the guest used.
+  TcpPath path = TcpPath::fast;
+  if (admission_) {
+    FlowInfo info;
+    info.guest = key.guest;
+    info.guest_port = key.guest_port;
+    info.remote = key.remote;
+    info.remote_port = key.remote_port;
+    path = admission_->tcp_syn(info);
+    if (path == TcpPath::reject) {
+      // R-POL-10: RST at once, or the SYN is ignored (the guest times out).
+      if (admission_->drop_denied()) counters_.drop(DropReason::policy);
+      else refuse(key, seg);
+      return;
+    }
+  }
   const DialPlan plan = dest_.plan_tcp(key.remote, key.remote_port);
   if (plan.count == 0) {
     counters_.inc(Counter::tcp_refused);
@@ -241,8 +275,9 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   f.id = *id;
   f.plan = plan;
   f.next_target = 0;
-  f.connecting = true;
-  ++pending_connects_;
+  f.path = path;
+  f.started = now;
+  if (admission_) f.audit_id = admission_->next_flow_id();
   if (ip4) {
     f.syn_ip4 = *ip4;
   } else {
@@ -257,9 +292,97 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   else f.syn_ip6.payload_len = f.syn_l4_len;
 
   if (cfg_.ooo_pool_bytes > 0) f.conn.set_ooo_pool(&ooo_pool_);
-  f.conn.open_passive(key, seg, make_isn(key, now), params_for(key.guest.is_v6), io_, f.host, now);
-  dial(f, now);
+  TcpPeer* peer = &f.host;
+  if (path == TcpPath::gate) {
+    f.gate.start(&f.host);
+    peer = &f.gate;
+  } else if (path == TcpPath::inspect) {
+    f.gate.start(nullptr);
+    peer = &f.gate;
+  }
+  f.conn.open_passive(key, seg, make_isn(key, now), params_for(key.guest.is_v6), io_, *peer, now);
+  if (path == TcpPath::inspect) {
+    // R-TCP-5: complete the guest handshake without dialling; the first flight decides.
+    f.conn.on_peer_connected(now);
+    f.gate_deadline = now + (admission_ ? admission_->first_flight_timeout() : std::chrono::seconds(1));
+  } else {
+    f.connecting = true;
+    ++pending_connects_;
+    dial(f, now);
+  }
   post_event(f, now);
+}
+
+FlowInfo TcpEngine::flow_info(const TcpFlow& f) const {
+  FlowInfo info;
+  const FlowKey& k = f.conn.key();
+  info.id = f.audit_id;
+  info.proto = FlowProto::tcp;
+  info.ingress = f.ingress;
+  info.guest = k.guest;
+  info.guest_port = k.guest_port;
+  info.remote = k.remote;
+  info.remote_port = k.remote_port;
+  info.path = f.path;
+  info.name_src = f.name_src;
+  info.name = f.name;
+  return info;
+}
+
+// R-TCP-4/5/6: classify what the guest sent so far; decide once it is classified.
+void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
+  if (!f.gate.holding()) return;
+  const bool final = timed_out || f.gate.guest_fin() || f.gate.held().size() >= GatePeer::kMaxHeld;
+  if (f.gate.held().empty() && !final) return;
+  auto c = sniff::classify_first_flight(f.gate.held(), final);
+  if (c.kind == sniff::Kind::need_more) {
+    // A partial TLS/HTTP head: wait for the rest, but not beyond the first-flight timeout.
+    if (f.gate_deadline == Instant::max() && admission_)
+      f.gate_deadline = now + admission_->first_flight_timeout();
+    return;
+  }
+  switch (c.kind) {
+    case sniff::Kind::name: f.name_src = c.source == sniff::Source::sni ? NameSrc::sni : NameSrc::host; break;
+    case sniff::Kind::connect: f.name_src = NameSrc::connect; break;
+    case sniff::Kind::mismatch: f.name_src = NameSrc::mismatch; break;
+    default: f.name_src = NameSrc::none; break;
+  }
+  f.name = std::move(c.name);
+  f.gate_deadline = Instant::max();
+  const bool allow = admission_ ? admission_->tcp_first_flight(flow_info(f)) : true;
+  if (!allow) {
+    // R-TCP-4/5, R-POL-10: after the handshake a denial is always RST; the upstream (if
+    // any) gets an abortive close, so no guest byte ever reaches it.
+    f.close_why = "policy_deny";
+    f.conn.abort(TcpCloseReason::Aborted, now);
+    return;
+  }
+  if (f.path == TcpPath::gate) {
+    if (auto r = f.gate.release(); !r) {
+      f.conn.on_peer_error(r.error(), now);
+      return;
+    }
+    f.conn.on_peer_writable(now);  // the window opens beyond 16 KiB
+    return;
+  }
+  // Inspect path: dial now; the held bytes are replayed once connected.
+  f.inspect_dial = true;
+  f.connecting = true;
+  ++pending_connects_;
+  f.gate_deadline = now + cfg_.connect_timeout;
+  dial(f, now);
+}
+
+void TcpEngine::inspect_connected(TcpFlow& f, Instant now) {
+  f.inspect_dial = false;
+  f.gate_deadline = Instant::max();
+  f.gate.attach_upstream(&f.host);
+  if (auto r = f.gate.release(); !r) {
+    f.conn.on_peer_error(r.error(), now);
+    return;
+  }
+  f.conn.on_peer_writable(now);
+  f.conn.on_peer_readable(now);
 }
 
 void TcpEngine::dial(TcpFlow& f, Instant now) {
@@ -321,7 +444,12 @@ void TcpEngine::on_connect_event(TcpFlow& f, uint32_t events, Instant now) {
     f.connecting = false;
     --pending_connects_;
     counters_.inc(Counter::tcp_opened);
-    f.conn.on_peer_connected(now);
+    if (admission_ && !f.opened) {
+      f.opened = true;
+      admission_->flow_opened(flow_info(f));
+    }
+    if (f.inspect_dial) inspect_connected(f, now);
+    else f.conn.on_peer_connected(now);
     return;
   }
   if (err == 0) return;  // not decided yet
@@ -342,6 +470,15 @@ void TcpEngine::connect_failed(TcpFlow& f, int err, Instant now) {
   }
   f.watch.reset();
   f.host.reset();
+  if (f.inspect_dial) {
+    // R-TCP-5: after the handshake no ICMP can be used.
+    f.inspect_dial = false;
+    f.gate_deadline = Instant::max();
+    f.close_why = err == ETIMEDOUT ? "connect_timeout" : "connect_failed";
+    counters_.inc(is_resource_error(err) ? Counter::tcp_host_resource_errors : Counter::tcp_refused);
+    f.conn.abort(TcpCloseReason::Aborted, now);
+    return;
+  }
   const bool v6 = f.conn.key().guest.is_v6;
   uint8_t code4 = 0, code6 = 0;
   bool icmp = true;
@@ -415,7 +552,16 @@ void TcpEngine::on_flow_timer(FlowId id) {
   if (!f || f->finished) return;
   const Instant now = loop_.now();
   f->timer_at = Instant::max();  // the handle has fired
-  f->conn.on_timer(now);
+  if (now >= f->gate_deadline) {
+    if (f->inspect_dial && f->connecting) {
+      connect_failed(*f, ETIMEDOUT, now);
+    } else if (f->gate.holding()) {
+      check_gate(*f, now, true);  // R-TCP-5: a timeout counts as "no name"
+    } else {
+      f->gate_deadline = Instant::max();
+    }
+  }
+  if (!f->conn.finished()) f->conn.on_timer(now);
   post_event(*f, now);
   sweep();
 }
@@ -475,7 +621,8 @@ void TcpEngine::post_event(TcpFlow& f, Instant now) {
 }
 
 void TcpEngine::arm_timer(TcpFlow& f) {
-  const auto d = f.conn.next_deadline();
+  auto d = f.conn.next_deadline();
+  if (f.gate_deadline != Instant::max() && (!d || f.gate_deadline < *d)) d = f.gate_deadline;
   if (!d) return;  // a stale pending timer only fires early, which is harmless
   if (f.timer.pending()) {
     if (f.timer_at <= *d) return;  // lazy: it will fire early and be re-armed
@@ -523,6 +670,14 @@ void TcpEngine::finish(TcpFlow& f, Instant now) {
   counters_.inc(Counter::tcp_challenge_acks, f.conn.challenge_acks());
   if (f.conn.guest_fin_received() && f.conn.close_reason() == TcpCloseReason::Normal) {
     add_time_wait(f.conn.key(), f.conn.snd_nxt(), f.conn.rcv_nxt(), now);
+  }
+  if (admission_ && f.audit_id != 0) {
+    CloseInfo c;
+    c.bytes_from_guest = f.conn.bytes_from_guest();
+    c.bytes_to_guest = f.conn.bytes_to_guest();
+    c.duration = now - f.started;
+    c.reason = !f.close_why.empty() ? f.close_why : close_reason_name(f.conn.close_reason(), f.opened);
+    admission_->flow_closed(flow_info(f), c);
   }
   table_.close(f.id);
 }
@@ -625,6 +780,13 @@ Result<void, Errno> TcpEngine::open_to_guest(UniqueFd accepted, IpAddr guest, ui
   counters_.inc(Counter::tcp_ingress_opened);
   if (cfg_.ooo_pool_bytes > 0) f.conn.set_ooo_pool(&ooo_pool_);
   f.conn.open_active(key, make_isn(key, now), params_for(guest.is_v6), io_, f.host, now);
+  f.ingress = true;
+  f.started = now;
+  if (admission_) {
+    f.audit_id = admission_->next_flow_id();
+    f.opened = true;  // R-OBS-3: ingress flows open when the guest is dialled
+    admission_->flow_opened(flow_info(f));
+  }
   post_event(f, now);
   counters_.set(Counter::tcp_active, table_.live());
   sweep();

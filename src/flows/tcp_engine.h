@@ -26,8 +26,10 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "event/loop.h"
+#include "flows/admission.h"
 #include "flows/destinations.h"
 #include "flows/flow_table.h"
+#include "flows/gate_peer.h"
 #include "flows/guest_io.h"
 #include "flows/host_socket_peer.h"
 #include "flows/tcp_conn.h"
@@ -78,6 +80,21 @@ struct TcpFlow final : event::IoHandler {
 
   bool in_dirty = false, in_blocked = false, finished = false;
 
+  // Policy (R-POL-9, R-TCP-4/5). On the gate and inspect paths TcpConn talks to `gate`,
+  // which holds the first flight until it is classified; `gate_deadline` is the
+  // first-flight timeout while holding, then the connect timeout of an inspect dial.
+  TcpPath path = TcpPath::fast;
+  bool ingress = false;  // published port (open_to_guest)
+  GatePeer gate;
+  bool inspect_dial = false;  // inspect path: dialling after an allow
+  bool opened = false;        // flow_opened() reported
+  Instant gate_deadline = Instant::max();
+  uint64_t audit_id = 0;
+  Instant started{};
+  std::string_view close_why;  // moat's own close reason (policy_deny), overrides the conn's
+  NameSrc name_src = NameSrc::none;
+  std::string name;
+
   void on_io(uint32_t events) override;
 };
 
@@ -100,6 +117,9 @@ class TcpEngine {
   /// live; ENOBUFS: max_flows reached (counted).
   Result<void, Errno> open_to_guest(UniqueFd accepted, IpAddr guest, uint16_t guest_port, IpAddr src_seen,
                                     uint16_t src_port, Instant now);
+  /// Policy for new flows (R-POL-9); null allows everything (data-path tests). Must
+  /// outlive the engine.
+  void set_admission(Admission* a) noexcept { admission_ = a; }
   /// Resets every flow (both sides), e.g. at shutdown.
   void abort_all(Instant now);
 
@@ -127,6 +147,9 @@ class TcpEngine {
   void dial(TcpFlow& f, Instant now);
   void connect_failed(TcpFlow& f, int err, Instant now);
   void on_flow_timer(FlowId id);
+  void check_gate(TcpFlow& f, Instant now, bool timed_out);
+  void inspect_connected(TcpFlow& f, Instant now);
+  FlowInfo flow_info(const TcpFlow& f) const;
   void on_output_ready();
 
   void post_event(TcpFlow& f, Instant now);
@@ -148,6 +171,7 @@ class TcpEngine {
   event::Loop& loop_;
   GuestIo& io_;
   const Destinations& dest_;
+  Admission* admission_ = nullptr;
   Counters& counters_;
   TcpConfig cfg_;
   TcpParams params4_, params6_;

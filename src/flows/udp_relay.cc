@@ -166,6 +166,25 @@ void UdpRelay::on_datagram(const IpAddr& src, const IpAddr& dst, uint16_t src_po
   const Endpoint& target = plan.targets[0];
 
   uint32_t s = find_session(src, src_port);
+  if (admission_) {
+    const uint32_t known = s == kNone ? kNone : find_peer(s, target);
+    if (known == kNone || peers_[known].policy_generation != admission_->generation()) {
+      FlowInfo info;
+      info.proto = FlowProto::udp;
+      info.guest = src;
+      info.guest_port = src_port;
+      info.remote = dst;  // as the guest addressed it
+      info.remote_port = dst_port;
+      if (!admission_->udp(info)) {
+        // A peer that a policy change now denies loses its filter hole at once.
+        if (known != kNone) destroy_peer(known);
+        // R-POL-10: ICMP administratively prohibited, or silence under drop.
+        if (admission_->drop_denied()) return counters_.drop(DropReason::policy);
+        return refuse(src, dst, udp, uint16_t(udp.size()), ttl, now, true);
+      }
+      if (known != kNone) peers_[known].policy_generation = admission_->generation();
+    }
+  }
   if (s == kNone) s = create_session(src, src_port, now);
   Session& session = sessions_[s];
   session.last_active = now;
@@ -175,7 +194,10 @@ void UdpRelay::on_datagram(const IpAddr& src, const IpAddr& dst, uint16_t src_po
   if (!sock) return counters_.drop(DropReason::table_full);  // fd exhaustion; logged
 
   uint32_t p = find_peer(s, target);
-  if (p == kNone) p = create_peer(s, target);
+  if (p == kNone) {
+    p = create_peer(s, target);
+    if (admission_) peers_[p].policy_generation = admission_->generation();
+  }
   Peer& peer = peers_[p];
   peer.visible = Endpoint{dst, dst_port};
   peer.last_used = now;
@@ -192,7 +214,7 @@ void UdpRelay::on_datagram(const IpAddr& src, const IpAddr& dst, uint16_t src_po
 }
 
 void UdpRelay::refuse(const IpAddr& src, const IpAddr& dst, Bytes udp, uint16_t udp_length, uint8_t ttl,
-                      Instant now) {
+                      Instant now, bool prohibited) {
   // Nothing may be dialled for this destination (R-ADDR-5 with loopback mapping off):
   // answer like a closed port so the guest's socket fails fast.
   if (!src.is_v6) {
@@ -202,7 +224,8 @@ void UdpRelay::refuse(const IpAddr& src, const IpAddr& dst, Bytes udp, uint16_t 
     ip.protocol = wire::kProtoUdp;
     ip.ttl = ttl;
     ip.payload_len = udp_length;
-    guest_.send_icmp_error_v4(ip, udp, dst.v4, wire::kIcmpDestUnreachable, kIcmp4PortUnreachable, now);
+    guest_.send_icmp_error_v4(ip, udp, dst.v4, wire::kIcmpDestUnreachable,
+                              prohibited ? kIcmp4AdminProhibited : kIcmp4PortUnreachable, now);
   } else {
     wire::Ipv6Repr ip;
     ip.src = src.v6;
@@ -210,7 +233,8 @@ void UdpRelay::refuse(const IpAddr& src, const IpAddr& dst, Bytes udp, uint16_t 
     ip.next_header = wire::kProtoUdp;
     ip.hop_limit = ttl;
     ip.payload_len = udp_length;
-    guest_.send_icmp_error_v6(ip, udp, dst.v6, wire::kIcmpv6DestUnreachable, kIcmp6PortUnreachable, now);
+    guest_.send_icmp_error_v6(ip, udp, dst.v6, wire::kIcmpv6DestUnreachable,
+                              prohibited ? kIcmp6AdminProhibited : kIcmp6PortUnreachable, now);
   }
 }
 

@@ -58,6 +58,7 @@
 #include "base/time.h"
 #include "base/unique_fd.h"
 #include "event/loop.h"
+#include "flows/admission.h"
 #include "flows/destinations.h"
 #include "flows/guest_io.h"
 #include "flows/relay_index.h"
@@ -101,6 +102,11 @@ class UdpRelay {
   /// published ports, QUIC, multicast/broadcast, policy); this is step 8.
   void on_datagram_v4(const wire::Ipv4Repr& ip, Bytes udp, Instant now);
   void on_datagram_v6(const wire::Ipv6Repr& ip, Bytes udp, Instant now);
+
+  /// Egress policy (SPEC §2.4): the first datagram to each peer is decided with S = none
+  /// and the verdict kept with the peer until Admission::generation() changes. Null
+  /// allows everything. Must outlive the relay.
+  void set_admission(Admission* a) noexcept { admission_ = a; }
 
   [[nodiscard]] size_t active_sessions() const noexcept { return session_count_; }
   [[nodiscard]] size_t active_peers() const noexcept { return peer_count_; }
@@ -160,11 +166,13 @@ class UdpRelay {
     uint16_t udp_length = 0, udp_checksum = 0;
     uint8_t ttl = 64;
     bool dont_fragment = false;
+    uint64_t policy_generation = 0;  // Admission::generation() when this peer was allowed
   };
 
   void on_datagram(const IpAddr& src, const IpAddr& dst, uint16_t src_port, uint16_t dst_port, Bytes udp,
                    Bytes payload, uint16_t checksum, uint8_t ttl, bool dont_fragment, Instant now);
-  void refuse(const IpAddr& src, const IpAddr& dst, Bytes udp, uint16_t udp_length, uint8_t ttl, Instant now);
+  void refuse(const IpAddr& src, const IpAddr& dst, Bytes udp, uint16_t udp_length, uint8_t ttl, Instant now,
+              bool prohibited = false);
 
   // Sessions.
   uint32_t find_session(const IpAddr& guest, uint16_t port) const;
@@ -202,6 +210,7 @@ class UdpRelay {
   GuestIo& guest_;
   const Destinations& destinations_;
   Counters& counters_;
+  Admission* admission_ = nullptr;
   UdpConfig cfg_;
   KeyHasher hasher_;
 

@@ -65,6 +65,7 @@ struct Publisher::Mapping {
   IpAddr src;        ///< the source the guest sees
   uint16_t src_port = 0;
   Instant last_used{};
+  uint64_t policy_generation = 0;  ///< Admission::generation() of its ingress decision
 };
 
 struct Publisher::Listener final : event::IoHandler {
@@ -203,9 +204,26 @@ void Publisher::on_tcp_accept(Listener& l) {
       ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       continue;
     }
+    if (!admit(peer, peer_port, l.guest_port, true)) {
+      linger lg{1, 0};  // R-POL-11: the accepted connection is closed (the peer sees RST)
+      ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      continue;
+    }
     auto r = tcp_.open_to_guest(std::move(c), guest, l.guest_port, src, src_port, loop_.now());
     if (!r) MOAT_LOG_RATELIMITED(debug, "publish: cannot open to the guest: %s", r.error().message());
   }
+}
+
+bool Publisher::admit(const IpAddr& peer, uint16_t peer_port, uint16_t guest_port, bool tcp) {
+  if (!admission_) return true;
+  flows::FlowInfo info;
+  info.proto = tcp ? flows::FlowProto::tcp : flows::FlowProto::udp;
+  info.ingress = true;
+  info.remote = peer;  // the real peer (normalised by policy), not the address the guest sees
+  info.remote_port = peer_port;
+  info.guest_port = guest_port;
+  info.guest = peer.is_v6 && cfg_.guest6 ? IpAddr(*cfg_.guest6) : cfg_.guest4 ? IpAddr(*cfg_.guest4) : IpAddr();
+  return admission_->ingress(info);
 }
 
 void Publisher::on_udp_readable(Listener& l) {
@@ -221,6 +239,15 @@ void Publisher::on_udp_readable(Listener& l) {
     for (auto& x : l.mappings)
       if (x.peer == peer && x.peer_port == peer_port) m = &x;
     if (m && now - m->last_used > cfg_.udp_idle_timeout) m = nullptr;  // expired: map afresh
+    // R-POL-11: decided for a new mapping, and again after a policy change.
+    if (admission_ && (!m || m->policy_generation != admission_->generation())) {
+      if (!admit(peer, peer_port, l.guest_port, false)) {
+        counters_.drop(DropReason::policy);
+        if (m) m->last_used = Instant{};  // expire it
+        continue;
+      }
+      if (m) m->policy_generation = admission_->generation();
+    }
     if (!m) {
       Mapping fresh;
       fresh.peer = peer;
@@ -233,6 +260,7 @@ void Publisher::on_udp_readable(Listener& l) {
                                     [](const Mapping& a, const Mapping& b) { return a.last_used < b.last_used; });
         l.mappings.erase(lru);
       }
+      if (admission_) fresh.policy_generation = admission_->generation();
       l.mappings.push_back(fresh);
       m = &l.mappings.back();
     }

@@ -47,6 +47,8 @@ class Publisher {
 
   /// Binds and registers every listener. Error: one line naming the spec (§5.2).
   Result<void, std::string> bind_all(const std::vector<config::PublishSpec>& specs);
+  /// Ingress policy (R-POL-11) for connections and datagrams; null allows everything.
+  void set_admission(flows::Admission* a) noexcept { admission_ = a; }
   /// "tcp 127.0.0.1:8080 -> 80" per listener, with ephemeral ports resolved.
   [[nodiscard]] std::vector<std::string> describe() const;
 
@@ -64,11 +66,13 @@ class Publisher {
                     Instant now);
   /// The address the guest sees for a host peer (R-PUB-5); false if the guest has no family at all.
   bool source_for(const IpAddr& peer, uint16_t peer_port, IpAddr* guest_dst, IpAddr* src, uint16_t* src_port);
+  bool admit(const IpAddr& peer, uint16_t peer_port, uint16_t guest_port, bool tcp);
 
   event::Loop& loop_;
   flows::TcpEngine& tcp_;
   flows::GuestIo& guest_;
   Counters& counters_;
+  flows::Admission* admission_ = nullptr;
   PublisherConfig cfg_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::byte> buf_;  ///< one datagram (allocated once)

@@ -8,7 +8,7 @@ ns="moat-it-$$"
 new_netns "$ns"
 ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.accept_ra=1 net.ipv6.conf.all.forwarding=0
 ready="$T_DIR/ready"
-start_bg moat "$MOAT" attach --netns "/run/netns/$ns" --no-configure --ifname eth0 --ready-file "$ready" --log-level debug
+start_bg moat "$MOAT" attach --profile all --netns "/run/netns/$ns" --no-configure --ifname eth0 --ready-file "$ready" --log-level debug
 moat_pid=$BG_PID
 check "ready file appears"               wait_for 10 test -s "$ready"
 check "ready file holds moat's PID"      test "$(head -n 1 "$ready")" = "$moat_pid"

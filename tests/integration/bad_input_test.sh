@@ -23,6 +23,7 @@ expect_err 125 '^moat: error: --mtu: 100 is out of range' "$MOAT" run --mtu 100 
 expect_err 125 '^moat: error: run: missing command' "$MOAT" run
 expect_err 125 '^moat: error: --publsh: unknown option' "$MOAT" run --publsh 80:80 -- true
 expect_err 125 '^moat: error: --ipv4-enable: "maybe" is not one of auto, on, off' "$MOAT" run --ipv4-enable maybe -- true
+expect_err 125 '^moat: error: --audit /nonexistent-dir/a\.jsonl: cannot open: No such file or directory' "$MOAT" run --audit /nonexistent-dir/a.jsonl -- true
 expect_err 2   '^moat: error: --ifnme: unknown option; did you mean --ifname\?' "$MOAT" attach --ifnme x --netns /run/netns/none
 expect_err 2   '^moat: error: attach: give exactly one of --netns, --pid' "$MOAT" attach
 expect_err 2   '^moat: error: --netns /nonexistent/ns: cannot open' "$MOAT" attach --netns /nonexistent/ns

@@ -31,7 +31,7 @@ touch "$G/closed"
 i=0; while [ ! -e "$G/done" ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done
 GUEST
 chmod +x "$G/guest.sh"
-start_bg moat timeout 250 "$MOAT" run --max-flows 12000 -- "$G/guest.sh"
+start_bg moat timeout 250 "$MOAT" run --profile all --max-flows 12000 -- "$G/guest.sh"
 moat_pid=$BG_PID
 usr1() { kill -USR1 "$(pgrep -P "$moat_pid" -x moat || echo "$moat_pid")" 2>/dev/null || true; }
 counter() { grep -o "stats: .*" "$T_DIR/moat.log" | tail -n 1 | grep -o " $1=[0-9]*" | cut -d= -f2 || true; }

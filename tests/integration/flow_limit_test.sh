@@ -30,7 +30,7 @@ echo "hold2 \$?" >> "\$G/hold2.out"
 GUEST
 chmod +x "$G/guest.sh"
 
-start_bg moat timeout 150 "$MOAT" run --max-flows 20 -- "$G/guest.sh"
+start_bg moat timeout 150 "$MOAT" run --profile all --max-flows 20 -- "$G/guest.sh"
 moat_pid=$BG_PID
 check "20 connections held" wait_for 30 test -s "$G/held"
 check "the 21st connect was tried" wait_for 30 test -e "$G/probed"
@@ -56,7 +56,7 @@ check "... and they close cleanly"            grep -qx "hold2 0" "$G/hold2.out"
 # R-LIM-3: with too few file descriptors for the flow limits, moat reduces the limits
 # proportionally at start (and says so) instead of failing later with EMFILE.
 fdlog="$T_DIR/fdlimit.log"
-( ulimit -n 1000 && exec "$MOAT" run -- true ) 2> "$fdlog" || true  # ulimit -n sets soft and hard
+( ulimit -n 1000 && exec "$MOAT" run --profile all -- true ) 2> "$fdlog" || true  # ulimit -n sets soft and hard
 check "low fd limit: flow limits reduced with a warning" \
   grep -q "file-descriptor limit (1000) is below what the flow limits need (6976); reducing them to max_flows 554" "$fdlog"
 finish

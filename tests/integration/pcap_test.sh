@@ -2,7 +2,7 @@
 # --pcap writes a classic pcap of the guest link that tshark and tcpdump read cleanly (R-OBS-5).
 source "$(dirname "$0")/lib.sh" "$@"
 pcap="$T_DIR/link.pcap"
-check "run with --pcap" "$MOAT" run --pcap "$pcap" -- sh -c 'ping -c 2 -W 2 -i 0.2 100.96.0.1 && ping -6 -c 2 -W 2 -i 0.2 fd42:6d73:62::1'
+check "run with --pcap" "$MOAT" run --profile all --pcap "$pcap" -- sh -c 'ping -c 2 -W 2 -i 0.2 100.96.0.1 && ping -6 -c 2 -W 2 -i 0.2 fd42:6d73:62::1'
 check "pcap file exists" test -s "$pcap"
 check "pcap mode is 0600" test "$(stat -c %a "$pcap")" = 600
 check "tshark reads it cleanly" bash -c "tshark -r '$pcap' -n > '$T_DIR/tshark.txt' 2> '$T_DIR/tshark.log'"

@@ -32,7 +32,7 @@ exit 0
 GUEST
 chmod +x "$G/guest.sh"
 
-start_bg moat timeout 120 "$MOAT" run --ready-file "$T_DIR/moat.ready" \
+start_bg moat timeout 120 "$MOAT" run --profile all --ready-file "$T_DIR/moat.ready" \
   -p 127.0.0.1:18400:8400 -p 127.0.0.1:18401:8401/udp -p 127.0.0.1:18410-18412:8410-8412 \
   -p 0.0.0.0:18420:8420 -p '[::1]:18430:8430/tcp' -- "$G/guest.sh"
 moat_pid=$BG_PID
@@ -68,7 +68,7 @@ check "moat run status 0 (got $rc)" test $rc -eq 0
 # Bad specs: status 125 and exactly one line naming --publish.
 bad_spec() {
   local rc
-  set +e; "$MOAT" run -p "$1" -- true > /dev/null 2> "$T_DIR/bad.err"; rc=$?; set -e
+  set +e; "$MOAT" run --profile all -p "$1" -- true > /dev/null 2> "$T_DIR/bad.err"; rc=$?; set -e
   if [[ $rc -eq 125 && $(wc -l < "$T_DIR/bad.err") -eq 1 ]] && grep -q '^moat: error: --publish: ' "$T_DIR/bad.err"; then
     pass "bad spec '$1' -> 125: $(cat "$T_DIR/bad.err")"
   else
@@ -86,7 +86,7 @@ start_bg busyr "$NP" udp-echo --port 18452 --ready-file "$T_DIR/busyr.ready" --m
 check "port squatters ready" wait_for 10 test -s "$T_DIR/busy.ready" -a -s "$T_DIR/busyu.ready" -a -s "$T_DIR/busyr.ready"
 in_use() {
   local spec="$1" rc
-  set +e; timeout 20 "$MOAT" run -p "$spec" -- true > /dev/null 2> "$T_DIR/inuse.err"; rc=$?; set -e
+  set +e; timeout 20 "$MOAT" run --profile all -p "$spec" -- true > /dev/null 2> "$T_DIR/inuse.err"; rc=$?; set -e
   if [[ $rc -eq 125 ]] && grep -qF -- "$spec" "$T_DIR/inuse.err" && grep -qi 'in use' "$T_DIR/inuse.err"; then
     pass "port in use '$spec' -> 125: $(grep -F -- "$spec" "$T_DIR/inuse.err" | head -n 1)"
   else
@@ -99,7 +99,7 @@ in_use 127.0.0.1:18452:80/udp
 # Duplicate host bindings are an error (R-PUB-1), for TCP and UDP.
 dup() {
   local rc
-  set +e; timeout 20 "$MOAT" run -p "$1" -p "$2" -- true > /dev/null 2> "$T_DIR/dup.err"; rc=$?; set -e
+  set +e; timeout 20 "$MOAT" run --profile all -p "$1" -p "$2" -- true > /dev/null 2> "$T_DIR/dup.err"; rc=$?; set -e
   check "duplicate host binding '$1' + '$2' -> 125 naming the port (got $rc: $(grep -v -e '^moat: warning: icmp' -e '^moat: info' "$T_DIR/dup.err" | head -n 1))" \
     bash -c "test $rc -eq 125 && grep -q 18460 '$T_DIR/dup.err'"
 }

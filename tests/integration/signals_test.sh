@@ -2,7 +2,7 @@
 # moat run forwards SIGTERM to the child and exits with its status; moat itself ignores SIGINT
 # while the child runs (R-CLI-2); cleanup leaves nothing behind.
 source "$(dirname "$0")/lib.sh" "$@"
-start_bg run "$MOAT" run --ready-file "$T_DIR/ready" -- sleep 30
+start_bg run "$MOAT" run --profile all --ready-file "$T_DIR/ready" -- sleep 30
 pid=$BG_PID
 check "ready" wait_for 10 test -s "$T_DIR/ready"
 kill -INT "$pid"

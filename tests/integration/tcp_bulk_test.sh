@@ -26,7 +26,7 @@ transfer() {
   local name="$1"; shift
   local rc
   set +e
-  timeout 130 "$MOAT" run -- timeout 120 "$@" > "$T_DIR/$name.out" 2> "$T_DIR/$name.log"
+  timeout 130 "$MOAT" run --profile all -- timeout 120 "$@" > "$T_DIR/$name.out" 2> "$T_DIR/$name.log"
   rc=$?
   set -e
   echo "$name: status $rc, result '$(cat "$T_DIR/$name.out")'; $(grep -E '^(send|fetch):' "$T_DIR/$name.log" || echo 'no rate line')"

@@ -20,7 +20,7 @@ want_blob="$(sha256sum < "$www/blob.bin" | cut -d' ' -f1)"
 # --- HTTP to the gateway, both families.
 G="$T_DIR/guest"; mkdir -p "$G"
 set +e
-timeout 60 "$MOAT" run -- sh -c "
+timeout 60 "$MOAT" run --profile all -- sh -c "
   curl -sS --max-time 10 -o '$G/index4.txt' http://100.96.0.1:18080/index.txt; echo \"curl4 \$?\"
   curl -sS --max-time 20 -o '$G/blob4.bin' http://100.96.0.1:18080/blob.bin; echo \"curl4blob \$?\"
   curl -sS --max-time 10 -o '$G/index6.txt' 'http://[fd42:6d73:62::1]:18081/index.txt'; echo \"curl6 \$?\"
@@ -39,7 +39,7 @@ check "IPv6 3 MiB body sha256 matches"                   test "$(sha256sum < "$G
 
 # --- Closed host port: the guest's connect fails with ECONNREFUSED, quickly (no timeout).
 set +e
-timeout 60 "$MOAT" run -- sh -c "
+timeout 60 "$MOAT" run --profile all -- sh -c "
   '$NP' connect --host 100.96.0.1 --port 18099 --timeout 10 --max-seconds 20
   '$NP' connect --host fd42:6d73:62::1 --port 18099 --timeout 10 --max-seconds 20
 " > "$T_DIR/refused.out" 2> "$T_DIR/refused-moat.log"
@@ -53,7 +53,7 @@ check "IPv6 closed port -> ECONNREFUSED in < 1 s (got '$r6')" fast $r6
 # --- Half-close: the guest sends 8 MiB, shuts down writing, and still reads the sink's reply.
 want8="$("$NP" expect-sha --bytes 8M --seed 21)"
 set +e
-timeout 60 "$MOAT" run -- sh -c "
+timeout 60 "$MOAT" run --profile all -- sh -c "
   '$NP' send --host 100.96.0.1 --port 18082 --bytes 8M --seed 21 --max-seconds 40
   '$NP' send --host fd42:6d73:62::1 --port 18082 --bytes 8M --seed 21 --max-seconds 40
 " > "$T_DIR/halfclose.out" 2> "$T_DIR/halfclose-moat.log"
@@ -64,7 +64,7 @@ check "IPv6 half-close: reply after SHUT_WR = '$want8'" test "$(sed -n 2p "$T_DI
 
 # --- DNS: UDP and TCP queries to the gateway reach --dns-upstream 127.0.0.1:15353.
 set +e
-timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 -- sh -c "
+timeout 60 "$MOAT" run --profile all --dns-upstream 127.0.0.1:15353 -- sh -c "
   echo \"udp: \$(kdig @100.96.0.1 +notcp +timeout=3 +retry=1 moat-test.example.com A +short)\"
   echo \"tcp: \$(kdig @100.96.0.1 +tcp +timeout=3 +retry=1 moat-test.example.com A +short)\"
   echo \"udp6: \$(kdig @fd42:6d73:62::1 +notcp +timeout=3 +retry=1 moat-test.example.com A +short)\"

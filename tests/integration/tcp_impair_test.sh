@@ -26,7 +26,7 @@ transfer() {
   local name="$1"; shift
   local rc
   set +e
-  timeout $((LIMIT + 15)) "$MOAT" run --log-level debug --impair "$IMPAIR" -- timeout "$LIMIT" "$@" > "$T_DIR/$name.out" 2> "$T_DIR/$name.log" &
+  timeout $((LIMIT + 15)) "$MOAT" run --profile all --log-level debug --impair "$IMPAIR" -- timeout "$LIMIT" "$@" > "$T_DIR/$name.out" 2> "$T_DIR/$name.log" &
   local pid=$!
   T_PIDS+=($pid)
   wait $pid; rc=$?

@@ -25,7 +25,7 @@ check "far namespace reachable from the host side (v4)" ping -c 1 -W 2 10.77.0.2
 check "far namespace reachable from the host side (v6)" wait_for 5 ping -6 -c 1 -W 1 fd77::2
 
 set +e
-timeout 60 "$MOAT" run -- sh -c "
+timeout 60 "$MOAT" run --profile all -- sh -c "
   '$NP' udp-ping --host 100.96.0.1 --port 17007 --count 5 --max-seconds 20 | sed 's/^/udp4 /'
   '$NP' udp-ping --host fd42:6d73:62::1 --port 17007 --count 5 --max-seconds 20 | sed 's/^/udp6 /'
   '$NP' udp-ping --host 100.96.0.1 --port 17007 --count 2 --size 8000 --max-seconds 20 | sed 's/^/udp4big /'
@@ -56,7 +56,7 @@ check "... and moat names the sysctl in a warning"      grep -q "ping_group_rang
 # namespace and, on Linux, governs ICMPv6 ping sockets too.
 sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 set +e
-timeout 60 "$MOAT" run -- sh -c "
+timeout 60 "$MOAT" run --profile all -- sh -c "
   ping -c 3 -W 2 -i 0.2 10.77.0.2 > /dev/null && echo 'pingfar4 OK'
   ping -6 -c 3 -W 2 -i 0.2 fd77::2 > /dev/null && echo 'pingfar6 OK'
   ping -c 2 -W 1 -i 0.3 10.77.0.99 > /dev/null || echo 'pingnobody4 NOREPLY'
@@ -71,7 +71,7 @@ check "ping to an absent address gets no reply"               grep -qx "pingnobo
 # reassembles it; the echoed reply does not fit the link, so moat fragments it (IPv4
 # fragments, IPv6 Fragment headers) and the guest kernel reassembles it.
 set +e
-timeout 60 "$MOAT" run --mtu 1500 --pcap "$T_DIR/frag.pcap" -- sh -c "
+timeout 60 "$MOAT" run --profile all --mtu 1500 --pcap "$T_DIR/frag.pcap" -- sh -c "
   '$NP' udp-ping --host 100.96.0.1 --port 17007 --count 2 --size 20000 --max-seconds 20 | sed 's/^/frag4 /'
   '$NP' udp-ping --host fd42:6d73:62::1 --port 17007 --count 2 --size 20000 --max-seconds 20 | sed 's/^/frag6 /'
   exit 0
