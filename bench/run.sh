@@ -20,8 +20,9 @@ mkdir -p "$out"
 
 # The custom-stack contract (../shared/bench/README.md): attach to the sandbox netns, configure
 # the TAP, map the gateway to host loopback, forward DNS to the host resolv.conf (netbench makes
-# it 127.0.0.1), publish the forward port on 0.0.0.0, write the ready file.
-moat_cmd="exec $moat attach --netns {netns_path} --ifname {ifname} --ipv4 {guest_ip}/{prefix} --gateway4 {gw_ip} --dns4 {dns_ip} --mtu {mtu} --ipv6-enable off -p 0.0.0.0:{fwd_port}:{fwd_port} --ready-file {ready_file} --log-level warn"
+# it 127.0.0.1), publish the forward port on 0.0.0.0, write the ready file. --profile all: the
+# benchmark reaches host services through the gateway, which the default policy refuses.
+moat_cmd="exec $moat attach --netns {netns_path} --ifname {ifname} --ipv4 {guest_ip}/{prefix} --gateway4 {gw_ip} --dns4 {dns_ip} --mtu {mtu} --ipv6-enable off --profile all -p 0.0.0.0:{fwd_port}:{fwd_port} --ready-file {ready_file} --log-level warn"
 
 for p in $(seq 1 "$passes"); do
   for stack in moat pasta slirp4netns; do

@@ -39,16 +39,16 @@ say "moat run -- CMD: the command runs in its own network namespace behind moat"
   echo "\$ cat /etc/resolv.conf";      cat /etc/resolv.conf
   echo "\$ ping -c 3 100.96.0.1";      ping -c 3 -i 0.2 100.96.0.1 | tail -n 2
   echo "\$ ping -6 -c 3 fd42:6d73:62::1"; ping -6 -c 3 -i 0.2 fd42:6d73:62::1 | tail -n 2
-  echo "\$ ping -c 2 -W 1 203.0.113.5   # not the gateway: moat never answers for other hosts"
+  echo "\$ ping -c 2 -W 1 203.0.113.5   # a reserved address: the default policy refuses it (administratively prohibited)"
   ping -c 2 -W 1 203.0.113.5 | tail -n 2 || true'
 
-say "flows: the sandbox fetches a page from a server on the host's loopback, through the gateway"
+say "flows: the sandbox fetches a page from a server on the host's loopback, through the gateway (--rule allow@host:tcp)"
 mkdir -p "$WORK/www"
 echo "hello from the host's 127.0.0.1:8080, served to the sandbox by moat" > "$WORK/www/index.html"
 (cd "$WORK/www" && exec timeout 60 python3 -m http.server 8080 --bind 127.0.0.1) > /dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.1; done
-"$MOAT" run -- sh -c '
+"$MOAT" run --rule allow@host:tcp -- sh -c '
   echo "\$ curl http://100.96.0.1:8080/   # the gateway address maps to the host loopback"
   curl -sS http://100.96.0.1:8080/
   echo "\$ curl http://100.96.0.1:8081/   # nothing listens there: refused at once, not a timeout"
