@@ -1,0 +1,205 @@
+#include "transport/ring.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+
+namespace moat::transport {
+
+// ---------------------------------------------------------------------------------------
+// FrameRing
+
+Result<std::unique_ptr<FrameRing>> FrameRing::create(const RingConfig& config) {
+  if (config.frames == 0 || config.frames > RingConfig::kMaxFrames || config.bytes < kMaxFrameLen ||
+      config.bytes > RingConfig::kMaxBytes)
+    return unexpected(Errno{EINVAL});
+  return std::make_unique<FrameRing>(Private{}, config);
+}
+
+FrameRing::FrameRing(Private, const RingConfig& config)
+    : bytes_limit_(config.bytes), storage_(config.bytes + kMaxFrameLen), slots_(config.frames) {}
+
+std::optional<size_t> FrameRing::find_room(size_t len) noexcept {
+  const uint64_t head = head_.load(std::memory_order_seq_cst);
+  // Reclaim the bytes of every frame the consumer released. Slots below head_ were written
+  // by this thread and are no longer read by the consumer.
+  for (; p_reclaimed_ != head; ++p_reclaimed_) p_live_bytes_ -= slots_[p_reclaimed_ % slots_.size()].len;
+  if (p_tail_ - head == slots_.size() || len > bytes_limit_ - p_live_bytes_) return std::nullopt;
+  if (head == p_tail_) {
+    p_write_pos_ = 0;  // drained: the consumer is done with every byte, start over
+    return size_t{0};
+  }
+  // Live bytes are [head_off, write_pos) when not wrapped, else [head_off, end of the last
+  // frame before the wrap) + [0, write_pos). With storage = budget + kMaxFrameLen, a frame
+  // within the budget always fits one way or the other (see TapTransport); the checks stay
+  // anyway so a broken invariant refuses a frame instead of overwriting one.
+  const size_t head_off = slots_[head % slots_.size()].offset;
+  if (p_write_pos_ > head_off) {
+    if (len <= storage_.size() - p_write_pos_) return p_write_pos_;
+    if (len <= head_off) return size_t{0};
+    return std::nullopt;
+  }
+  if (len <= head_off - p_write_pos_) return p_write_pos_;
+  return std::nullopt;
+}
+
+bool FrameRing::can_accept(size_t len) noexcept { return len != 0 && len <= kMaxFrameLen && find_room(len); }
+
+bool FrameRing::try_push(Bytes frame, bool* was_drained) noexcept {
+  const size_t len = frame.size();
+  if (len == 0 || len > kMaxFrameLen) return false;
+  auto pos = find_room(len);
+  if (!pos) return false;
+  std::memcpy(storage_.data() + *pos, frame.data(), len);
+  slots_[p_tail_ % slots_.size()] = Slot{uint32_t(*pos), uint32_t(len)};
+  p_write_pos_ = *pos + len;
+  p_live_bytes_ += len;
+  ++p_tail_;
+  tail_.store(p_tail_, std::memory_order_seq_cst);
+  // Dekker pairing with pop(): the consumer stores head_ then loads tail_; we stored tail_
+  // and now load head_. If the consumer's last look missed this frame, this load sees that
+  // it had taken every earlier one.
+  if (was_drained) *was_drained = head_.load(std::memory_order_seq_cst) == p_tail_ - 1;
+  return true;
+}
+
+std::optional<Bytes> FrameRing::front() const noexcept {
+  if (c_head_ == tail_.load(std::memory_order_seq_cst)) return std::nullopt;
+  const Slot s = slots_[c_head_ % slots_.size()];
+  return Bytes{storage_.data() + s.offset, s.len};
+}
+
+void FrameRing::pop() noexcept {
+  ++c_head_;
+  head_.store(c_head_, std::memory_order_seq_cst);
+}
+
+// ---------------------------------------------------------------------------------------
+// RingTransport
+
+Result<std::unique_ptr<RingTransport>> RingTransport::create(Counters& counters, const RingConfig& from_guest,
+                                                             const RingConfig& to_guest) {
+  auto fg = FrameRing::create(from_guest);
+  if (!fg) return unexpected(fg.error());
+  auto tg = FrameRing::create(to_guest);
+  if (!tg) return unexpected(tg.error());
+  UniqueFd loop_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!loop_wake) return unexpected(Errno::last());
+  UniqueFd host_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!host_wake) return unexpected(Errno::last());
+  return std::make_unique<RingTransport>(Private{}, counters, std::move(fg).value(), std::move(tg).value(),
+                                         std::move(loop_wake), std::move(host_wake));
+}
+
+RingTransport::RingTransport(Private, Counters& counters, std::unique_ptr<FrameRing> from_guest,
+                             std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake)
+    : counters_(counters),
+      from_guest_(std::move(from_guest)),
+      to_guest_(std::move(to_guest)),
+      loop_wake_(std::move(loop_wake)),
+      host_wake_(std::move(host_wake)) {}
+
+void RingTransport::signal(int fd) noexcept {
+  const uint64_t one = 1;
+  // EAGAIN means the counter is saturated: it is readable already, which is all we want.
+  [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
+void RingTransport::drain(int fd) noexcept {
+  uint64_t v;
+  [[maybe_unused]] ssize_t n = ::read(fd, &v, sizeof v);
+}
+
+Result<size_t> RingTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) {
+  // Reset the wake-up before looking: a push after this point either is seen below or
+  // finds the ring drained and signals again.
+  drain(loop_wake_.get());
+  if (uint64_t n = pending_runt_.exchange(0, std::memory_order_relaxed))
+    counters_.drops[size_t(DropReason::runt)] += n;
+  if (uint64_t n = pending_oversize_.exchange(0, std::memory_order_relaxed))
+    counters_.drops[size_t(DropReason::oversize)] += n;
+  size_t taken = 0;
+  while (taken < max_frames) {
+    auto f = from_guest_->front();
+    if (!f) break;
+    counters_.inc(Counter::link_from_guest_frames);
+    counters_.inc(Counter::link_from_guest_bytes, f->size());
+    on_frame(*f);
+    from_guest_->pop();
+    ++taken;
+  }
+  // Stopped at the batch limit with frames left: come back on the next iteration.
+  if (taken == max_frames && from_guest_->front()) signal(loop_wake_.get());
+  return taken;
+}
+
+bool RingTransport::send(Bytes frame) {
+  if (frame.size() < kMinFrameLen || frame.size() > kMaxFrameLen) {
+    MOAT_LOG_RATELIMITED(error, "ring: refusing a to-guest frame of %zu bytes (bug)", frame.size());
+    counters_.inc(Counter::internal_errors);
+    return false;
+  }
+  bool was_drained = false;
+  if (!to_guest_->try_push(frame, &was_drained)) {
+    to_guest_blocked_.store(true, std::memory_order_seq_cst);
+    return false;
+  }
+  counters_.inc(Counter::link_to_guest_frames);
+  counters_.inc(Counter::link_to_guest_bytes, frame.size());
+  counters_.set_max(Counter::queue_to_guest_high_water, to_guest_->size());
+  if (was_drained) signal(host_wake_.get());
+  return true;
+}
+
+bool RingTransport::output_full() const {
+  // Conservative like the TAP queue: "could not take a maximal frame". find_room() only
+  // advances producer-private reclaim state, so this is logically const.
+  auto& ring = const_cast<FrameRing&>(*to_guest_);
+  if (ring.can_accept(kMaxFrameLen)) return false;
+  // Ask for a wake-up, then look again: a pull between the first look and the flag would
+  // otherwise go unnoticed (the host loads the flag after releasing the frame).
+  to_guest_blocked_.store(true, std::memory_order_seq_cst);
+  return !ring.can_accept(kMaxFrameLen);
+}
+
+RingTransport::PushResult RingTransport::push_from_guest(Bytes frame) noexcept {
+  if (frame.size() < kMinFrameLen) {
+    pending_runt_.fetch_add(1, std::memory_order_relaxed);
+    signal(loop_wake_.get());  // so the drop shows in the counters soon
+    return PushResult::invalid;
+  }
+  if (frame.size() > kMaxFrameLen) {
+    pending_oversize_.fetch_add(1, std::memory_order_relaxed);
+    signal(loop_wake_.get());
+    return PushResult::invalid;
+  }
+  bool was_drained = false;
+  if (!from_guest_->try_push(frame, &was_drained)) return PushResult::full;
+  if (was_drained) signal(loop_wake_.get());
+  return PushResult::ok;
+}
+
+RingTransport::PullResult RingTransport::pull_to_guest(MutBytes buf, size_t* len) noexcept {
+  auto f = to_guest_->front();
+  if (!f) {
+    // Reset "frames to pull", then look again: a frame published in between is returned
+    // now, and one published after the look finds the ring drained and signals again.
+    drain(host_wake_.get());
+    f = to_guest_->front();
+    if (!f) return PullResult::empty;
+  }
+  *len = f->size();
+  if (f->size() > buf.size()) {
+    signal(host_wake_.get());  // it stays at the head: keep "frames to pull" readable
+    return PullResult::too_small;
+  }
+  std::memcpy(buf.data(), f->data(), f->size());
+  to_guest_->pop();
+  if (to_guest_blocked_.load(std::memory_order_seq_cst) && to_guest_blocked_.exchange(false)) signal(loop_wake_.get());
+  return PullResult::ok;
+}
+
+}  // namespace moat::transport

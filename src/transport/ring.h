@@ -1,0 +1,187 @@
+#pragma once
+// In-process rings (SPEC R-TR-7, R-ABI): the guest link of an embedded gateway is a pair of
+// bounded lock-free single-producer/single-consumer frame rings, one per direction, plus
+// two eventfds. The VMM's threads push from-guest frames and pull to-guest frames through
+// the C ABI; the gateway's loop thread sees an ordinary FrameTransport. See README.md.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <optional>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/counters.h"
+#include "base/unique_fd.h"
+#include "transport/frame_transport.h"
+
+namespace moat::transport {
+
+/// Capacity of one ring (R-TR-7 defaults: 1024 frames / 8 MiB per direction).
+struct RingConfig {
+  /// Frames the ring holds. Hard cap kMaxFrames.
+  size_t frames = 1024;
+  /// Bytes of frame data the ring holds. At least kMaxFrameLen (one maximal frame must fit);
+  /// hard cap kMaxBytes.
+  size_t bytes = size_t{8} << 20;
+
+  /// Same caps as the TAP queue (TapConfig) and for the same reason: far above any useful
+  /// backlog, low enough that a typo cannot reserve gigabytes per gateway.
+  static constexpr size_t kMaxFrames = 65536;
+  static constexpr size_t kMaxBytes = size_t{256} << 20;
+};
+
+/// A bounded single-producer/single-consumer queue of whole frames (1..kMaxFrameLen bytes).
+///
+/// One thread may call the producer functions (try_push, can_accept) and one other thread
+/// the consumer functions (front, pop) at the same time without locks; nothing else is
+/// thread-safe. Each frame is stored contiguously in one byte ring of `bytes +
+/// kMaxFrameLen` bytes, so a frame that fits the byte budget always finds contiguous room
+/// (the same argument as TapTransport's queue) and `front()` can hand out a plain span.
+///
+/// Synchronisation: the producer fills the bytes and the descriptor, then publishes `tail_`;
+/// the consumer reads them, then publishes `head_`. The producer reclaims space only up to
+/// the `head_` it loaded, so it never overwrites bytes the consumer may still read. Both
+/// indices are stored and loaded seq_cst so that "push then look at head" on one side and
+/// "pop then look at tail" on the other cannot both miss each other (the wake-up protocol
+/// of RingTransport depends on that: a push that finds the ring drained signals).
+///
+/// Memory is allocated once in create(); pages of the byte ring become resident when used.
+class FrameRing {
+  struct Private {
+    explicit Private() = default;
+  };
+
+ public:
+  /// EINVAL when `config` is outside its caps.
+  static Result<std::unique_ptr<FrameRing>> create(const RingConfig& config);
+  FrameRing(Private, const RingConfig& config);
+  FrameRing(const FrameRing&) = delete;
+  FrameRing& operator=(const FrameRing&) = delete;
+
+  // --- producer side ---
+  /// Copies `frame` (1..kMaxFrameLen bytes, else false) in. false = no room (frames or
+  /// bytes) and the ring is unchanged. `was_drained` (optional) is set to true when, after
+  /// publishing, the consumer had taken every earlier frame: a consumer that may be about to
+  /// sleep needs a wake-up.
+  bool try_push(Bytes frame, bool* was_drained = nullptr) noexcept;
+  /// Whether try_push() of a `len`-byte frame would succeed now (it may only get better
+  /// until the producer pushes again).
+  [[nodiscard]] bool can_accept(size_t len) noexcept;
+
+  // --- consumer side ---
+  /// The oldest frame, valid until pop(); nullopt when the ring is empty.
+  [[nodiscard]] std::optional<Bytes> front() const noexcept;
+  /// Releases the frame front() returned. Precondition: front() returned one.
+  void pop() noexcept;
+
+  // --- either side (a snapshot that may be stale by the time it is used) ---
+  [[nodiscard]] size_t size() const noexcept {
+    return size_t(tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire));
+  }
+  [[nodiscard]] size_t capacity_frames() const noexcept { return slots_.size(); }
+  [[nodiscard]] size_t capacity_bytes() const noexcept { return bytes_limit_; }
+
+ private:
+  struct Slot {
+    uint32_t offset = 0;
+    uint32_t len = 0;
+  };
+  /// Where a `len`-byte frame would go, after reclaiming what the consumer released.
+  std::optional<size_t> find_room(size_t len) noexcept;
+
+  static constexpr size_t kLine = 64;  // keep the two indices on separate cache lines
+
+  const size_t bytes_limit_;
+  ByteBuffer storage_;       // bytes_limit_ + kMaxFrameLen
+  std::vector<Slot> slots_;  // written by the producer before it publishes tail_
+
+  alignas(kLine) std::atomic<uint64_t> tail_{0};  // frames pushed; stored by the producer
+  alignas(kLine) std::atomic<uint64_t> head_{0};  // frames popped; stored by the consumer
+
+  // Producer-private.
+  alignas(kLine) uint64_t p_tail_ = 0;
+  uint64_t p_reclaimed_ = 0;  // head_ value up to which p_live_bytes_ was reduced
+  size_t p_write_pos_ = 0;
+  size_t p_live_bytes_ = 0;
+
+  // Consumer-private.
+  alignas(kLine) uint64_t c_head_ = 0;
+};
+
+/// The guest link of an embedded gateway: a from-guest ring (host thread produces, loop
+/// consumes) and a to-guest ring (loop produces, host thread consumes).
+///
+/// Loop side (FrameTransport): fd() is an eventfd signalled when a push finds the
+/// from-guest ring drained, and when a pull frees room after the loop found the to-guest
+/// ring full (TCP output then resumes through the usual after-I/O path). Nothing is ever
+/// pending output: a frame is delivered once it is in the to-guest ring.
+///
+/// Host side (push_from_guest / pull_to_guest / to_guest_fd): one producer thread and one
+/// consumer thread, which may differ and run concurrently with the loop.
+/// to_guest_fd() is readable whenever frames may await a pull; pull_to_guest() resets it
+/// itself when it finds the ring empty (and then looks again), so a caller that pulls until
+/// kEmpty before polling can never sleep through a frame.
+///
+/// Counting (loop thread, into `counters`): link.from_guest.frames/bytes when the loop takes
+/// a frame, drop.runt / drop.oversize for pushes with a bad length (counted by the host
+/// thread in atomics, folded in on the next receive()), link.to_guest.frames/bytes for
+/// frames put into the to-guest ring, queue.to_guest.high_water (frames), internal_errors
+/// for an invalid to-guest frame. drop.queue_full is the caller's, as for every transport.
+///
+/// Lifecycle: create() -> serving (no "link gone": rings never fail) -> destroyed (the
+/// owner destroys it after the loop thread stopped and no host call is in flight).
+class RingTransport final : public FrameTransport {
+  struct Private {
+    explicit Private() = default;
+  };
+
+ public:
+  /// Errors: EINVAL for a config outside the caps, or eventfd's.
+  static Result<std::unique_ptr<RingTransport>> create(Counters& counters, const RingConfig& from_guest = {},
+                                                       const RingConfig& to_guest = {});
+  RingTransport(Private, Counters& counters, std::unique_ptr<FrameRing> from_guest,
+                std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake);
+
+  // --- loop side ---
+  [[nodiscard]] int fd() const override { return loop_wake_.get(); }
+  Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override;
+  bool send(Bytes frame) override;
+  Status flush() override { return {}; }
+  [[nodiscard]] bool has_pending_output() const override { return false; }
+  [[nodiscard]] bool output_full() const override;
+
+  // --- host side ---
+  enum class PushResult { ok, full, invalid };
+  /// Single producer. `invalid`: the length is outside kMinFrameLen..kMaxFrameLen (counted
+  /// as drop.runt / drop.oversize); `full`: not taken (R-TR-7), the caller drops it.
+  PushResult push_from_guest(Bytes frame) noexcept;
+
+  enum class PullResult { ok, empty, too_small };
+  /// Single consumer. `ok`: the oldest frame was copied into `buf` and *len set. `too_small`:
+  /// *len is the frame's length and it stays at the head (R-TR-7). `empty`: nothing awaits.
+  PullResult pull_to_guest(MutBytes buf, size_t* len) noexcept;
+  /// The eventfd the host polls for "frames to pull".
+  [[nodiscard]] int to_guest_fd() const noexcept { return host_wake_.get(); }
+
+  [[nodiscard]] const FrameRing& from_guest_ring() const noexcept { return *from_guest_; }
+  [[nodiscard]] const FrameRing& to_guest_ring() const noexcept { return *to_guest_; }
+
+ private:
+  static void signal(int fd) noexcept;
+  static void drain(int fd) noexcept;
+
+  Counters& counters_;
+  std::unique_ptr<FrameRing> from_guest_;
+  std::unique_ptr<FrameRing> to_guest_;
+  UniqueFd loop_wake_;
+  UniqueFd host_wake_;
+  std::atomic<uint64_t> pending_runt_{0};
+  std::atomic<uint64_t> pending_oversize_{0};
+  /// Set by the loop when it found the to-guest ring full; the host's next pull clears it
+  /// and wakes the loop so TCP output resumes.
+  mutable std::atomic<bool> to_guest_blocked_{false};
+};
+
+}  // namespace moat::transport
