@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# moat-it-timeout: 240
+# moat-it-timeout: 300
 # Policy enforcement end to end (SPEC §2.3, §2.4, R-POL-5/7/9/10, R-OBS-3): servers on
 # public-looking (44.1.1.x), private (10.5.0.1) and metadata (169.254.169.254) addresses of a
 # veth interface in this test's own namespace, plus host loopback behind the gateway.
@@ -8,6 +8,7 @@
 #   --rule allow/deny by CIDR, group, port and protocol;
 #   --deny-response drop: the same refusals become timeouts;
 #   deny by SNI / Host on an allowed address (gate path), a server-first banner through the gate;
+#   published-port ingress decided by --default-ingress and ingress rules;
 #   audit lines (flow_open / flow_deny / flow_close) checked with python.
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
@@ -155,5 +156,28 @@ check "sni: HTTP with Host: blocked.example is reset"      bash -c "grep -q '^ht
 check "sni: server-first banner arrives on the gate path"  has sni "^banner OK"
 check "audit: flow_deny names the SNI, the gate path and deny@blocked.example" ac sni deny_sni
 check "audit: flow_deny for the Host header"                                   ac sni deny_host_header
+
+# --- 5. Ingress (R-POL-11): published ports are decided with the peer address and guest port.
+ingress() {  # NAME MOAT-FLAGS...: publish 127.0.0.1:18500 -> guest 80; the host fetches.
+  local name="$1"; shift
+  start_bg "$name-moat" timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --ready-file "$T_DIR/$name.ready" \
+    -p 127.0.0.1:18500:80 "$@" -- sh -c "timeout 30 python3 -m http.server --bind 0.0.0.0 --directory '$www' 80 &
+      until (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null; do sleep 0.1; done; touch '$T_DIR/$name.up'; wait"
+  local pid=$BG_PID
+  wait_for 15 test -s "$T_DIR/$name.ready" -a -e "$T_DIR/$name.up" || true
+  set +e
+  curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:18500/ > "$T_DIR/$name.out" 2>/dev/null
+  echo " $?" >> "$T_DIR/$name.out"
+  set -e
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  sed "s/^/[$name] /" "$T_DIR/$name.out"; echo
+}
+ingress ing-default
+check "ingress: allowed by default (profile public)"        grep -q "^200 0" "$T_DIR/ing-default.out"
+ingress ing-deny --default-ingress deny
+check "ingress: --default-ingress deny closes the connection" bash -c "! grep -q '^200' '$T_DIR/ing-deny.out'"
+ingress ing-rule --default-ingress deny --rule allow:ingress@loopback:tcp:80
+check "ingress: allow:ingress@loopback:tcp:80 opens it again" grep -q "^200 0" "$T_DIR/ing-rule.out"
 
 finish
