@@ -441,3 +441,74 @@ TEST_F(UdpRelayTest, DontFragmentMirroredAndEmsgsizeBecomesFragNeeded) {
 
 }  // namespace
 }  // namespace moat::flows
+
+namespace moat::flows {
+namespace {
+
+// ---- Policy (SPEC §2.4, R-POL-10, R-POL-12) ---------------------------------------------------
+
+/// Allows or denies every datagram by the remote port; counts the questions asked.
+class PortAdmission final : public Admission {
+ public:
+  uint16_t denied_port = 0;
+  bool drop = false;
+  uint64_t gen = 1;
+  int asked = 0;
+  IpAddr last_remote;
+  uint64_t next_flow_id() override { return 1; }
+  TcpPath tcp_syn(const FlowInfo&) override { return TcpPath::fast; }
+  bool tcp_first_flight(const FlowInfo&) override { return true; }
+  bool udp(const FlowInfo& f) override {
+    ++asked;
+    last_remote = f.remote;
+    return f.remote_port != denied_port;
+  }
+  bool icmp_echo(const FlowInfo&) override { return true; }
+  bool ingress(const FlowInfo&) override { return true; }
+  uint64_t generation() const override { return gen; }
+  bool drop_denied() const override { return drop; }
+  Duration first_flight_timeout() const override { return std::chrono::seconds(1); }
+  void flow_opened(const FlowInfo&) override {}
+  void flow_closed(const FlowInfo&, const CloseInfo&) override {}
+};
+
+TEST_F(UdpRelayTest, PolicyDecidesOncePerPeerAndAgainAfterAPolicyChange) {
+  PortAdmission adm;
+  relay().set_admission(&adm);
+  Server srv = make_server(false);
+  guest_send(IpAddr(kGateway4), srv.ep.port, "a");
+  guest_send(IpAddr(kGateway4), srv.ep.port, "b");
+  ASSERT_TRUE(recv_from(srv));
+  ASSERT_TRUE(recv_from(srv));
+  EXPECT_EQ(adm.asked, 1);                      // cached with the peer
+  EXPECT_EQ(adm.last_remote, IpAddr(kGateway4));  // the address the guest used, not 127.0.0.1
+  // A policy change (new generation) that now denies the peer: re-evaluated, refused, and
+  // the peer's filter hole is gone.
+  adm.gen = 2;
+  adm.denied_port = srv.ep.port;
+  guest_send(IpAddr(kGateway4), srv.ep.port, "c");
+  EXPECT_EQ(adm.asked, 2);
+  settle();
+  EXPECT_FALSE(recv_from(srv, 100));
+  ASSERT_EQ(guest.errors.size(), 1u);
+  EXPECT_EQ(guest.errors[0].type, 3);
+  EXPECT_EQ(guest.errors[0].code, 13);  // administratively prohibited (R-POL-10)
+  EXPECT_EQ(relay().active_peers(), 0u);
+}
+
+TEST_F(UdpRelayTest, PolicyDenyUnderDropIsSilentAndCounted) {
+  PortAdmission adm;
+  adm.drop = true;
+  Server srv = make_server(true);
+  adm.denied_port = srv.ep.port;
+  relay().set_admission(&adm);
+  guest_send(IpAddr(kGateway6), srv.ep.port, "x");
+  settle();
+  EXPECT_FALSE(recv_from(srv, 100));
+  EXPECT_TRUE(guest.errors.empty());
+  EXPECT_EQ(counters.dropped(DropReason::policy), 1u);
+  EXPECT_EQ(relay().active_sessions(), 0u);  // nothing allocated for a denied datagram
+}
+
+}  // namespace
+}  // namespace moat::flows
