@@ -6,7 +6,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -26,7 +30,10 @@
 #include "ns/sandbox.h"
 #include "transport/impair.h"
 #include "transport/pcap.h"
+#include "transport/qemu_stream.h"
 #include "transport/tap.h"
+#include "transport/unix_socket.h"
+#include "transport/unixgram.h"
 
 namespace moat::app {
 namespace {
@@ -240,7 +247,12 @@ struct Runtime {
   Result<void, std::string> init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
     auto tap = transport::TapTransport::create(std::move(tap_fd), counters);
     if (!tap) return unexpected(std::string("cannot serve the TAP: ") + tap.error().message());
-    std::unique_ptr<transport::FrameTransport> link = std::move(tap).value();
+    return init(std::move(tap).value(), c, f, out, "the TAP");
+  }
+
+  /// Same over any guest link (serve's sockets and inherited fds); `what` names it in errors.
+  Result<void, std::string> init(std::unique_ptr<transport::FrameTransport> link, const config::Config& c,
+                                 const Families& f, Outputs& out, const char* what) {
     if (out.pcap) {
       auto p = std::make_unique<transport::PcapTap>(std::move(link), std::move(out.pcap));
       out.pcap.reset();
@@ -274,7 +286,7 @@ struct Runtime {
           loop.stop();
         });
         !st)
-      return unexpected(std::string("cannot serve the TAP: ") + st.error().message());
+      return unexpected(std::string("cannot serve ") + what + ": " + st.error().message());
     if (auto pb = gateway->flows()->publish(c.flows.publish); !pb) return unexpected(pb.error());
     for (const auto& d : gateway->flows()->publisher().describe()) MOAT_LOG(info, "published %s", d.c_str());
     return {};
@@ -314,14 +326,96 @@ void raise_fd_limit(config::FlowConfig& fl) {
   fl.icmp_max_sessions = scale(fl.icmp_max_sessions);
 }
 
-void announce(const config::Config& c, const Families& f) {
-  MOAT_LOG(info, "serving %s: ipv4 %s, ipv6 %s, mtu %u", c.net.ifname.c_str(),
+void announce(const config::Config& c, const Families& f, const std::string& link) {
+  MOAT_LOG(info, "serving %s: ipv4 %s, ipv6 %s, mtu %u", link.c_str(),
            f.ipv4 ? (c.net.ipv4_address.to_string() + "/" + std::to_string(c.net.ipv4_prefix) + " via " +
                      c.net.ipv4_gateway.to_string())
                         .c_str()
                   : "off",
            f.ipv6 ? (c.net.ipv6_address.to_string() + "/64 via " + c.net.ipv6_gateway.to_string()).c_str() : "off",
            c.net.mtu ? c.net.mtu : kTapDefaultMtu);
+}
+
+/// The guest link of `serve`: a bound socket or an inherited fd (R-TR-3/4/5). Errors are
+/// complete §5.2 texts (without "moat: error: ").
+struct ServeLink {
+  std::unique_ptr<transport::FrameTransport> link;
+  std::string description;
+};
+
+/// R-TR-5: what the inherited fd is, unless --fd-type says.
+Result<FdType, std::string> detect_fd_type(int fd) {
+  const std::string where = "--fd " + std::to_string(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    if (errno == EBADF) return unexpected(where + ": not an open file descriptor; pass one moat inherits");
+    return unexpected(where + ": cannot inspect: " + std::strerror(errno));
+  }
+  if (S_ISSOCK(st.st_mode)) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+      return unexpected(where + ": cannot read the socket type: " + std::strerror(errno));
+    if (type == SOCK_STREAM) return FdType::stream;
+    if (type == SOCK_DGRAM || type == SOCK_SEQPACKET) return FdType::dgram;
+    return unexpected(where + ": unsupported socket type " + std::to_string(type) + "; use a stream, datagram or seqpacket socket");
+  }
+  if (S_ISCHR(st.st_mode)) {
+    ifreq ifr{};
+    if (::ioctl(fd, TUNGETIFF, &ifr) == 0) {
+      if ((ifr.ifr_flags & IFF_TAP) == 0) return unexpected(where + ": a TUN (layer 3) device; moat needs a TAP (IFF_TAP)");
+      if (ifr.ifr_flags & IFF_VNET_HDR) return unexpected(where + ": the TAP has IFF_VNET_HDR set, which --fd does not support yet");
+      if ((ifr.ifr_flags & IFF_NO_PI) == 0) return unexpected(where + ": the TAP lacks IFF_NO_PI");
+      return FdType::tap;
+    }
+  }
+  return unexpected(where + ": neither a socket nor a TAP device; give --fd-type tap|stream|dgram if it is one");
+}
+
+Result<ServeLink, std::string> make_serve_link(const ServeOptions& o, Counters& counters) {
+  ServeLink s;
+  switch (o.kind) {
+    case ServeKind::qemu: {
+      auto sock = transport::bind_unix(o.path, SOCK_STREAM, mode_t(o.socket_mode));
+      if (!sock) return unexpected(sock.error());
+      auto t = transport::QemuStreamTransport::listen(std::move(sock).value(), o.once, counters);
+      if (!t) return unexpected(o.path + ": cannot serve: " + t.error().message());
+      s.link = std::move(t).value();
+      s.description = "qemu stream " + o.path;
+      return s;
+    }
+    case ServeKind::unixgram: {
+      auto sock = transport::bind_unix(o.path, SOCK_DGRAM, mode_t(o.socket_mode));
+      if (!sock) return unexpected(sock.error());
+      auto t = transport::UnixgramTransport::create(std::move(sock).value(), counters);
+      if (!t) return unexpected(o.path + ": cannot serve: " + t.error().message());
+      s.link = std::move(t).value();
+      s.description = "unix datagram " + o.path;
+      return s;
+    }
+    case ServeKind::fd:
+      break;
+  }
+  const std::string where = "--fd " + std::to_string(o.fd);
+  auto detected = detect_fd_type(o.fd);  // also proves the fd is open
+  if (!detected && (o.fd_type == FdType::detect || ::fcntl(o.fd, F_GETFD) < 0)) return unexpected(detected.error());
+  const FdType type = o.fd_type == FdType::detect ? *detected : o.fd_type;
+  // The fd is ours from here on; it is not inherited by anything moat starts.
+  ::fcntl(o.fd, F_SETFD, FD_CLOEXEC);
+  UniqueFd fd(o.fd);
+  if (type == FdType::stream) {
+    auto t = transport::QemuStreamTransport::from_connected_fd(std::move(fd), counters);
+    if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
+    s.link = std::move(t).value();
+    s.description = "inherited stream fd " + std::to_string(o.fd);
+    return s;
+  }
+  // A TAP and a connected datagram/seqpacket socket share the one-frame-per-call semantics.
+  auto t = transport::TapTransport::create(std::move(fd), counters);
+  if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
+  s.link = std::move(t).value();
+  s.description = (type == FdType::tap ? "inherited TAP fd " : "inherited datagram fd ") + std::to_string(o.fd);
+  return s;
 }
 
 }  // namespace
@@ -418,7 +512,7 @@ int run_sandbox(const RunOptions& options) {
     out.discard(o.cfg);
     return kFail;
   }
-  announce(o.cfg, o.families);
+  announce(o.cfg, o.families, o.cfg.net.ifname);
   if (!o.cfg.ready_file.empty() && !write_atomically(o.cfg.ready_file, std::to_string(::getpid()) + "\n"))
     MOAT_LOG(warn, "--ready-file %s: cannot write: %s", o.cfg.ready_file.c_str(), std::strerror(errno));
   if (auto s = child.release(); !s) {
@@ -514,7 +608,7 @@ int attach(const AttachOptions& options) {
   };
   if (netns_id) ns_timer = rt.loop.schedule_after(std::chrono::seconds(1), check_ns);
 
-  announce(o.cfg, o.families);
+  announce(o.cfg, o.families, o.cfg.net.ifname);
   if (!o.cfg.ready_file.empty() && !write_atomically(o.cfg.ready_file, std::to_string(::getpid()) + "\n"))
     MOAT_LOG(warn, "--ready-file %s: cannot write: %s", o.cfg.ready_file.c_str(), std::strerror(errno));
   rt.loop.run();
@@ -526,6 +620,71 @@ int attach(const AttachOptions& options) {
     MOAT_LOG(info, "stopping: %s", stop_reason);
   }
   rt.log_stats(LogLevel::debug);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  return rc;
+}
+
+}  // namespace moat::app
+
+namespace moat::app {
+
+int serve(const ServeOptions& options) {
+  constexpr int kUsage = 2;
+  ServeOptions o = options;  // the flow limits may be reduced to the fd limit (R-LIM-3)
+  set_log_level(o.cfg.log_level);
+  raise_fd_limit(o.cfg.flows);
+  Outputs out(o.cfg);
+  if (!out.ok) return kUsage;
+
+  sigset_t old_mask;
+  UniqueFd sigfd = block_signals(&old_mask);
+  Runtime rt;
+  auto sl = make_serve_link(o, rt.counters);
+  if (!sl) {
+    user_error(sl.error());
+    out.discard(o.cfg);
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return kUsage;
+  }
+  const std::string description = sl->description;
+  // On a failure below, rt's destructor closes the transport, which removes the socket file.
+  if (auto s = rt.init(std::move(sl->link), o.cfg, o.families, out, description.c_str()); !s) {
+    user_error(s.error());
+    out.discard(o.cfg);
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return kUsage;
+  }
+  auto sig_watch = rt.loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
+    signalfd_siginfo si;
+    while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
+      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) rt.loop.stop();
+      else if (si.ssi_signo == SIGUSR1) rt.log_stats(LogLevel::info);
+      // SIGHUP: reload arrives with the config file; nothing to reload yet.
+    }
+  });
+  if (!sig_watch) {
+    user_error(std::string("serve: cannot watch signals: ") + sig_watch.error().message());
+    out.discard(o.cfg);
+    return 1;
+  }
+  announce(o.cfg, o.families, description);
+  if (!o.cfg.ready_file.empty() && !write_atomically(o.cfg.ready_file, std::to_string(::getpid()) + "\n"))
+    MOAT_LOG(warn, "--ready-file %s: cannot write: %s", o.cfg.ready_file.c_str(), std::strerror(errno));
+  rt.loop.run();
+  int rc = 0;
+  if (rt.link_error) {
+    if (transport::is_link_gone(*rt.link_error)) {
+      MOAT_LOG(info, "stopping: the guest link ended");
+    } else {
+      MOAT_LOG(error, "serve: the guest link failed: %s", rt.link_error->message());
+      rc = 1;
+    }
+  } else {
+    MOAT_LOG(info, "stopping: signal");
+  }
+  rt.log_stats(LogLevel::debug);
+  sig_watch->reset();
+  rt.gateway.reset();  // resets open flows, flushes the capture, removes the socket file
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   return rc;
 }

@@ -39,10 +39,29 @@ struct AttachOptions {
   bool configure = true;
 };
 
+/// `moat serve`: which guest link (R-CLI-4, R-TR-3/4/5).
+enum class ServeKind { qemu, unixgram, fd };
+enum class FdType { detect, tap, stream, dgram };
+
+struct ServeOptions {
+  config::Config cfg;
+  Families families;
+  ServeKind kind = ServeKind::qemu;
+  std::string path;  ///< --qemu / --unixgram PATH (`@name` = abstract)
+  int fd = -1;       ///< --fd N
+  FdType fd_type = FdType::detect;
+  bool once = false;               ///< transport.once: exit at the first disconnect
+  unsigned socket_mode = 0600;     ///< transport.socket_mode
+};
+
 /// `moat run`: returns the process exit status of §5.1 (child's status, 125, 126, 127).
 int run_sandbox(const RunOptions& o);
 /// `moat attach`: 0 when stopped by a signal or when the namespace goes away, 1 on runtime failure,
 /// 2 on a setup error caused by user input (a bad --netns, an existing interface).
 int attach(const AttachOptions& o);
+/// `moat serve`: no namespace; the gateway and flows run on the host, the guest link is a
+/// socket or an inherited fd. 0 when stopped by a signal, when --once or an inherited fd
+/// reaches its end; 1 on runtime failure; 2 on a setup error caused by user input.
+int serve(const ServeOptions& o);
 
 }  // namespace moat::app

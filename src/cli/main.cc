@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "policy/profiles.h"
 #include "policy/rule.h"
+#include "transport/unix_socket.h"
 
 namespace moat::cli {
 namespace {
@@ -288,12 +289,76 @@ int cmd_attach(const std::vector<std::string>& args) {
   return app::attach(o);
 }
 
+int cmd_serve(const std::vector<std::string>& args) {
+  constexpr int kUsage = 2;
+  app::ServeOptions o;
+  auto flags = gateway_flags(o.cfg);
+  int transports = 0;
+  bool have_fd_type = false;
+  flags.push_back({"--qemu", "", "PATH", "listen on unix stream socket PATH (@name: abstract) for QEMU -netdev stream",
+                   [&](std::string_view v) -> Err {
+                     ++transports;
+                     o.kind = app::ServeKind::qemu;
+                     o.path = v;
+                     if (v.empty()) return UserError{"--qemu", "empty socket path", ""};
+                     return std::nullopt;
+                   }});
+  flags.push_back({"--unixgram", "", "PATH", "bind unix datagram socket PATH (@name: abstract), one frame per datagram",
+                   [&](std::string_view v) -> Err {
+                     ++transports;
+                     o.kind = app::ServeKind::unixgram;
+                     o.path = v;
+                     if (v.empty()) return UserError{"--unixgram", "empty socket path", ""};
+                     return std::nullopt;
+                   }});
+  flags.push_back({"--fd", "", "N", "serve the inherited descriptor N (stream, datagram/seqpacket socket or TAP)",
+                   [&](std::string_view v) -> Err {
+                     ++transports;
+                     o.kind = app::ServeKind::fd;
+                     uint32_t n = 0;
+                     auto e = parse_u32("--fd", v, 0, 1u << 20, &n);
+                     o.fd = int(n);
+                     if (!e && n <= 2)
+                       return UserError{"--fd", std::string(v) + " is standard input/output/error", "pass a descriptor >= 3"};
+                     return e;
+                   }});
+  flags.push_back({"--fd-type", "", "tap|stream|dgram", "what --fd is (default: detected from the descriptor)",
+                   [&](std::string_view v) -> Err {
+                     have_fd_type = true;
+                     if (v == "tap") o.fd_type = app::FdType::tap;
+                     else if (v == "stream") o.fd_type = app::FdType::stream;
+                     else if (v == "dgram") o.fd_type = app::FdType::dgram;
+                     else return UserError{"--fd-type", quote(v) + " is not one of tap, stream, dgram", ""};
+                     return std::nullopt;
+                   }});
+  flags.push_back({"--once", "", "", "exit when the first peer disconnects (--qemu)",
+                   [&](std::string_view) -> Err { o.once = true; return std::nullopt; }});
+  flags.push_back({"--socket-mode", "", "MODE", "file mode of the socket (octal, default 0600)",
+                   [&](std::string_view v) -> Err {
+                     auto m = transport::parse_socket_mode(v);
+                     if (!m) return UserError{"--socket-mode", m.error(), ""};
+                     o.socket_mode = unsigned(*m);
+                     return std::nullopt;
+                   }});
+  auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
+  if (r.help) {
+    std::printf("%s", format_help("moat serve (--qemu PATH | --unixgram PATH | --fd N [--fd-type T]) [OPTIONS]", flags).c_str());
+    return 0;
+  }
+  if (transports != 1) r.errors.push_back({"serve", "give exactly one of --qemu, --unixgram, --fd", ""});
+  else if (have_fd_type && o.kind != app::ServeKind::fd)
+    r.errors.push_back({"--fd-type", "only applies to --fd", ""});
+  if (!finish_config(o.cfg, "moat0", &o.families, r.errors)) return kUsage;
+  return app::serve(o);
+}
+
 void usage(FILE* to) {
   std::fprintf(to,
                "moat %s — a user-space network gateway for sandboxes\n\n"
                "Usage:\n"
                "  moat run [OPTIONS] [--] CMD [ARGS...]   run CMD in a new network namespace behind moat\n"
                "  moat attach (--netns PATH | --pid PID)  serve an existing network namespace\n"
+               "  moat serve (--qemu PATH | --unixgram PATH | --fd N)  serve a VM's link on a socket or fd\n"
                "  moat --version | --help\n\n"
                "`moat SUBCOMMAND --help` lists the options.\n",
                kVersion);
@@ -321,6 +386,7 @@ int main(int argc, char** argv) {
   }
   if (sub == "run") return cmd_run(args);
   if (sub == "attach") return cmd_attach(args);
+  if (sub == "serve") return cmd_serve(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;
 }
