@@ -18,6 +18,14 @@ namespace {
 // A peer that went away: the connection is over (EOF is handled separately).
 bool peer_gone_errno(int e) noexcept { return e == ECONNRESET || e == EPIPE || e == ENOTCONN || e == ETIMEDOUT; }
 
+/// writev(2) without SIGPIPE: a VM that went away must not kill the gateway.
+ssize_t send_iov(int fd, iovec* iov, size_t count) noexcept {
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = count;
+  return ::sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<QemuStreamTransport>> QemuStreamTransport::listen(BoundUnixSocket listener, bool once,
@@ -226,7 +234,7 @@ bool QemuStreamTransport::write_queued() {
     const size_t first = std::min(out_size_, kOutputLimit - out_head_);
     iov[0] = {out_.data() + out_head_, first};
     iov[1] = {out_.data(), out_size_ - first};
-    const ssize_t n = ::writev(conn_.get(), iov, out_size_ > first ? 2 : 1);
+    const ssize_t n = send_iov(conn_.get(), iov, out_size_ > first ? 2 : 1);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -259,7 +267,7 @@ bool QemuStreamTransport::send(Bytes frame) {
   if (out_size_ == 0) {  // nothing queued: write now (queued bytes would have to go first)
     iovec iov[2] = {{prefix, kPrefixLen}, {const_cast<std::byte*>(frame.data()), frame.size()}};
     ssize_t n;
-    do n = ::writev(conn_.get(), iov, 2);
+    do n = send_iov(conn_.get(), iov, 2);
     while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       peer_failed_ = true;  // receive() closes the connection; EPOLLHUP/ERR wakes it
