@@ -10,6 +10,9 @@ PKGS=(
   # test peers: the kernel's stack in a netns is driven with these
   iproute2 iputils-ping busybox-static tshark tcpdump socat curl
   iperf3 knot-dnsutils python3 procps util-linux
+  # guest tests (tests/guest, ../shared/guest/build-guest.sh): QEMU and the guest's kernel,
+  # busybox-static, cpio and kmod (modinfo) build the initramfs offline
+  qemu-system-x86 linux-image-amd64 cpio kmod
   # benchmark peers (bench/run.sh)
   passt slirp4netns
 )
