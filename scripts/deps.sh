@@ -7,6 +7,8 @@ PKGS=(
   # build
   cmake ninja-build g++ clang libclang-rt-14-dev make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
+  # config files (SPEC §4.1): TOML and JSON parsers, header-only use
+  libtomlplusplus-dev nlohmann-json3-dev
   # test peers: the kernel's stack in a netns is driven with these
   iproute2 iputils-ping busybox-static tshark tcpdump socat curl
   iperf3 knot-dnsutils python3 procps util-linux
