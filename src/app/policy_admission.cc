@@ -149,6 +149,10 @@ void PolicyAdmission::audit(std::string_view ev, const flows::FlowInfo& f, const
   ff.reason = reason;
   audit_->emit(ev, [&](obs::JsonWriter& w) {
     obs::write_flow(w, ff);
+    if (ev == "flow_open") {
+      w.str("tls", "none");  // no TLS interception (R-TLS) yet
+      w.null("alpn");
+    }
     if (close) {
       w.u64("bytes_from_guest", close->bytes_from_guest);
       w.u64("bytes_to_guest", close->bytes_to_guest);
