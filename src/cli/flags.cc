@@ -79,6 +79,35 @@ ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::s
   return r;
 }
 
+std::vector<std::string> prescan_flag(const std::vector<Flag>& flags, const std::vector<std::string>& args,
+                                      std::string_view name, bool stop_at_positional) {
+  std::vector<std::string> out;
+  const Flag* target = find_flag(flags, name);
+  if (target == nullptr) return out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') {
+      if (stop_at_positional) break;
+      continue;
+    }
+    std::string n = a;
+    std::optional<std::string> value;
+    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      n = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    }
+    const Flag* f = find_flag(flags, n);
+    if (f == nullptr || f->value_name.empty()) continue;
+    if (!value) {
+      if (i + 1 >= args.size()) break;
+      value = args[++i];
+    }
+    if (f == target) out.push_back(*value);
+  }
+  return out;
+}
+
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags) {
   std::string s = "Usage: " + std::string(usage) + "\n\nOptions:\n";
   for (const Flag& f : flags) {

@@ -33,6 +33,12 @@ struct ParseResult {
 ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::string>& args,
                         bool stop_at_positional);
 
+/// The values given to flag `name` (or its short alias) in `args`, read the way
+/// parse_flags() reads them but without applying anything. Lets one flag take effect before
+/// all others wherever it stands on the line (`--config`, R-CLI-1).
+std::vector<std::string> prescan_flag(const std::vector<Flag>& flags, const std::vector<std::string>& args,
+                                      std::string_view name, bool stop_at_positional);
+
 /// Prints `Usage:` plus one line per flag.
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags);
 

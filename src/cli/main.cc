@@ -3,14 +3,22 @@
 // created; exit statuses follow §5.1 (125 for `run`, 2 for usage errors elsewhere).
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "app/app.h"
 #include "cli/flags.h"
+#include "base/unique_fd.h"
 #include "config/config.h"
+#include "config/loader.h"
+#include "policy/engine.h"
+#include "policy/explain.h"
 #include "policy/profiles.h"
 #include "policy/rule.h"
 #include "transport/unix_socket.h"
@@ -119,10 +127,61 @@ void add_policy_flags(config::Config& c, std::vector<Flag>& f) {
                }});
 }
 
+/// `-c/--config FILE`: read by preload_config() before any other flag is applied, so the
+/// flag itself does nothing when parse_flags() meets it.
+void add_config_flag(std::vector<Flag>& f) {
+  f.push_back({"--config", "-c", "FILE", "TOML (or .json) config file; flags override it (SPEC §4)",
+               [](std::string_view) -> Err { return std::nullopt; }});
+}
+
+/// R-CLI-1: the config file is applied before every flag wherever --config stands; the
+/// flags then override its scalars, go before its rules (PolicyInputs::cli vs ::config),
+/// append to its lists, and --dns-upstream replaces its upstreams.
+std::vector<UserError> preload_config(const std::vector<Flag>& flags, const std::vector<std::string>& args,
+                                      bool stop_at_positional, config::Config& c, std::string* path_out = nullptr) {
+  auto paths = prescan_flag(flags, args, "--config", stop_at_positional);
+  if (paths.empty()) return {};
+  if (paths.size() > 1) return {{"--config", "given more than once", "merge the files into one"}};
+  if (path_out != nullptr) *path_out = paths[0];
+  auto r = config::load_config_file(paths[0], c);
+  if (!r) return r.error();
+  std::vector<UserError> errs;
+  if (!c.flows.impair.empty())
+    if (auto e = app::check_impair(c.flows.impair)) errs.push_back({paths[0] + ": net.impair", *e, ""});
+  return errs;
+}
+
+/// Names the config key rather than the flag in R-ADDR-2 messages for values that came
+/// from the file and were not overridden by a flag.
+config::NetSources net_sources(const std::string& path, const config::NetConfig& file, const config::NetConfig& fin) {
+  config::NetSources s;
+  if (path.empty()) return s;
+  const config::NetConfig def;
+  auto from_file = [&](bool file_set, bool unchanged, std::string* src, const char* key) {
+    if (file_set && unchanged) *src = path + ": " + key;
+  };
+  from_file(file.mtu != def.mtu, fin.mtu == file.mtu, &s.mtu, "net.mtu");
+  from_file(file.ipv4_address != def.ipv4_address || file.ipv4_prefix != def.ipv4_prefix,
+            fin.ipv4_address == file.ipv4_address && fin.ipv4_prefix == file.ipv4_prefix, &s.ipv4, "net.ipv4.address");
+  from_file(file.ipv4_gateway != def.ipv4_gateway, fin.ipv4_gateway == file.ipv4_gateway, &s.gateway4, "net.ipv4.gateway");
+  from_file(file.ipv4_dns != def.ipv4_dns, fin.ipv4_dns == file.ipv4_dns, &s.dns4, "net.ipv4.dns");
+  from_file(!(file.ipv6_address == def.ipv6_address) || file.ipv6_prefix != def.ipv6_prefix,
+            fin.ipv6_address == file.ipv6_address && fin.ipv6_prefix == file.ipv6_prefix, &s.ipv6, "net.ipv6.address");
+  from_file(!(file.ipv6_gateway == def.ipv6_gateway), fin.ipv6_gateway == file.ipv6_gateway, &s.gateway6,
+            "net.ipv6.gateway");
+  from_file(file.ipv6_dns != def.ipv6_dns, fin.ipv6_dns == file.ipv6_dns, &s.dns6, "net.ipv6.dns");
+  from_file(!(file.guest_mac == def.guest_mac), fin.guest_mac == file.guest_mac, &s.guest_mac, "net.guest_mac");
+  from_file(!(file.gateway_mac == def.gateway_mac), fin.gateway_mac == file.gateway_mac, &s.gateway_mac,
+            "net.gateway_mac");
+  from_file(file.ifname != def.ifname, fin.ifname == file.ifname, &s.ifname, "net.ifname");
+  return s;
+}
+
 /// Flags shared by run and attach (and later serve): addressing, logging, outputs.
 std::vector<Flag> gateway_flags(config::Config& c) {
   auto& n = c.net;
   std::vector<Flag> f;
+  add_config_flag(f);
   f.push_back({"--mtu", "", "N", "IP MTU of the guest link (default 65520; 576/1280-65520)",
                [&n](std::string_view v) { return parse_u32("--mtu", v, 0, UINT32_MAX, &n.mtu); }});
   f.push_back({"--ipv4", "", "ADDR/LEN", "guest IPv4 address and prefix (default 100.96.0.2/30)",
@@ -236,13 +295,13 @@ void print_errors(const std::vector<UserError>& errs) {
 /// Resolves auto families, fills defaults and runs R-ADDR-2 validation; prints every error
 /// (flag errors first, at most 20) and returns false if there was any.
 bool finish_config(config::Config& c, const char* default_ifname, app::Families* fam,
-                   std::vector<UserError> errs) {
+                   std::vector<UserError> errs, const config::NetSources& src = {}) {
   if (c.net.ifname.empty()) c.net.ifname = default_ifname;
   *fam = app::resolve_families(c.net);
   if (!fam->ipv4 && !fam->ipv6)
     errs.push_back({"--ipv4-enable", "neither IPv4 nor IPv6 is active",
                     "the host has no route for either family; use --ipv4-enable on"});
-  for (auto& e : config::validate(c.net, fam->ipv4, fam->ipv6)) errs.push_back(std::move(e));
+  for (auto& e : config::validate(c.net, fam->ipv4, fam->ipv6, src)) errs.push_back(std::move(e));
   if (errs.size() > 20) errs.resize(20);
   print_errors(errs);
   return errs.empty();
@@ -252,13 +311,17 @@ int cmd_run(const std::vector<std::string>& args) {
   constexpr int kFail = 125;  // §5.1: moat's own failure in `run`
   app::RunOptions o;
   auto flags = gateway_flags(o.cfg);
+  std::string cfg_path;
+  auto errs = preload_config(flags, args, /*stop_at_positional=*/true, o.cfg, &cfg_path);
+  const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/true);
   if (r.help) {
     std::printf("%s", format_help("moat run [OPTIONS] [--] CMD [ARGS...]", flags).c_str());
     return 0;
   }
   if (r.positional.empty()) r.errors.push_back({"run", "missing command", "write moat run [OPTIONS] -- CMD"});
-  if (!finish_config(o.cfg, "eth0", &o.families, r.errors)) return kFail;
+  errs.insert(errs.end(), r.errors.begin(), r.errors.end());
+  if (!finish_config(o.cfg, "eth0", &o.families, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kFail;
   o.argv = std::move(r.positional);
   return app::run_sandbox(o);
 }
@@ -278,6 +341,9 @@ int cmd_attach(const std::vector<std::string>& args) {
                    }});
   flags.push_back({"--no-configure", "", "", "create the TAP only; the namespace runs DHCP/SLAAC itself",
                    [&o](std::string_view) -> Err { o.configure = false; return std::nullopt; }});
+  std::string cfg_path;
+  auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
+  const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
   if (r.help) {
     std::printf("%s", format_help("moat attach (--netns PATH | --pid PID) [OPTIONS]", flags).c_str());
@@ -285,7 +351,8 @@ int cmd_attach(const std::vector<std::string>& args) {
   }
   if (r.errors.empty() && o.netns_path.empty() == (o.pid == 0))
     r.errors.push_back({"attach", "give exactly one of --netns, --pid", ""});
-  if (!finish_config(o.cfg, "moat0", &o.families, r.errors)) return kUsage;
+  errs.insert(errs.end(), r.errors.begin(), r.errors.end());
+  if (!finish_config(o.cfg, "moat0", &o.families, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kUsage;
   return app::attach(o);
 }
 
@@ -340,6 +407,9 @@ int cmd_serve(const std::vector<std::string>& args) {
                      o.socket_mode = unsigned(*m);
                      return std::nullopt;
                    }});
+  std::string cfg_path;
+  auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
+  const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
   if (r.help) {
     std::printf("%s", format_help("moat serve (--qemu PATH | --unixgram PATH | --fd N [--fd-type T]) [OPTIONS]", flags).c_str());
@@ -348,8 +418,324 @@ int cmd_serve(const std::vector<std::string>& args) {
   if (transports != 1) r.errors.push_back({"serve", "give exactly one of --qemu, --unixgram, --fd", ""});
   else if (have_fd_type && o.kind != app::ServeKind::fd)
     r.errors.push_back({"--fd-type", "only applies to --fd", ""});
-  if (!finish_config(o.cfg, "moat0", &o.families, r.errors)) return kUsage;
+  errs.insert(errs.end(), r.errors.begin(), r.errors.end());
+  if (!finish_config(o.cfg, "moat0", &o.families, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kUsage;
   return app::serve(o);
+}
+
+// --- moat policy check / explain (R-CLI-7, R-CLI-8, R-POL-13, R-POL-14) -----------------
+
+/// The addresses of group `host` for a config (as app/ computes them for the data path),
+/// with every family that is not switched off.
+policy::HostAddrs host_addrs_of(const config::NetConfig& n) {
+  policy::HostAddrs h;
+  if (n.ipv4_enable != config::FamilyMode::off) {
+    h.addrs.push_back(IpAddr(n.ipv4_gateway));
+    if (n.dns4() != n.ipv4_gateway) h.addrs.push_back(IpAddr(n.dns4()));
+  }
+  if (n.ipv6_enable != config::FamilyMode::off) {
+    h.addrs.push_back(IpAddr(n.ipv6_gateway));
+    h.addrs.push_back(IpAddr(n.gateway_mac.link_local()));
+    if (!(n.dns6() == n.ipv6_gateway)) h.addrs.push_back(IpAddr(n.dns6()));
+  }
+  return h;
+}
+
+bool read_small_file(const std::string& path, std::string* out, std::vector<UserError>* errs) {
+  constexpr size_t kMax = 16u << 20;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    errs->push_back({path, std::string("cannot open: ") + std::strerror(errno), ""});
+    return false;
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      errs->push_back({path, std::string("cannot read: ") + std::strerror(errno), ""});
+      return false;
+    }
+    if (n == 0) return true;
+    out->append(buf, size_t(n));
+    if (out->size() > kMax) {
+      errs->push_back({path, "larger than 16 MiB", ""});
+      return false;
+    }
+  }
+}
+
+/// A rules file (R-CLI-7): one rule string per line (or several, comma-separated), `#`
+/// starts a comment. Errors point at FILE:LINE:COL of the offending rule.
+std::vector<UserError> load_rules_file(const std::string& path, std::vector<policy::Rule>* out) {
+  std::vector<UserError> errs;
+  std::string text;
+  if (!read_small_file(path, &text, &errs)) return errs;
+  size_t line_no = 0, pos = 0;
+  while (pos < text.size() && errs.size() < 20) {
+    size_t nl = text.find('\n', pos);
+    std::string_view line(text.data() + pos, (nl == std::string::npos ? text.size() : nl) - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    auto r = policy::parse_rules(line, policy::Origin::config);
+    if (!r) {
+      const auto& e = r.error();
+      // Column in the line: start of the rule_index_in_value'th comma piece, trimmed.
+      size_t start = 0;
+      for (size_t k = 0; k < e.rule_index_in_value; ++k) {
+        size_t c = line.find(',', start);
+        if (c == std::string_view::npos) break;
+        start = c + 1;
+      }
+      while (start < line.size() && (line[start] == ' ' || line[start] == '\t')) ++start;
+      errs.push_back({path + ":" + std::to_string(line_no) + ":" + std::to_string(start + e.column), e.what, e.hint});
+      continue;
+    }
+    for (auto& rule : *r) out->push_back(std::move(rule));
+  }
+  return errs;
+}
+
+bool is_config_name(std::string_view f) {
+  auto ends = [&](std::string_view s) { return f.size() >= s.size() && f.substr(f.size() - s.size()) == s; };
+  return ends(".toml") || ends(".json");
+}
+
+int cmd_policy_check(const std::vector<std::string>& args) {
+  constexpr int kInvalid = 1, kUsage = 2;
+  bool strict = false, print = false;
+  std::vector<Flag> flags;
+  flags.push_back({"--strict", "", "", "warnings make the check fail (exit 1)",
+                   [&](std::string_view) -> Err { strict = true; return std::nullopt; }});
+  flags.push_back({"--print", "", "", "also print the normalised, expanded policy",
+                   [&](std::string_view) -> Err { print = true; return std::nullopt; }});
+  // FILE may stand anywhere among the switches: take the non-options out first.
+  std::vector<std::string> files, rest;
+  for (const auto& a : args) (a.size() > 1 && a[0] == '-' ? rest : files).push_back(a);
+  auto r = parse_flags(flags, rest, /*stop_at_positional=*/false);
+  if (r.help) {
+    std::printf("%s", format_help("moat policy check FILE [--strict] [--print]\n"
+                                  "  FILE: a config (.toml, .json) or a rules file (one rule per line, # comments)",
+                                  flags).c_str());
+    return 0;
+  }
+  if (files.size() != 1) r.errors.push_back({"policy check", "give exactly one FILE", "moat policy check FILE [--strict]"});
+  if (!r.errors.empty()) {
+    print_errors(r.errors);
+    return kUsage;
+  }
+  const std::string& file = files[0];
+  config::Config c;
+  std::vector<UserError> errs;
+  if (is_config_name(file)) {
+    if (auto lr = config::load_config_file(file, c); !lr) errs = lr.error();
+    if (errs.empty()) {
+      config::NetSources src = net_sources(file, c.net, c.net);
+      bool v4 = c.net.ipv4_enable != config::FamilyMode::off, v6 = c.net.ipv6_enable != config::FamilyMode::off;
+      errs = config::validate(c.net, v4, v6, src);
+    }
+  } else {
+    errs = load_rules_file(file, &c.policy.inputs.config);
+  }
+  if (!errs.empty()) {
+    if (errs.size() > 20) errs.resize(20);
+    print_errors(errs);
+    return kInvalid;
+  }
+  policy::Engine e(policy::resolve_policy(c.policy.inputs), host_addrs_of(c.net));
+  auto warnings = e.lint();
+  for (const auto& w : warnings) std::fprintf(stderr, "moat: warning: %s\n", w.c_str());
+  const auto& p = e.policy();
+  if (print) {
+    for (size_t i = 0; i < p.rules.size(); ++i) {
+      const auto& rule = p.rules[i];
+      std::printf("rule #%-3zu %-7s %s%s\n", i, std::string(policy::origin_name(rule.origin)).c_str(), rule.text.c_str(),
+                  rule.label.empty() ? "" : ("  [" + rule.label + "]").c_str());
+    }
+  }
+  std::string profiles = p.profiles.empty() ? "(empty)" : p.profiles.to_string();
+  std::printf("%s: valid: %zu rules, profiles %s, default egress %s, default ingress %s\n", file.c_str(),
+              p.rules.size(), profiles.c_str(), std::string(policy::action_name(p.default_egress)).c_str(),
+              std::string(policy::action_name(p.default_ingress)).c_str());
+  if (p.profiles.empty())
+    std::printf("%s: the profile set is empty: only the explicit rules apply (default egress %s)\n", file.c_str(),
+                std::string(policy::action_name(p.default_egress)).c_str());
+  if (strict && !warnings.empty()) return kInvalid;
+  return 0;
+}
+
+/// --dst HOST:PORT[/tcp|/udp|/icmp] (R-CLI-8); IPv6 as [ADDR]:PORT; ICMP needs no port.
+struct Dst {
+  std::string host;
+  std::optional<uint16_t> port;
+  std::string proto = "tcp";
+};
+
+Err parse_dst(std::string_view v, Dst* d) {
+  std::string_view s = v;
+  if (auto slash = s.rfind('/'); slash != std::string_view::npos && s.find(']', slash) == std::string_view::npos) {
+    std::string_view p = s.substr(slash + 1);
+    if (p != "tcp" && p != "udp" && p != "icmp")
+      return UserError{"--dst", quote(p) + " is not one of tcp, udp, icmp", "write HOST:PORT/udp"};
+    d->proto = std::string(p);
+    s = s.substr(0, slash);
+  }
+  std::string_view host = s, port;
+  if (!s.empty() && s.front() == '[') {
+    auto close = s.find(']');
+    if (close == std::string_view::npos) return UserError{"--dst", quote(v) + " has no closing ']'", ""};
+    host = s.substr(1, close - 1);
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return UserError{"--dst", quote(v) + " is not HOST:PORT", "write [2001:db8::1]:443"};
+      port = rest.substr(1);
+    }
+  } else if (auto colon = s.rfind(':'); colon != std::string_view::npos) {
+    if (s.find(':') != colon) return UserError{"--dst", quote(v) + ": an IPv6 address needs brackets", "write [2001:db8::1]:443"};
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  d->host = std::string(host);  // may be empty for --ingress (only the guest port matters)
+  if (port.empty()) {
+    if (d->proto != "icmp") return UserError{"--dst", quote(v) + " has no port", "write HOST:PORT[/tcp|/udp|/icmp]"};
+    return std::nullopt;
+  }
+  uint32_t pn = 0;
+  if (auto e = parse_u32("--dst", port, 1, 65535, &pn)) return e;
+  if (d->proto == "icmp") return UserError{"--dst", "ICMP has no port", "write HOST/icmp"};
+  d->port = uint16_t(pn);
+  return std::nullopt;
+}
+
+int cmd_policy_explain(const std::vector<std::string>& args) {
+  constexpr int kDenied = 1, kUsage = 2;
+  // A name destination without --ip is pinned to this stand-in public address (R-CLI-8).
+  const IpAddr kSymbolicPublic = Ipv4Addr::from_octets(100, 128, 0, 1);
+  config::Config c;
+  std::vector<Flag> flags;
+  add_config_flag(flags);
+  {
+    std::vector<Flag> pf;
+    add_policy_flags(c, pf);
+    for (auto& f : pf)
+      if (f.name == "--rule" || f.name == "--profile" || f.name == "--default-egress" || f.name == "--default-ingress")
+        flags.push_back(std::move(f));
+  }
+  Dst dst;
+  bool have_dst = false, ingress = false;
+  std::string sni;
+  std::optional<IpAddr> ip, src;
+  std::vector<std::pair<std::string, IpAddr>> pins;
+  flags.push_back({"--dst", "", "HOST:PORT[/PROTO]", "destination to explain; PROTO tcp (default), udp or icmp",
+                   [&](std::string_view v) -> Err {
+                     have_dst = true;
+                     return parse_dst(v, &dst);
+                   }});
+  flags.push_back({"--sni", "", "NAME", "a name the first flight claims (TLS SNI or HTTP Host)",
+                   [&](std::string_view v) -> Err {
+                     auto n = policy::normalize_name(v);
+                     if (!n) return UserError{"--sni", quote(v) + ": " + n.error().what, n.error().hint};
+                     sni = *n;
+                     return std::nullopt;
+                   }});
+  flags.push_back({"--ip", "", "IP", "the address a name destination resolves to (default 100.128.0.1, public)",
+                   [&](std::string_view v) -> Err {
+                     auto a = IpAddr::parse(v);
+                     if (!a) return UserError{"--ip", quote(v) + " is not an IP address", ""};
+                     ip = *a;
+                     return std::nullopt;
+                   }});
+  flags.push_back({"--pin", "", "NAME=IP", "a DNS pin of the guest (repeatable)",
+                   [&](std::string_view v) -> Err {
+                     auto eq = v.find('=');
+                     if (eq == std::string_view::npos) return UserError{"--pin", quote(v) + " is not NAME=IP", ""};
+                     auto n = policy::normalize_name(v.substr(0, eq));
+                     if (!n) return UserError{"--pin", quote(v.substr(0, eq)) + ": " + n.error().what, n.error().hint};
+                     auto a = IpAddr::parse(v.substr(eq + 1));
+                     if (!a) return UserError{"--pin", quote(v.substr(eq + 1)) + " is not an IP address", ""};
+                     pins.emplace_back(*n, *a);
+                     return std::nullopt;
+                   }});
+  flags.push_back({"--ingress", "", "", "explain an ingress query: --src peer to the published guest port of --dst",
+                   [&](std::string_view) -> Err { ingress = true; return std::nullopt; }});
+  flags.push_back({"--src", "", "IP", "the peer address of an --ingress query",
+                   [&](std::string_view v) -> Err {
+                     auto a = IpAddr::parse(v);
+                     if (!a) return UserError{"--src", quote(v) + " is not an IP address", ""};
+                     src = *a;
+                     return std::nullopt;
+                   }});
+  auto errs = preload_config(flags, args, /*stop_at_positional=*/false, c);
+  auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
+  if (r.help) {
+    std::printf("%s", format_help("moat policy explain [--config FILE] [--rule R] [--profile P] --dst HOST:PORT[/tcp|/udp|/icmp]",
+                                  flags).c_str());
+    return 0;
+  }
+  errs.insert(errs.end(), r.errors.begin(), r.errors.end());
+  if (!have_dst && r.errors.empty()) errs.push_back({"policy explain", "missing --dst", "write --dst HOST:PORT[/tcp|/udp|/icmp]"});
+  if (ingress && !src && errs.empty()) errs.push_back({"--ingress", "needs --src IP (the peer address)", ""});
+  if (!ingress && src && errs.empty()) errs.push_back({"--src", "only applies to --ingress", ""});
+  policy::ExplainRequest rq;
+  policy::StaticPins pin_set;
+  if (errs.empty() && !ingress && dst.host.empty())
+    errs.push_back({"--dst", "has no host", "write HOST:PORT[/tcp|/udp|/icmp]"});
+  if (errs.empty() && !ingress) {
+    auto literal = IpAddr::parse(dst.host);
+    if (literal) {
+      rq.query.addr = *literal;
+      if (ip) errs.push_back({"--ip", "only applies when --dst names a host", ""});
+    } else if (auto n = policy::normalize_name(dst.host); n) {
+      rq.name = *n;
+      rq.query.addr = ip.value_or(kSymbolicPublic);
+      pin_set.add(*n, rq.query.addr);  // as if the guest had resolved it through moat
+    } else {
+      errs.push_back({"--dst", quote(dst.host) + ": " + n.error().what, n.error().hint});
+    }
+    if (!sni.empty()) {
+      if (!rq.name.empty() && rq.name != sni)
+        errs.push_back({"--sni", "differs from the --dst name", "give the name once, in --dst or --sni"});
+      rq.name = sni;
+    }
+  }
+  if (errs.empty() && ingress && (!sni.empty() || ip)) errs.push_back({"--ingress", "ingress queries carry no name", ""});
+  if (!errs.empty()) {
+    if (errs.size() > 20) errs.resize(20);
+    print_errors(errs);
+    return kUsage;
+  }
+  for (auto& [n, a] : pins) pin_set.add(n, a);
+  if (ingress) {
+    rq.query.dir = policy::Direction::ingress;
+    rq.query.addr = *src;
+  }
+  rq.query.port = dst.port;
+  if (dst.proto == "tcp") rq.query.proto = policy::Proto::tcp;
+  else if (dst.proto == "udp") rq.query.proto = policy::Proto::udp;
+  else rq.query.proto = policy::normalize(rq.query.addr).is_v6 ? policy::Proto::icmpv6 : policy::Proto::icmpv4;
+  rq.rebind_protection = c.dns.rebind_protection;
+  policy::Engine e(policy::resolve_policy(c.policy.inputs), host_addrs_of(c.net));
+  auto rep = policy::explain_report(e, rq, pin_set, &pin_set);
+  for (const auto& l : rep.lines) std::printf("%s\n", l.c_str());
+  return rep.allowed ? 0 : kDenied;
+}
+
+int cmd_policy(const std::vector<std::string>& args) {
+  constexpr int kUsage = 2;
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::fprintf(args.empty() ? stderr : stdout,
+                 "Usage:\n"
+                 "  moat policy check FILE [--strict] [--print]   validate a config or rules file, print warnings\n"
+                 "  moat policy explain [OPTIONS] --dst HOST:PORT[/tcp|/udp|/icmp]   show how a query is decided\n");
+    return args.empty() ? kUsage : 0;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "check") return cmd_policy_check(rest);
+  if (args[0] == "explain") return cmd_policy_explain(rest);
+  std::fprintf(stderr, "moat: error: policy %s: unknown subcommand; use check or explain\n", args[0].c_str());
+  return kUsage;
 }
 
 void usage(FILE* to) {
@@ -359,6 +745,7 @@ void usage(FILE* to) {
                "  moat run [OPTIONS] [--] CMD [ARGS...]   run CMD in a new network namespace behind moat\n"
                "  moat attach (--netns PATH | --pid PID)  serve an existing network namespace\n"
                "  moat serve (--qemu PATH | --unixgram PATH | --fd N)  serve a VM's link on a socket or fd\n"
+               "  moat policy check FILE | explain --dst HOST:PORT  validate or explain a policy\n"
                "  moat --version | --help\n\n"
                "`moat SUBCOMMAND --help` lists the options.\n",
                kVersion);
@@ -387,6 +774,7 @@ int main(int argc, char** argv) {
   if (sub == "run") return cmd_run(args);
   if (sub == "attach") return cmd_attach(args);
   if (sub == "serve") return cmd_serve(args);
+  if (sub == "policy") return cmd_policy(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;
 }

@@ -1,0 +1,46 @@
+#pragma once
+// `moat policy explain` (SPEC R-POL-14, R-CLI-8): the whole report, assembled from the same
+// Engine calls the data path makes (decide, explain, select_path, decide_dns,
+// rebind_exception). Pure: the caller supplies pins and prints the lines.
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "policy/engine.h"
+
+namespace moat::policy {
+
+/// A fixed set of pins (`--pin NAME=IP`, or a name destination pinned to its address).
+class StaticPins final : public PinLookup {
+ public:
+  /// `name` is normalised by the caller (lowercase, no trailing dot); `a` is normalised here.
+  void add(std::string name, const IpAddr& a);
+  bool any_pin_matches(const IpAddr& a, FunctionRef<bool(std::string_view name)> pred) const override;
+  /// The names pinned to `a`, in insertion order.
+  [[nodiscard]] std::vector<std::string> names_of(const IpAddr& a) const;
+
+ private:
+  std::vector<std::pair<std::string, IpAddr>> pins_;
+};
+
+struct ExplainRequest {
+  Query query;              ///< direction, address, port, protocol; `src` is ignored
+  std::string name;         ///< a name destination or --sni (normalised), evaluated as claimed; empty = none
+  bool rebind_protection = true;  ///< dns.rebind_protection
+};
+
+struct ExplainReport {
+  std::vector<std::string> lines;
+  Verdict verdict;          ///< with S = claimed(name) when a name is given, else S = none
+  bool allowed = false;     ///< the exit status of `policy explain` (0 allowed, 1 denied)
+};
+
+/// Lines, in order: `query`, then for a name `dns` and `rebind`, one `rule #N` line per rule
+/// (evaluated with the name as a claimed SNI when given), `verdict` (tenant / floor, and
+/// the TCP path for TCP egress), `by` (the deciding rule or the default), and for a name
+/// `no-name` (the S = none verdict: a first flight that carries no name).
+ExplainReport explain_report(const Engine& e, const ExplainRequest& rq, const PinLookup& pins,
+                             const StaticPins* shown_pins = nullptr);
+
+}  // namespace moat::policy
