@@ -58,6 +58,17 @@ TEST(Flags, ApplyErrorsAreCollected) {
   EXPECT_EQ(r.errors[0].format(), "moat: error: --ifname: empty");
 }
 
+TEST(Flags, PrescanFindsValuesWithoutApplyingAnything) {
+  Fixture f;
+  // A flag's value that looks like the flag is a value, not a second occurrence.
+  std::vector<std::string> args{"--ifname", "-p", "--publish=1:1", "-p", "2:2", "cmd", "-p", "3:3"};
+  EXPECT_EQ(prescan_flag(f.flags, args, "--publish", true), (std::vector<std::string>{"1:1", "2:2"}));
+  EXPECT_EQ(prescan_flag(f.flags, args, "--publish", false), (std::vector<std::string>{"1:1", "2:2", "3:3"}));
+  EXPECT_EQ(prescan_flag(f.flags, {"--", "-p", "9:9"}, "--publish", false), std::vector<std::string>{});
+  EXPECT_EQ(prescan_flag(f.flags, {"--no-ipv6", "-p"}, "--publish", false), std::vector<std::string>{});
+  EXPECT_EQ(f.ifname, "");
+}
+
 TEST(Flags, EditDistance) {
   EXPECT_EQ(edit_distance("--publsh", "--publish"), 1u);
   EXPECT_EQ(edit_distance("", "abc"), 3u);
