@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <iterator>
+#include <unordered_set>
 
 #include "config/doc.h"
 
@@ -167,14 +168,25 @@ class Builder {
       return false;
     }
     Value v = scalar(k, consumed == 0 ? 0 : consumed - 1);
+    std::string path = child_path();
     Value* slot = insert(std::move(v));
     if (slot == nullptr) return false;
     stack_.push_back(slot);
+    keys_.emplace_back();
+    paths_.push_back(std::move(path));
     return true;
   }
   bool close() {
     if (!stack_.empty()) stack_.pop_back();
+    if (!keys_.empty()) keys_.pop_back();
+    if (!paths_.empty()) paths_.pop_back();
     return true;
+  }
+  /// The key path of the value about to be inserted (`dns.hosts`, `policy.rules[2]`).
+  std::string child_path() const {
+    if (stack_.empty()) return "";
+    if (stack_.back()->kind == Value::Kind::array) return paths_.back() + "[" + std::to_string(stack_.back()->items.size()) + "]";
+    return paths_.back().empty() ? key_ : paths_.back() + "." + key_;
   }
   bool add(Value v) { return insert(std::move(v)) != nullptr; }
 
@@ -193,13 +205,9 @@ class Builder {
       top->items.push_back(std::move(v));
       return &top->items.back();
     }
-    for (const auto& m : top->members) {
-      if (m.key == key_) {
-        // The path is rebuilt by the schema walker for other errors; here only the key is
-        // known, so name it with its line/col (JSON allows duplicates, §4.1 does not).
-        errs_->push_back({where(origin_, key_pos_) + ": " + key_, "duplicate key", ""});
-        if (errs_->size() >= 20) return nullptr;
-      }
+    if (!keys_.back().insert(key_).second) {  // JSON allows duplicates; §4.1 does not
+      errs_->push_back({where(origin_, key_pos_) + ": " + child_path(), "duplicate key", ""});
+      if (errs_->size() >= 20) return nullptr;
     }
     top->members.push_back(Member{key_, key_pos_, std::move(v)});
     return &top->members.back().value;
@@ -209,6 +217,8 @@ class Builder {
   std::string_view origin_;
   std::vector<UserError>* errs_;
   std::vector<Value*> stack_;
+  std::vector<std::unordered_set<std::string>> keys_;  ///< keys seen in each open object
+  std::vector<std::string> paths_;                     ///< key path of each open container
   std::string key_;
   Pos key_pos_;
   Pos last_pos_;

@@ -75,7 +75,7 @@ check "check bad.toml: nothing on stdout" test ! -s out.txt
 
 printf '{"dns": {"timeout": "1s",\n  "timeout": "2s"}}\n' > dup.json
 check "check dup.json: exit 1" status 1 "$MOAT" policy check dup.json
-check "check dup.json: duplicate key" same err.txt 'moat: error: dup.json:2:3: timeout: duplicate key'
+check "check dup.json: duplicate key" same err.txt 'moat: error: dup.json:2:3: dns.timeout: duplicate key'
 printf '{"dns": {"timeout": "1s" "deadline": "2s"}}\n' > syntax.json
 check "check syntax.json: exit 1" status 1 "$MOAT" policy check syntax.json
 check "check syntax.json: one line with LINE:COL" grep -qE '^moat: error: syntax\.json:1:[0-9]+: ' err.txt

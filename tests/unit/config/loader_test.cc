@@ -61,7 +61,16 @@ TEST(ConfigLoader, DuplicateKeys) {
   auto t = one_error("[dns]\ntimeout = \"1s\"\ntimeout = \"2s\"\n");
   EXPECT_EQ(t.rfind("moat: error: a.toml:3:", 0), 0u) << t;
   EXPECT_EQ(one_error("{\"dns\": {\"timeout\": \"1s\",\n \"timeout\": \"2s\"}}", Format::json),
-            "moat: error: a.toml:2:2: timeout: duplicate key");
+            "moat: error: a.toml:2:2: dns.timeout: duplicate key");
+}
+
+TEST(ConfigLoader, JsonDuplicateKeysNameTheFullPathAndDeepNestingIsRefused) {
+  EXPECT_EQ(one_error("{\"policy\": {\"rules\": [\"allow@dns\", {\"action\": \"allow\", \"action\": \"deny\"}]}}",
+                      Format::json),
+            "moat: error: a.toml:1:56: policy.rules[1].action: duplicate key");
+  std::string deep(100, '[');
+  EXPECT_EQ(one_error("{\"x\": " + deep + std::string(100, ']') + "}", Format::json),
+            "moat: error: a.toml:1:70: nesting deeper than 64 levels");
 }
 
 TEST(ConfigLoader, WrongTypes) {
