@@ -169,25 +169,37 @@ prefix = 24
 gateway = "10.77.0.1"
 [net.ipv6]
 enable = "off"
+[dns]
+upstreams = ["127.0.0.1:9"]
 [policy]
 rules = ["deny@44.1.1.1"]
+[[publish]]
+host_port = 18091
+guest_port = 8091
 [audit]
 file = "audit.jsonl"
 T
-# --gateway4 (a scalar) overrides the file; --rule goes before the file's deny; the audit
-# path is relative to the file's directory.
-set +e
+# --gateway4 (a scalar) overrides the file; --rule goes before the file's deny;
+# --dns-upstream replaces the file's (dead) upstream; -p appends to the file's publish
+# list; the audit path is relative to the file's directory.
 timeout 120 "$MOAT" run --dns-upstream 127.0.0.1:15353 --gateway4 10.77.0.9 --config "$T_DIR/run.toml" \
-  --rule allow@44.1.1.1:tcp:8081 -- sh -c "
+  --rule allow@44.1.1.1:tcp:8081 -p 18092:8092 --ready-file "$T_DIR/run.ready" -- sh -c "
+  echo \"dns \$(kdig +timeout=3 +retry=0 @10.77.0.9 cfg-test.example.com A +short)\"
   ip -4 -o addr show eth0 | awk '{print \"addr\", \$4}'
   ip -4 route show default | awk '{print \"route\", \$3}'
   '$NP' connect --host 44.1.1.1 --port 8080 --timeout 5 | sed 's/^/p8080 /'
   curl -sS --max-time 5 -o /dev/null -w 'p8081 %{http_code}\n' http://44.1.1.1:8081/
-" > run.out 2> run-moat.log
-rc=$?
-set -e
+  sleep 2  # the test looks at the published ports meanwhile
+" > run.out 2> run-moat.log &
+moat_pid=$!
+check "run --config good: ready" wait_for 20 test -s "$T_DIR/run.ready"
+ss -Hltn > listeners.txt
+check "run --config good: the file's publish listens" grep -q '127.0.0.1:18091 ' listeners.txt
+check "run --config good: -p appends to the file's publish" grep -q '127.0.0.1:18092 ' listeners.txt
+set +e; wait $moat_pid; rc=$?; set -e
 sed 's/^/[run] /' run.out
 check "run --config good: exit 0 (got $rc)" test $rc -eq 0
+check "run --config good: --dns-upstream replaces the file's upstreams" grep -q '^dns 44.1.1.1$' run.out
 check "run --config good: the file's address" grep -q '^addr 10.77.0.2/24$' run.out
 check "run --config good: --gateway4 overrides the file" grep -q '^route 10.77.0.9$' run.out
 check "run --config good: the file's deny rule applies" grep -q '^p8080 ECONNREFUSED' run.out
