@@ -153,6 +153,32 @@ TEST_F(PolicyPathsTest, GatePathDeniedSniResetsBothSidesAndNothingReachesUpstrea
   EXPECT_EQ(counters.get(Counter::policy_deny), 1u);
 }
 
+TEST_F(PolicyPathsTest, GatePathGuestFinBeforeClassificationDecidesOnWhatCame) {
+  start_with("deny@blocked.example,allow@host:tcp", policy::Action::deny);
+  UniqueFd host = handshake();
+  send_data(text("GE"));  // a prefix of "GET ": not classified yet
+  engine->flush(now());
+  EXPECT_EQ(host_read(host.get(), 1), "");
+  send(tf::fin | tf::ack, gseq, mseq);  // R-TCP-4: FIN -> classify what was received
+  gseq += 1;
+  engine->flush(now());
+  pump(3);
+  EXPECT_EQ(host_read(host.get(), 3), "GE");  // no name -> allowed -> replayed, then EOF
+  char c;
+  EXPECT_EQ(::recv(host.get(), &c, 1, MSG_DONTWAIT), 0);
+}
+
+TEST_F(PolicyPathsTest, GatePathPartialHelloTimesOutAsNoName) {
+  start_with("deny@blocked.example,allow@host:tcp", policy::Action::deny);
+  UniqueFd host = handshake();
+  Buf h = hello("ok.example");
+  send_data(Buf(h.begin(), h.begin() + 10));
+  engine->flush(now());
+  advance(std::chrono::milliseconds(1100));  // first_flight_timeout: "no name" -> allowed
+  pump(3);
+  EXPECT_EQ(host_read(host.get(), 10).size(), 10u);
+}
+
 TEST_F(PolicyPathsTest, GatePathDeniedHttpHost) {
   start_with("deny@blocked.example,allow@host:tcp", policy::Action::deny);
   UniqueFd host = handshake();
