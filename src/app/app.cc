@@ -292,6 +292,12 @@ struct Runtime {
     return {};
   }
 
+  /// SIGHUP: reopen the audit file (log rotation, R-OBS-3).
+  void reopen_audit() {
+    if (!audit) return;
+    if (auto r = audit->reopen(); !r) MOAT_LOG(warn, "%s; keeping the old audit file", r.error().c_str());
+  }
+
   void log_stats(LogLevel level) {
     if (gateway) gateway->flush_capture();
     if (log_enabled(level)) log_write(level, "stats: %s", format_counters(counters).c_str());
@@ -487,6 +493,7 @@ int run_sandbox(const RunOptions& options) {
       switch (si.ssi_signo) {
         case SIGTERM:
         case SIGHUP:
+          if (si.ssi_signo == SIGHUP) rt.reopen_audit();
           child.kill_child(int(si.ssi_signo));  // R-CLI-2: forwarded to the command
           break;
         case SIGUSR1:
@@ -580,7 +587,7 @@ int attach(const AttachOptions& options) {
     while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
       if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) rt.loop.stop();
       else if (si.ssi_signo == SIGUSR1) rt.log_stats(LogLevel::info);
-      // SIGHUP: reload arrives with the config file (policy issue); nothing to reload yet.
+      else if (si.ssi_signo == SIGHUP) rt.reopen_audit();  // config reload: TODO(policy)
     }
   });
   if (!sig_watch) {
@@ -659,7 +666,7 @@ int serve(const ServeOptions& options) {
     while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
       if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) rt.loop.stop();
       else if (si.ssi_signo == SIGUSR1) rt.log_stats(LogLevel::info);
-      // SIGHUP: reload arrives with the config file; nothing to reload yet.
+      else if (si.ssi_signo == SIGHUP) rt.reopen_audit();  // config reload: TODO(policy)
     }
   });
   if (!sig_watch) {

@@ -155,4 +155,15 @@ void AuditLog::flush() noexcept {
   head_ = 0;
 }
 
+Result<void, std::string> AuditLog::reopen() {
+  if (opt_.file.empty()) return {};
+  flush();
+  auto fd = open_sink(opt_.file);
+  if (!fd) return unexpected(fd.error());
+  fd_ = std::move(*fd);
+  sink_failed_ = false;
+  if (buffered() > 0) schedule_flush(Duration::zero());
+  return {};
+}
+
 }  // namespace moat::obs

@@ -87,6 +87,9 @@ class AuditLog {
   void emit(std::string_view ev, FunctionRef<void(JsonWriter&)> fields);
   /// Writes what the sink takes now (never blocks).
   void flush() noexcept;
+  /// SIGHUP (R-OBS-3, log rotation): writes what it can, then opens the path again; on
+  /// failure the old sink stays. Returns the open error, if any.
+  Result<void, std::string> reopen();
 
   [[nodiscard]] size_t buffered() const noexcept { return buf_.size() - head_; }
   [[nodiscard]] uint64_t dropped() const noexcept { return dropped_; }

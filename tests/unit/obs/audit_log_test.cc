@@ -161,6 +161,36 @@ TEST_F(AuditLogTest, OpenCreatesAFileWithMode0600InAppendMode) {
   ::rmdir(tmpl);
 }
 
+TEST_F(AuditLogTest, ReopenFollowsLogRotation) {
+  char tmpl[] = "/tmp/moat-audit-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/audit.jsonl", rotated = path + ".1";
+  auto log = AuditLog::open(AuditOptions{.file = path}, loop_, counters_);
+  ASSERT_TRUE(log.has_value());
+  (*log)->emit("flow_open", [](JsonWriter& w) { w.u64("n", 1); });
+  (*log)->flush();
+  ASSERT_EQ(::rename(path.c_str(), rotated.c_str()), 0);
+  ASSERT_TRUE((*log)->reopen().has_value());
+  (*log)->emit("flow_open", [](JsonWriter& w) { w.u64("n", 2); });
+  (*log)->flush();
+  auto slurp = [](const std::string& p) {
+    std::string out;
+    if (FILE* f = std::fopen(p.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+      std::fclose(f);
+    }
+    return out;
+  };
+  EXPECT_NE(slurp(rotated).find("\"n\":1"), std::string::npos);
+  EXPECT_EQ(slurp(rotated).find("\"n\":2"), std::string::npos);
+  EXPECT_NE(slurp(path).find("\"n\":2"), std::string::npos);
+  ::unlink(path.c_str());
+  ::unlink(rotated.c_str());
+  ::rmdir(tmpl);
+}
+
 TEST_F(AuditLogTest, OpenErrorNamesTheFlag) {
   auto log = AuditLog::open(AuditOptions{.file = "/nonexistent-dir/x/audit"}, loop_, counters_);
   ASSERT_FALSE(log.has_value());
