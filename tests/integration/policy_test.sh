@@ -97,6 +97,8 @@ checks = {
   "deny_sni": lambda: find(ev="flow_deny", dst="44.1.1.2:8443", name="blocked.example", name_src="sni",
                            path="gate", rule={"origin": "cli", "text": "deny@blocked.example"}),
   "deny_host_header": lambda: find(ev="flow_deny", dst="44.1.1.1:8080", name="blocked.example", name_src="host"),
+  "open_inspect": lambda: find(ev="flow_open", dst="44.1.1.2:8443", path="inspect", name="ok.example",
+                               name_src="sni", rule={"origin": "cli", "text": "allow@ok.example:tcp:8443+2222"}),
   "common": lambda: all(set(e) >= {"ts", "gw", "ev"} and e["ts"].endswith("Z") and len(e["ts"]) == 27 for e in ev),
 }
 sys.exit(0 if checks[want]() else 1)
@@ -157,7 +159,27 @@ check "sni: server-first banner arrives on the gate path"  has sni "^banner OK"
 check "audit: flow_deny names the SNI, the gate path and deny@blocked.example" ac sni deny_sni
 check "audit: flow_deny for the Host header"                                   ac sni deny_host_header
 
-# --- 5. Ingress (R-POL-11): published ports are decided with the peer address and guest port.
+# --- 5. Inspect path (R-TCP-5): the default denies, a name could allow. With
+# policy.sni_requires_pin = false (config file) an SNI alone can allow, so no DNS pin is
+# needed here: moat completes the handshake, reads the first flight, dials only on allow.
+printf '[policy]\nsni_requires_pin = false\nfirst_flight_timeout = "500ms"\n' > "$T_DIR/inspect.toml"
+run inspect --config "$T_DIR/inspect.toml" --default-egress deny --rule allow@ok.example:tcp:8443+2222 \
+    --audit "$T_DIR/inspect.jsonl" -- "
+  openssl s_client -connect 44.1.1.2:8443 -servername ok.example < /dev/null > /dev/null 2>&1; echo \"tlsok \$?\"
+  openssl s_client -connect 44.1.1.2:8443 -servername other.example < /dev/null > /dev/null 2>&1; echo \"tlsother \$?\"
+  curl -sk --max-time 5 -o /dev/null https://44.1.1.2:8443/ 2>/dev/null; echo \"tlsnosni \$?\"
+  '$NP' connect --host 44.1.1.1 --port 2222 --greeting --timeout 3 | sed 's/^/banner /'
+  '$NP' connect --host 44.1.1.1 --port 8080 --timeout 5 | sed 's/^/http /'
+"
+check "inspect: TLS with SNI ok.example is dialled and completes" has inspect "^tlsok 0"
+check "inspect: another SNI is reset"                  bash -c "grep -q '^tlsother [1-9]' '$T_DIR/inspect.out'"
+check "inspect: no SNI (IP literal) is reset"          bash -c "grep -q '^tlsnosni [1-9]' '$T_DIR/inspect.out'"
+check "inspect: a server-first client is refused after the first-flight timeout" \
+  bash -c "grep -q '^banner GREETING' '$T_DIR/inspect.out'"
+check "inspect: a port no name can open is rejected at SYN" refused_fast $(grep '^http ' "$T_DIR/inspect.out")
+check "audit: flow_open on the inspect path names the SNI and the rule" ac inspect open_inspect
+
+# --- 6. Ingress (R-POL-11): published ports are decided with the peer address and guest port.
 ingress() {  # NAME MOAT-FLAGS...: publish 127.0.0.1:18500 -> guest 80; the host fetches.
   local name="$1"; shift
   start_bg "$name-moat" timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --ready-file "$T_DIR/$name.ready" \
