@@ -331,7 +331,8 @@ FlowInfo TcpEngine::flow_info(const TcpFlow& f) const {
 
 // R-TCP-4/5/6: classify what the guest sent so far; decide once it is classified.
 void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
-  if (!f.gate.holding()) return;
+  // An inspect flow keeps holding while it dials after the allow: decided already.
+  if (!f.gate.holding() || f.inspect_dial) return;
   const bool final = timed_out || f.gate.guest_fin() || f.gate.held().size() >= GatePeer::kMaxHeld;
   if (f.gate.held().empty() && !final) return;
   auto c = sniff::classify_first_flight(f.gate.held(), final);

@@ -212,6 +212,22 @@ TEST_F(PolicyPathsTest, InspectPathDialsOnlyAfterAnAllowedPinnedSni) {
   EXPECT_EQ(flows::test::str(expect_data().payload), "resp");
 }
 
+TEST_F(PolicyPathsTest, InspectPathBytesDuringTheDialAreHeldAndReplayedOnce) {
+  pins.pins[IpAddr(gw4).to_string()] = {"bad.example", "ok.example"};
+  start_with(kShared, policy::Action::deny);
+  inspect_handshake();
+  Buf h = hello("ok.example");
+  send_data(h);         // allowed: the dial starts (the connect completes in the loop)
+  send_data(text("extra"));  // arrives while dialling: held, not decided again
+  engine->flush(now());
+  ASSERT_TRUE(pump_until([&] { return listener_has_connection(); }));
+  UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  pump(3);
+  EXPECT_EQ(host_read(host.get(), h.size() + 5).size(), h.size() + 5);
+  EXPECT_FALSE(listener_has_connection(50));  // one dial only
+  EXPECT_EQ(counters.get(Counter::policy_allow), 1u);
+}
+
 TEST_F(PolicyPathsTest, InspectPathSpoofedSniIsResetWithoutDialling) {
   pins.pins[IpAddr(gw4).to_string()] = {"bad.example", "ok.example"};
   start_with("deny@bad.example:tcp,allow@ok.example:tcp,allow@other.example:tcp", policy::Action::deny);
