@@ -59,6 +59,8 @@ bool has_route(int family) {
   return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
 }
 
+}  // namespace
+
 stack::LinkConfig link_config(const config::Config& c, const Families& f) {
   stack::LinkConfig l;
   const auto& n = c.net;
@@ -85,6 +87,8 @@ stack::LinkConfig link_config(const config::Config& c, const Families& f) {
   return l;
 }
 
+namespace {
+
 ns::TapSetup tap_setup(const config::Config& c, const Families& f, bool configure) {
   ns::TapSetup t;
   const auto& n = c.net;
@@ -103,6 +107,8 @@ ns::TapSetup tap_setup(const config::Config& c, const Families& f, bool configur
   t.dns6 = n.dns6();
   return t;
 }
+
+}  // namespace
 
 flows::Endpoint endpoint(const config::UpstreamSpec& u) { return flows::Endpoint{u.addr, u.port}; }
 
@@ -154,6 +160,8 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   p.gateway6 = n.ipv6_gateway;
   return s;
 }
+
+namespace {
 
 /// Writes `content` to path via a temporary file + rename, so readers never see a partial file.
 bool write_atomically(const std::string& path, const std::string& content) {

@@ -8,7 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "app/flow_manager.h"
 #include "config/config.h"
+#include "stack/interface.h"
 
 namespace moat::app {
 
@@ -21,6 +23,12 @@ struct Families {
 /// R-ADDR-3: `auto` means the host has a route for the family, probed by connect()ing a UDP
 /// socket to 192.0.2.1:53 / [2001:db8::1]:53 (no packet is sent).
 Families resolve_families(const config::NetConfig& net);
+
+/// The stack's slice of the config for these families; `mtu` 0 in the config means the TAP
+/// default (65520), so other transports set it first (R-ADDR-1).
+stack::LinkConfig link_config(const config::Config& c, const Families& f);
+/// The flow engines' slice of the config (R-ADDR-5 mapping, DNS upstreams, limits, policy).
+FlowsSetup flows_setup(const config::Config& c, const Families& f);
 
 /// Validates an --impair spec; the error text (without the flag) when it is bad.
 std::optional<std::string> check_impair(std::string_view spec);
