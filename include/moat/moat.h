@@ -1,0 +1,198 @@
+/*
+ * moat.h — the C ABI of moat (SPEC R-ABI, R-TR-7): embed one or more user-space network
+ * gateways in a process (a VMM, a sandbox runtime) and exchange Ethernet frames with each
+ * through in-process rings.
+ *
+ * Model
+ *   moat_gateway_new()   parses and validates a TOML or JSON config (the same schema as
+ *                        `moat --config`), binds published ports, allocates the rings.
+ *   moat_gateway_start() spawns the gateway's own event-loop thread (one per gateway).
+ *   moat_push_frame()    guest -> moat: copies one frame into the from-guest ring.
+ *   moat_pull_frame()    moat -> guest: copies the oldest to-guest frame out.
+ *   moat_rx_eventfd()    an eventfd that is readable while frames may await a pull.
+ *   moat_stats_json(), moat_policy_update(): control calls, applied on the loop thread.
+ *   moat_gateway_stop() / moat_gateway_free(): stop (resets open flows), join, release.
+ *
+ * Frames are Ethernet II without a virtio-net header, 14..65550 bytes (R-TR-1). The guest
+ * link MTU defaults to 1500 (R-ADDR-1 for in-process rings); set net.mtu or opts.mtu.
+ *
+ * Threading (R-ABI-3)
+ *   Every function is thread-safe, with these rules:
+ *   - moat_push_frame() has a single producer: calls for one gateway must not overlap.
+ *   - moat_pull_frame() has a single consumer: calls for one gateway must not overlap.
+ *     Push and pull may run concurrently on different threads, and concurrently with the
+ *     loop thread and with the control calls; they never take a lock and never block.
+ *   - Control calls (start, stats, policy update, stop) serialise on a per-gateway mutex.
+ *     Those that need the loop thread post a request to it and wait (at most 2 s).
+ *   - moat_gateway_free() must be the last call on a gateway: no other call may be in
+ *     flight or follow it.
+ *   - Callbacks (terminate_cb) run on the gateway's loop thread; they must not block and
+ *     must not call back into the same gateway.
+ *
+ * Errors
+ *   Functions return MOAT_OK (0) or a negative MOAT_E* code. Where a moat_error* is taken
+ *   (it may be NULL) it receives the code and a one-line message in the format of SPEC §5.2,
+ *   e.g. "moat: error: config:3:7: tcp.connect_timeout: \"30\" needs a unit (e.g. \"30s\")";
+ *   several errors are separated by '\n' (truncated to fit). No C++ exception, abort() or
+ *   exit() crosses this boundary, and library mode installs no signal handler, no seccomp
+ *   filter and changes no privilege or resource limit.
+ *
+ * Memory
+ *   Strings returned through char** are allocated by moat; release them with moat_free().
+ *   Frame buffers passed in are only read (push) or written (pull) during the call.
+ */
+#ifndef MOAT_MOAT_H
+#define MOAT_MOAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MOAT_BUILDING_LIBRARY)
+#define MOAT_API __attribute__((visibility("default")))
+#else
+#define MOAT_API
+#endif
+
+/* ABI version of this header; moat_abi_version() returns the library's. They must match. */
+#define MOAT_ABI_VERSION 1
+/* moat release this header comes from. */
+#define MOAT_VERSION_MAJOR 0
+#define MOAT_VERSION_MINOR 1
+#define MOAT_VERSION_PATCH 0
+
+/* Return codes. */
+#define MOAT_OK 0
+#define MOAT_EAGAIN (-1)  /* ring full (push) or empty (pull); try again later */
+#define MOAT_EINVAL (-2)  /* bad argument: NULL handle/pointer, bad length, bad option */
+#define MOAT_ENOSPC (-3)  /* pull: buffer too small; *len = required length, frame kept */
+#define MOAT_ENOMEM (-4)  /* allocation failed */
+#define MOAT_ESTATE (-5)  /* not allowed in the gateway's current state (e.g. start twice) */
+#define MOAT_ECONFIG (-6) /* invalid config or policy; the message says where and why */
+#define MOAT_EIO (-7)     /* system failure (thread, eventfd, socket) or loop not answering */
+
+/* Input formats for moat_gateway_new() and moat_policy_update(). */
+#define MOAT_FMT_TOML 0
+#define MOAT_FMT_JSON 1
+#define MOAT_FMT_RULES 2 /* policy only: rule strings (R-POL-15), comma- or newline-separated */
+
+/* Offload bits for moat_gateway_opts.offloads (R-TR-6). This build supports none: 0 only. */
+#define MOAT_OFF_CSUM 0x1u
+#define MOAT_OFF_TSO4 0x2u
+#define MOAT_OFF_TSO6 0x4u
+#define MOAT_OFF_USO 0x8u
+
+typedef struct moat_gateway moat_gateway; /* opaque */
+
+typedef struct moat_error {
+  int code;           /* the MOAT_E* code also returned */
+  char message[512];  /* NUL-terminated §5.2 line(s); empty on success */
+} moat_error;
+
+/* Why the loop thread ended on its own (terminate_cb). */
+#define MOAT_TERM_LINK_FAILED 1
+
+/*
+ * Options for moat_gateway_new(). Zero-initialise, set struct_size = sizeof(moat_gateway_opts),
+ * then set what you need; zero means "default". A newer caller's larger struct is accepted as
+ * long as the fields this library does not know are zero.
+ */
+typedef struct moat_gateway_opts {
+  size_t struct_size;
+  uint32_t vnet_hdr_len; /* bytes of virtio-net header on every frame: 0 (only 0 in this build) */
+  uint32_t offloads;     /* MOAT_OFF_* the guest accepts: 0 (only 0 in this build) */
+  uint32_t ring_frames;  /* frames per ring and direction; 0 = 1024; 1..65536 */
+  uint32_t mtu;          /* guest link MTU; 0 = net.mtu from the config, else 1500 */
+  const char *operator_config; /* R-MT-1 operator config path: NULL (not supported in this build) */
+  /* Log lines (level 0=error..4=trace). NULL = stderr. Not supported in this build: NULL only. */
+  void (*log_cb)(void *userdata, int level, const char *line);
+  /* Audit events (JSON lines). Not supported in this build: NULL only. */
+  void (*audit_cb)(void *userdata, const char *json_line);
+  /* The loop thread ended without moat_gateway_stop() (reason MOAT_TERM_*). Runs on the loop
+   * thread. May be NULL. */
+  void (*terminate_cb)(void *userdata, int reason);
+  void *userdata;
+  size_t ring_bytes; /* bytes of frame data per ring and direction; 0 = 8 MiB; 65550..256 MiB */
+} moat_gateway_opts;
+
+/* The library's MOAT_ABI_VERSION. Thread-safe, no state. */
+MOAT_API uint32_t moat_abi_version(void);
+
+/*
+ * Creates a stopped gateway from a config document (`cfg`, `len` bytes, need not be
+ * NUL-terminated; NULL with len 0 = all defaults) in `fmt` MOAT_FMT_TOML or MOAT_FMT_JSON.
+ * `opts` may be NULL. Validation finishes before any side effect; on failure nothing is left
+ * behind, NULL is returned and `err` (may be NULL) gets MOAT_ECONFIG/EINVAL/ENOMEM/EIO and the
+ * message. The caller owns the result; release it with moat_gateway_free().
+ * Frames may be pushed before moat_gateway_start(); they wait in the ring.
+ */
+MOAT_API moat_gateway *moat_gateway_new(const char *cfg, size_t len, int fmt, const moat_gateway_opts *opts,
+                                        moat_error *err);
+
+/* Spawns the loop thread. MOAT_ESTATE if already started or stopped; MOAT_EIO if the thread
+ * cannot be created. */
+MOAT_API int moat_gateway_start(moat_gateway *gw, moat_error *err);
+
+/*
+ * Guest -> moat: copies one Ethernet frame into the from-guest ring (single producer).
+ * MOAT_OK: taken. MOAT_EAGAIN: the ring is full and the frame was NOT taken; drop it as a
+ * lossy NIC would rather than stall the virtqueue (R-TR-7). MOAT_EINVAL: NULL arguments, or a
+ * length outside 14..65550 (counted as drop.runt / drop.oversize). MOAT_ESTATE: stopped.
+ */
+MOAT_API int moat_push_frame(moat_gateway *gw, const void *frame, size_t len);
+
+/*
+ * moat -> guest: copies the oldest to-guest frame into buf (single consumer).
+ * MOAT_OK: *len = its length. MOAT_EAGAIN: nothing to pull. MOAT_ENOSPC: cap is too small,
+ * *len = the required length and the frame stays at the head. MOAT_EINVAL: NULL arguments.
+ * Frames already in the ring can still be pulled after moat_gateway_stop().
+ */
+MOAT_API int moat_pull_frame(moat_gateway *gw, void *buf, size_t cap, size_t *len);
+
+/*
+ * An eventfd (owned by the gateway; do not close or read-modify it) that polls readable while
+ * frames may await moat_pull_frame(). Pull until MOAT_EAGAIN before polling again: the pull
+ * that finds the ring empty resets it, so no wake-up is lost. Negative MOAT_EINVAL for NULL.
+ */
+MOAT_API int moat_rx_eventfd(moat_gateway *gw);
+
+/*
+ * Every counter (R-OBS-1/2) as one JSON object {"gateway": NAME, "counters": {"link.from_guest.frames":
+ * N, ...}, "drops": {"runt": N, ...}, "drop.total": N, "rings": {...}}, read on the loop thread
+ * when it runs. *json is allocated; release it with moat_free().
+ */
+MOAT_API int moat_stats_json(moat_gateway *gw, char **json);
+
+/*
+ * Replaces the policy live (R-POL-12). `policy` (`len` bytes) is either rule strings
+ * (MOAT_FMT_RULES: they replace the gateway's rules; profiles and defaults stay) or a TOML/JSON
+ * document whose [policy] table replaces the gateway's policy (rules, profiles, defaults,
+ * sni_requires_pin). The new policy is fully validated first, then swapped in on the loop
+ * thread; new decisions use it as soon as this returns MOAT_OK. On failure (MOAT_ECONFIG with
+ * the §5.2 message in err) the old policy stays. `revalidate` (reset established flows the
+ * new policy denies) is not supported in this build: non-zero returns MOAT_EINVAL.
+ */
+MOAT_API int moat_policy_update(moat_gateway *gw, const char *policy, size_t len, int fmt, int revalidate,
+                                moat_error *err);
+
+/* Releases memory moat returned (NULL is fine). */
+MOAT_API void moat_free(void *p);
+
+/*
+ * Stops the loop thread and joins it (≤ 2 s); open flows are reset on both sides.
+ * Idempotent; a gateway never started just becomes stopped. Frames still in the to-guest ring
+ * can be pulled; pushes return MOAT_ESTATE.
+ */
+MOAT_API void moat_gateway_stop(moat_gateway *gw);
+
+/* moat_gateway_stop(), then releases everything (sockets, rings, eventfds). NULL is fine. */
+MOAT_API void moat_gateway_free(moat_gateway *gw);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOAT_MOAT_H */

@@ -1,0 +1,251 @@
+// The C ABI (include/moat/moat.h): argument checks, option structs and error codes around
+// capi::EmbeddedGateway.
+//
+// This is the one place in src/ that uses try/catch (STYLE forbids it elsewhere): nothing
+// below throws on purpose, but the standard library may (std::bad_alloc, std::system_error
+// from std::thread), and R-ABI-1 forbids any exception crossing into C. Each entry point
+// that may allocate catches everything and turns it into MOAT_ENOMEM / MOAT_EIO.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "capi/embedded.h"
+#include "config/loader.h"
+#include "moat/moat.h"
+
+struct moat_gateway {
+  std::unique_ptr<moat::capi::EmbeddedGateway> gw;
+};
+
+namespace {
+
+using moat::capi::CallError;
+
+void set_error(moat_error* err, int code, std::string_view msg) noexcept {
+  if (!err) return;
+  err->code = code;
+  size_t n = std::min(msg.size(), sizeof err->message - 1);
+  // Do not cut a UTF-8 sequence in half.
+  if (n < msg.size())
+    while (n > 0 && (static_cast<unsigned char>(msg[n]) & 0xc0) == 0x80) --n;
+  std::memcpy(err->message, msg.data(), n);
+  err->message[n] = '\0';
+}
+
+void clear_error(moat_error* err) noexcept { set_error(err, MOAT_OK, ""); }
+
+int code_of(const CallError& e) noexcept {
+  switch (e.kind) {
+    case CallError::Kind::invalid: return MOAT_EINVAL;
+    case CallError::Kind::config: return MOAT_ECONFIG;
+    case CallError::Kind::state: return MOAT_ESTATE;
+    case CallError::Kind::io: return MOAT_EIO;
+  }
+  return MOAT_EIO;
+}
+
+int fail(moat_error* err, int code, std::string_view msg) noexcept {
+  set_error(err, code, msg);
+  return code;
+}
+
+/// Runs `body` (returns a MOAT_* code) so that no exception escapes.
+template <class F>
+int guarded(moat_error* err, F&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return fail(err, MOAT_ENOMEM, "moat: error: out of memory");
+  } catch (const std::exception& e) {
+    std::string msg = "moat: error: internal failure: ";
+    msg += e.what();
+    return fail(err, MOAT_EIO, msg);
+  } catch (...) {
+    return fail(err, MOAT_EIO, "moat: error: internal failure");
+  }
+}
+
+char* dup_string(const std::string& s) noexcept {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!p) return nullptr;
+  std::memcpy(p, s.data(), s.size() + 1);
+  return p;
+}
+
+/// Copies the caller's options, accepting a smaller (older) or larger (newer) struct; a
+/// newer one must leave the fields this library does not know at zero.
+int read_opts(const moat_gateway_opts* in, moat_gateway_opts* out, moat_error* err) noexcept {
+  std::memset(out, 0, sizeof *out);
+  if (!in) return MOAT_OK;
+  constexpr size_t kMaxStruct = 4096;
+  if (in->struct_size < sizeof(size_t) || in->struct_size > kMaxStruct)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.struct_size: " + std::to_string(in->struct_size) +
+                                      " is not a moat_gateway_opts size; set it to sizeof(moat_gateway_opts)");
+  std::memcpy(out, in, std::min(in->struct_size, sizeof *out));
+  const auto* extra = reinterpret_cast<const unsigned char*>(in);
+  for (size_t i = sizeof *out; i < in->struct_size; ++i)
+    if (extra[i] != 0)
+      return fail(err, MOAT_EINVAL, "moat: error: opts: fields beyond the " + std::to_string(sizeof *out) +
+                                        " bytes this library knows are set; upgrade libmoat");
+  if (out->vnet_hdr_len != 0) {
+    bool known = out->vnet_hdr_len == 10 || out->vnet_hdr_len == 12;
+    return fail(err, MOAT_EINVAL,
+                "moat: error: opts.vnet_hdr_len: " + std::to_string(out->vnet_hdr_len) +
+                    (known ? " is not supported by this build; use 0" : " is not 0, 10 or 12"));
+  }
+  if (out->offloads != 0)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.offloads: offloads are not supported by this build; use 0");
+  if (out->operator_config)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.operator_config: not supported by this build; use NULL");
+  if (out->log_cb)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.log_cb: not supported by this build; use NULL (logs go to stderr)");
+  if (out->audit_cb)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.audit_cb: not supported by this build; use NULL");
+  if (out->ring_frames > moat::transport::RingConfig::kMaxFrames)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.ring_frames: " + std::to_string(out->ring_frames) +
+                                      " is above the limit of 65536");
+  if (out->ring_bytes != 0 &&
+      (out->ring_bytes < moat::transport::kMaxFrameLen || out->ring_bytes > moat::transport::RingConfig::kMaxBytes))
+    return fail(err, MOAT_EINVAL, "moat: error: opts.ring_bytes: " + std::to_string(out->ring_bytes) +
+                                      " is outside 65550..268435456 (one maximal frame must fit)");
+  return MOAT_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+uint32_t moat_abi_version(void) { return MOAT_ABI_VERSION; }
+
+moat_gateway* moat_gateway_new(const char* cfg, size_t len, int fmt, const moat_gateway_opts* opts, moat_error* err) {
+  moat_gateway* result = nullptr;
+  guarded(err, [&]() -> int {
+    clear_error(err);
+    if (fmt != MOAT_FMT_TOML && fmt != MOAT_FMT_JSON)
+      return fail(err, MOAT_EINVAL, "moat: error: fmt: " + std::to_string(fmt) + " is not MOAT_FMT_TOML or MOAT_FMT_JSON");
+    if (!cfg && len != 0) return fail(err, MOAT_EINVAL, "moat: error: cfg: NULL with a non-zero length");
+    moat_gateway_opts o;
+    if (int rc = read_opts(opts, &o, err); rc != MOAT_OK) return rc;
+
+    moat::config::Config c;
+    if (len != 0) {
+      auto f = fmt == MOAT_FMT_JSON ? moat::config::Format::json : moat::config::Format::toml;
+      if (auto r = moat::config::load_config_text(std::string_view(cfg, len), f, "config", c); !r) {
+        std::string msg;
+        for (const auto& e : r.error()) {
+          if (!msg.empty()) msg += '\n';
+          msg += e.format();
+        }
+        return fail(err, MOAT_ECONFIG, msg);
+      }
+    }
+    moat::capi::EmbedOptions eo;
+    if (o.ring_frames) eo.ring.frames = o.ring_frames;
+    if (o.ring_bytes) eo.ring.bytes = o.ring_bytes;
+    eo.mtu = o.mtu;
+    if (o.terminate_cb) {
+      auto cb = o.terminate_cb;
+      void* ud = o.userdata;
+      eo.on_terminate = [cb, ud](int reason) { cb(ud, reason); };
+    }
+    auto g = moat::capi::EmbeddedGateway::create(std::move(c), eo);
+    if (!g) return fail(err, code_of(g.error()), g.error().message);
+    result = new moat_gateway{std::move(g).value()};
+    return MOAT_OK;
+  });
+  return result;
+}
+
+int moat_gateway_start(moat_gateway* gw, moat_error* err) {
+  return guarded(err, [&]() -> int {
+    clear_error(err);
+    if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
+    if (auto r = gw->gw->start(); !r) return fail(err, code_of(r.error()), r.error().message);
+    return MOAT_OK;
+  });
+}
+
+int moat_push_frame(moat_gateway* gw, const void* frame, size_t len) {
+  if (!gw || !frame) return MOAT_EINVAL;
+  if (!gw->gw->accepting_frames()) return MOAT_ESTATE;
+  using R = moat::transport::RingTransport::PushResult;
+  switch (gw->gw->ring().push_from_guest(moat::Bytes(static_cast<const std::byte*>(frame), len))) {
+    case R::ok: return MOAT_OK;
+    case R::full: return MOAT_EAGAIN;
+    case R::invalid: return MOAT_EINVAL;
+  }
+  return MOAT_EINVAL;
+}
+
+int moat_pull_frame(moat_gateway* gw, void* buf, size_t cap, size_t* len) {
+  if (!gw || !len || (!buf && cap != 0)) return MOAT_EINVAL;
+  using R = moat::transport::RingTransport::PullResult;
+  switch (gw->gw->ring().pull_to_guest(moat::MutBytes(static_cast<std::byte*>(buf), cap), len)) {
+    case R::ok: return MOAT_OK;
+    case R::empty: return MOAT_EAGAIN;
+    case R::too_small: return MOAT_ENOSPC;
+  }
+  return MOAT_EIO;
+}
+
+int moat_rx_eventfd(moat_gateway* gw) {
+  if (!gw) return MOAT_EINVAL;
+  return gw->gw->ring().to_guest_fd();
+}
+
+int moat_stats_json(moat_gateway* gw, char** json) {
+  return guarded(nullptr, [&]() -> int {
+    if (!gw || !json) return MOAT_EINVAL;
+    *json = nullptr;
+    auto s = gw->gw->stats_json();
+    if (!s) return code_of(s.error());
+    *json = dup_string(*s);
+    return *json ? MOAT_OK : MOAT_ENOMEM;
+  });
+}
+
+int moat_policy_update(moat_gateway* gw, const char* policy, size_t len, int fmt, int revalidate, moat_error* err) {
+  return guarded(err, [&]() -> int {
+    clear_error(err);
+    if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
+    if (!policy && len != 0) return fail(err, MOAT_EINVAL, "moat: error: policy: NULL with a non-zero length");
+    using F = moat::capi::EmbeddedGateway::PolicyFormat;
+    F f;
+    switch (fmt) {
+      case MOAT_FMT_TOML: f = F::toml; break;
+      case MOAT_FMT_JSON: f = F::json; break;
+      case MOAT_FMT_RULES: f = F::rules; break;
+      default:
+        return fail(err, MOAT_EINVAL, "moat: error: fmt: " + std::to_string(fmt) +
+                                          " is not MOAT_FMT_TOML, MOAT_FMT_JSON or MOAT_FMT_RULES");
+    }
+    if (revalidate)
+      return fail(err, MOAT_EINVAL,
+                  "moat: error: revalidate: resetting established flows is not supported by this build; use 0");
+    if (auto r = gw->gw->update_policy(std::string_view(policy ? policy : "", len), f); !r)
+      return fail(err, code_of(r.error()), r.error().message);
+    return MOAT_OK;
+  });
+}
+
+void moat_free(void* p) { std::free(p); }
+
+void moat_gateway_stop(moat_gateway* gw) {
+  if (!gw) return;
+  guarded(nullptr, [&]() -> int {
+    gw->gw->stop();
+    return MOAT_OK;
+  });
+}
+
+void moat_gateway_free(moat_gateway* gw) {
+  if (!gw) return;
+  guarded(nullptr, [&]() -> int {
+    gw->gw->stop();
+    return MOAT_OK;
+  });
+  delete gw;  // the handle is the C side's; STYLE's "no new/delete" applies inside moat
+}
+
+}  // extern "C"

@@ -1,0 +1,262 @@
+#include "capi/embedded.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <future>
+
+#include "base/log.h"
+#include "config/loader.h"
+#include "policy/engine.h"
+#include "policy/rule.h"
+#include "transport/pcap.h"
+
+namespace moat::capi {
+namespace {
+
+/// The Gateway owns its link; the rings must outlive it (pulls drain them after stop()),
+/// so the Gateway gets this forwarder and EmbeddedGateway keeps the rings.
+class BorrowedLink final : public transport::FrameTransport {
+ public:
+  explicit BorrowedLink(transport::FrameTransport& inner) : inner_(inner) {}
+  [[nodiscard]] int fd() const override { return inner_.fd(); }
+  Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override {
+    return inner_.receive(on_frame, max_frames);
+  }
+  bool send(Bytes frame) override { return inner_.send(frame); }
+  Status flush() override { return inner_.flush(); }
+  [[nodiscard]] bool has_pending_output() const override { return inner_.has_pending_output(); }
+  [[nodiscard]] bool output_full() const override { return inner_.output_full(); }
+
+ private:
+  transport::FrameTransport& inner_;
+};
+
+std::string join(const std::vector<config::UserError>& errs) {
+  std::string s;
+  for (const auto& e : errs) {
+    if (!s.empty()) s += '\n';
+    s += e.format();
+  }
+  return s;
+}
+
+CallError config_error(std::string msg) { return CallError{CallError::Kind::config, std::move(msg)}; }
+
+void json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+/// R-ADDR-2 messages name the config keys (the C ABI has no flags).
+config::NetSources key_sources() {
+  config::NetSources s;
+  s.mtu = "net.mtu";
+  s.ipv4 = "net.ipv4.address";
+  s.gateway4 = "net.ipv4.gateway";
+  s.dns4 = "net.ipv4.dns";
+  s.ipv6 = "net.ipv6.address";
+  s.gateway6 = "net.ipv6.gateway";
+  s.dns6 = "net.ipv6.dns";
+  s.guest_mac = "net.guest_mac";
+  s.gateway_mac = "net.gateway_mac";
+  s.ifname = "net.ifname";
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(config::Config cfg,
+                                                                            const EmbedOptions& opts) {
+  const app::Families fam = app::resolve_families(cfg.net);
+  if (opts.mtu) cfg.net.mtu = opts.mtu;
+  if (!cfg.net.mtu) cfg.net.mtu = kRingDefaultMtu;  // R-ADDR-1: 1500 on in-process rings
+  if (auto errs = config::validate(cfg.net, fam.ipv4, fam.ipv6, key_sources()); !errs.empty())
+    return unexpected(config_error(join(errs)));
+
+  auto g = std::make_unique<EmbeddedGateway>(Private{});
+  g->cfg_ = std::move(cfg);
+  g->on_terminate_ = opts.on_terminate;
+  g->loop_ = std::make_unique<event::Loop>(g->clock_);
+  auto ring = transport::RingTransport::create(g->counters_, opts.ring, opts.ring);
+  if (!ring) {
+    if (ring.error() == Errno{EINVAL}) return unexpected(CallError{CallError::Kind::invalid, "moat: error: ring size out of range"});
+    return unexpected(CallError{CallError::Kind::io, std::string("moat: error: cannot create the rings: ") +
+                                                        ring.error().message()});
+  }
+  g->ring_ = std::move(ring).value();
+
+  std::unique_ptr<transport::FrameTransport> link = std::make_unique<BorrowedLink>(*g->ring_);
+  transport::PcapTap* pcap = nullptr;
+  if (!g->cfg_.pcap_file.empty()) {
+    auto w = transport::PcapWriter::open(g->cfg_.pcap_file);
+    if (!w)
+      return unexpected(config_error("moat: error: " + g->cfg_.pcap_file + ": cannot open: " + w.error().message()));
+    auto p = std::make_unique<transport::PcapTap>(std::move(link), std::move(w).value());
+    pcap = p.get();
+    link = std::move(p);
+  }
+  g->setup_ = app::flows_setup(g->cfg_, fam);
+  g->gateway_ = std::make_unique<app::Gateway>(*g->loop_, g->counters_, app::link_config(g->cfg_, fam),
+                                               std::move(link), pcap, &g->setup_);
+  EmbeddedGateway* self = g.get();
+  if (auto st = g->gateway_->start([self](const Errno& e) {
+        MOAT_LOG(error, "the guest link failed: %s", e.message());
+        self->loop_->stop();
+      });
+      !st)
+    return unexpected(CallError{CallError::Kind::io, std::string("moat: error: cannot start the gateway: ") +
+                                                        st.error().message()});
+  if (auto pb = g->gateway_->flows()->publish(g->cfg_.flows.publish); !pb) {
+    std::string msg = pb.error();
+    if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
+    return unexpected(config_error(std::move(msg)));
+  }
+  return g;
+}
+
+EmbeddedGateway::~EmbeddedGateway() { stop(); }
+
+Result<void, CallError> EmbeddedGateway::start() {
+  std::lock_guard lock(ctl_mu_);
+  if (started_ || stopped_) return unexpected(CallError{CallError::Kind::state, "moat: error: start: the gateway was already started"});
+  // Everything built so far happens-before the thread's first instruction (std::thread).
+  thread_ = std::thread([this] {
+    loop_->run();
+    if (!stop_requested_ && on_terminate_) on_terminate_(1 /* MOAT_TERM_LINK_FAILED */);
+    loop_exited_.store(true, std::memory_order_release);
+  });
+  started_ = true;
+  return {};
+}
+
+void EmbeddedGateway::stop() {
+  std::lock_guard lock(ctl_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  if (thread_.joinable()) {
+    loop_->post([this] {
+      stop_requested_ = true;
+      loop_->stop();
+    });
+    thread_.join();
+  }
+  // The loop thread is gone (or never ran): loop state is ours. R-CLI-5 semantics: the
+  // Gateway's destructor resets open flows on both sides.
+  gateway_.reset();
+}
+
+Result<void, CallError> EmbeddedGateway::on_loop(const std::function<void()>& fn) {
+  if (!thread_.joinable() || std::this_thread::get_id() == thread_.get_id()) {
+    fn();
+    return {};
+  }
+  // The loop never blocks (SPEC §2.1), so the task runs within one iteration. The only way
+  // it does not run is a loop that ended on its own (link failure): then loop state is ours
+  // and the call runs here. The task refers to this frame, so it is never abandoned while
+  // it could still run.
+  std::promise<void> done;
+  auto ran = done.get_future();
+  loop_->post([&] {
+    fn();
+    done.set_value();
+  });
+  while (ran.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+    if (!loop_exited_.load(std::memory_order_acquire)) continue;
+    if (ran.wait_for(std::chrono::seconds(0)) != std::future_status::ready) fn();
+    break;
+  }
+  return {};
+}
+
+Result<std::string, CallError> EmbeddedGateway::stats_json() {
+  std::lock_guard lock(ctl_mu_);
+  std::string out;
+  if (auto r = on_loop([&] { out = stats_json_on_loop(); }); !r) return unexpected(r.error());
+  return out;
+}
+
+std::string EmbeddedGateway::stats_json_on_loop() const {
+  std::string s = "{\"gateway\":";
+  json_string(s, cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : cfg_.name);
+  s += ",\"counters\":{";
+  for (size_t i = 0; i < kCounterCount; ++i) {
+    if (i) s += ',';
+    json_string(s, counter_name(Counter(i)));
+    s += ':' + std::to_string(counters_.values[i]);
+  }
+  s += "},\"drops\":{";
+  for (size_t i = 0; i < kDropReasonCount; ++i) {
+    if (i) s += ',';
+    json_string(s, drop_reason_name(DropReason(i)));
+    s += ':' + std::to_string(counters_.drops[i]);
+  }
+  s += "},\"drop.total\":" + std::to_string(counters_.total_drops());
+  // How many live policy replacements took effect (R-POL-12); absent once stopped.
+  if (gateway_) s += ",\"policy.generation\":" + std::to_string(gateway_->flows()->policy().generation());
+  auto ring_obj = [&](const char* name, const transport::FrameRing& r) {
+    s += '"';
+    s += name;
+    s += "\":{\"frames\":" + std::to_string(r.size()) + ",\"capacity_frames\":" + std::to_string(r.capacity_frames()) +
+         ",\"capacity_bytes\":" + std::to_string(r.capacity_bytes()) + '}';
+  };
+  s += ",\"rings\":{";
+  ring_obj("from_guest", ring_->from_guest_ring());
+  s += ',';
+  ring_obj("to_guest", ring_->to_guest_ring());
+  s += "}}";
+  return s;
+}
+
+Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, PolicyFormat fmt) {
+  std::lock_guard lock(ctl_mu_);
+  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: policy update: the gateway is stopped"});
+  policy::PolicyInputs inputs = cfg_.policy.inputs;
+  if (fmt == PolicyFormat::rules) {
+    // Rule strings replace the rules; profiles, defaults and the block list stay.
+    std::vector<policy::Rule> rules;
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t nl = text.find('\n', start);
+      if (nl == std::string_view::npos) nl = text.size();
+      std::string_view line = text.substr(start, nl - start);
+      start = nl + 1;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      auto r = policy::parse_rules(line, policy::Origin::cli);
+      if (!r) {
+        const size_t n = rules.size() + r.error().rule_index_in_value + 1;
+        return unexpected(config_error(policy::format_rule_error("rule #" + std::to_string(n), r.error())));
+      }
+      for (auto& rule : *r) rules.push_back(std::move(rule));
+    }
+    inputs.cli = std::move(rules);
+    inputs.config.clear();
+  } else {
+    // The document's [policy] replaces the policy; the DNS block list is not part of it.
+    config::Config doc;
+    auto f = fmt == PolicyFormat::json ? config::Format::json : config::Format::toml;
+    if (auto r = config::load_config_text(text, f, "policy", doc); !r) return unexpected(config_error(join(r.error())));
+    auto block = std::move(inputs.block);
+    inputs = std::move(doc.policy.inputs);
+    inputs.block = std::move(block);
+  }
+  auto engine = std::make_shared<const policy::Engine>(policy::resolve_policy(inputs), app::host_addrs(setup_.destinations));
+  if (auto r = on_loop([&] { gateway_->flows()->policy().replace(engine); }); !r) return unexpected(r.error());
+  cfg_.policy.inputs = std::move(inputs);
+  for (const auto& w : engine->lint()) MOAT_LOG(warn, "policy: %s", w.c_str());
+  return {};
+}
+
+}  // namespace moat::capi

@@ -1,0 +1,103 @@
+#pragma once
+// capi::EmbeddedGateway — one gateway on its own loop thread, its guest link being the
+// in-process rings (transport::RingTransport). The C ABI (capi.cc) is a thin wrapper
+// around it. See README.md.
+//
+// Lifecycle:
+//   created   create(): config validated, loop + counters + rings + Gateway built, published
+//             ports bound, the Gateway registered with the loop. No thread yet. Frames may be
+//             pushed (they wait in the ring); control calls act directly (no loop thread).
+//   running   start(): the loop thread runs Loop::run(). Loop state is touched only there;
+//             control calls post a task and wait for it.
+//   stopped   stop(): Loop::stop() + join; the Gateway is destroyed on the calling thread
+//             (resets open flows). Pulls still drain the to-guest ring; pushes are refused.
+//   destroyed ~EmbeddedGateway(): stop(), then everything is released.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "app/app.h"
+#include "app/gateway.h"
+#include "base/counters.h"
+#include "config/config.h"
+#include "event/clock.h"
+#include "event/loop.h"
+#include "transport/ring.h"
+
+namespace moat::capi {
+
+struct EmbedOptions {
+  transport::RingConfig ring;  ///< per direction
+  uint32_t mtu = 0;            ///< 0 = net.mtu, else kRingDefaultMtu
+  /// Runs on the loop thread when the loop ends on its own (not through stop()).
+  std::function<void(int reason)> on_terminate;
+};
+
+/// R-ADDR-1: the in-process ring's default link MTU.
+inline constexpr uint32_t kRingDefaultMtu = 1500;
+
+/// What a failed control call returns: a MOAT_E*-like kind and the §5.2 message.
+struct CallError {
+  enum class Kind { invalid, config, state, io } kind;
+  std::string message;
+};
+
+class EmbeddedGateway {
+  struct Private {
+    explicit Private() = default;
+  };
+
+ public:
+  /// Validates `cfg` (R-ADDR-2 for the active families), then builds everything. Errors are
+  /// §5.2 lines (config kind) or a system failure (io kind); nothing is left behind.
+  static Result<std::unique_ptr<EmbeddedGateway>, CallError> create(config::Config cfg, const EmbedOptions& opts);
+
+  explicit EmbeddedGateway(Private) {}
+  ~EmbeddedGateway();
+  EmbeddedGateway(const EmbeddedGateway&) = delete;
+  EmbeddedGateway& operator=(const EmbeddedGateway&) = delete;
+
+  Result<void, CallError> start();
+  /// Idempotent. Joins the loop thread.
+  void stop();
+
+  /// The rings' host side (push: single producer; pull: single consumer).
+  transport::RingTransport& ring() noexcept { return *ring_; }
+  [[nodiscard]] bool accepting_frames() const noexcept { return !stopped_.load(std::memory_order_relaxed); }
+
+  /// Every counter as a JSON object (see moat.h).
+  Result<std::string, CallError> stats_json();
+
+  enum class PolicyFormat { toml, json, rules };
+  /// R-POL-12: validate, then swap on the loop thread. A failure leaves the old policy.
+  Result<void, CallError> update_policy(std::string_view text, PolicyFormat fmt);
+
+ private:
+  /// Runs `fn` where loop state may be touched: posted to the loop thread (waiting for it)
+  /// while it runs, directly otherwise. Caller holds ctl_mu_.
+  Result<void, CallError> on_loop(const std::function<void()>& fn);
+  std::string stats_json_on_loop() const;
+
+  std::mutex ctl_mu_;  // serialises control calls and state changes
+  config::Config cfg_;
+  app::FlowsSetup setup_;
+  event::SystemClock clock_;
+  std::unique_ptr<event::Loop> loop_;
+  Counters counters_;
+  /// The rings outlive the Gateway (pulls still drain them after stop()), so the Gateway
+  /// owns only a forwarding FrameTransport and the rings live here.
+  std::unique_ptr<transport::RingTransport> ring_;
+  std::unique_ptr<app::Gateway> gateway_;
+  std::function<void(int)> on_terminate_;
+  std::thread thread_;
+  bool started_ = false;
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> loop_exited_{false};  // set by the loop thread as it ends
+  bool stop_requested_ = false;  // loop thread only: set by the task stop() posts
+};
+
+}  // namespace moat::capi
