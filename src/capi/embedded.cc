@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "config/loader.h"
+#include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "policy/rule.h"
 #include "transport/pcap.h"
@@ -109,6 +110,25 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
     link = std::move(p);
   }
   g->setup_ = app::flows_setup(g->cfg_, fam);
+  if (!g->cfg_.audit.file.empty()) {
+    // R-OBS-3 audit.file, as in `moat run`. (opts.audit_cb is not supported yet.)
+    auto fd = obs::AuditLog::open_sink(g->cfg_.audit.file);
+    if (!fd) {
+      std::string msg = fd.error();
+      if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
+      return unexpected(config_error(std::move(msg)));
+    }
+    obs::AuditOptions ao;
+    ao.file = g->cfg_.audit.file;
+    ao.gateway = g->cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : g->cfg_.name;
+    ao.events = g->cfg_.audit.events;
+    ao.dns = g->cfg_.audit.dns == config::AuditDns::none  ? obs::AuditOptions::Dns::none
+             : g->cfg_.audit.dns == config::AuditDns::all ? obs::AuditOptions::Dns::all
+                                                          : obs::AuditOptions::Dns::denied;
+    g->audit_ = std::make_unique<obs::AuditLog>(std::move(*fd), ao, *g->loop_, g->counters_);
+    g->audit_->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
+    g->setup_.audit_log = g->audit_.get();
+  }
   g->gateway_ = std::make_unique<app::Gateway>(*g->loop_, g->counters_, app::link_config(g->cfg_, fam),
                                                std::move(link), pcap, &g->setup_);
   EmbeddedGateway* self = g.get();
@@ -156,6 +176,10 @@ void EmbeddedGateway::stop() {
   // The loop thread is gone (or never ran): loop state is ours. R-CLI-5 semantics: the
   // Gateway's destructor resets open flows on both sides.
   gateway_.reset();
+  if (audit_) {
+    audit_->emit("gateway_stop", [](obs::JsonWriter& w) { w.str("reason", "stop"); });
+    audit_.reset();  // flushes what it can without blocking
+  }
 }
 
 Result<void, CallError> EmbeddedGateway::on_loop(const std::function<void()>& fn) {

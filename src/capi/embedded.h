@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "event/clock.h"
 #include "event/loop.h"
+#include "obs/audit_log.h"
 #include "transport/ring.h"
 
 namespace moat::capi {
@@ -91,6 +92,7 @@ class EmbeddedGateway {
   /// The rings outlive the Gateway (pulls still drain them after stop()), so the Gateway
   /// owns only a forwarding FrameTransport and the rings live here.
   std::unique_ptr<transport::RingTransport> ring_;
+  std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
   std::unique_ptr<app::Gateway> gateway_;
   std::function<void(int)> on_terminate_;
   std::thread thread_;

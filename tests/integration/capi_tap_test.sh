@@ -4,7 +4,7 @@
 # test creates, whose kernel stack plays the guest. Checks ping to the gateway, full TCP
 # exchanges against servers on the host's loopback (handshake, data both ways, half-close
 # and FIN, large transfers through both rings), DNS to the gateway forwarded to a local
-# upstream, the stats JSON, a bad config (§5.2 line, exit 2) and a clean SIGTERM.
+# upstream, the stats JSON, the audit file, a bad config (§5.2 line, exit 2) and a clean SIGTERM.
 # moat-it-timeout: 180
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
@@ -43,7 +43,8 @@ cat > "$T_DIR/gw.json" <<JSON
 {
   "net": {"ipv4": {"enable": "on"}, "ipv6": {"enable": "on"}},
   "dns": {"upstreams": ["127.0.0.1:15353"]},
-  "policy": {"profiles": ["all"]}
+  "policy": {"profiles": ["all"]},
+  "audit": {"file": "$T_DIR/audit.jsonl"}
 }
 JSON
 start_bg bridge "$BRIDGE" --config "$T_DIR/gw.json" --netns /run/netns/capiguest --ifname eth0 \
@@ -98,4 +99,5 @@ cat "$T_DIR/stats.check"
 check "stats: frames counted both ways" grep -q '^to_guest_bytes_ok 1$' "$T_DIR/stats.check"
 check "stats: TCP flows opened" bash -c "awk '/^tcp_opened/ {exit !(\$2 >= 3)}' '$T_DIR/stats.check'"
 check "stats: ring drained at exit" grep -q '^ring_drained 1$' "$T_DIR/stats.check"
+check "audit: gateway_start, flow_open x3, gateway_stop" bash -c "grep -q '\"ev\":\"gateway_start\"' '$T_DIR/audit.jsonl' && test \$(grep -c '\"ev\":\"flow_open\"' '$T_DIR/audit.jsonl') -ge 3 && grep -q '\"ev\":\"gateway_stop\"' '$T_DIR/audit.jsonl'"
 finish
