@@ -110,7 +110,7 @@ static double now_s(void) {
 int main(int argc, char **argv) {
   const char *config = NULL, *netns = NULL, *ifname = "moat0", *ready = NULL, *stats = NULL;
   double max_seconds = 3600;
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) { fprintf(stderr, "moat-capi-tap: %s needs a value\n", a); return 2; }
     if (!strcmp(a, "--config")) config = v;
@@ -120,7 +120,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--stats-file")) stats = v;
     else if (!strcmp(a, "--max-seconds")) max_seconds = atof(v);
     else { fprintf(stderr, "moat-capi-tap: unknown option %s\n", a); return 2; }
-    ++i;
   }
   if (moat_abi_version() != MOAT_ABI_VERSION) {
     fprintf(stderr, "moat-capi-tap: libmoat ABI %u, built against %d\n", moat_abi_version(), MOAT_ABI_VERSION);
