@@ -99,6 +99,8 @@ checks = {
   "deny_host_header": lambda: find(ev="flow_deny", dst="44.1.1.1:8080", name="blocked.example", name_src="host"),
   "open_inspect": lambda: find(ev="flow_open", dst="44.1.1.2:8443", path="inspect", name="ok.example",
                                name_src="sni", rule={"origin": "cli", "text": "allow@ok.example:tcp:8443+2222"}),
+  "open_shared": lambda: find(ev="flow_open", dst="44.1.1.2:8443", path="inspect", name="ok.example",
+                              name_src="sni", rule={"text": "allow@ok.example:tcp:8443"}),
   "common": lambda: all(set(e) >= {"ts", "gw", "ev"} and e["ts"].endswith("Z") and len(e["ts"]) == 27 for e in ev),
 }
 sys.exit(0 if checks[want]() else 1)
@@ -179,7 +181,39 @@ check "inspect: a server-first client is refused after the first-flight timeout"
 check "inspect: a port no name can open is rejected at SYN" refused_fast $(grep '^http ' "$T_DIR/inspect.out")
 check "audit: flow_open on the inspect path names the SNI and the rule" ac inspect open_inspect
 
-# --- 6. Ingress (R-POL-11): published ports are decided with the peer address and guest port.
+# --- 6. Pins (R-POL-7): allow-by-name needs the address to have been resolved through moat.
+if "$MOAT" run --help 2>&1 | grep -q -- --dns-host; then
+  # No lookup through moat (curl --resolve): no pin, so no name can allow -> refused at SYN.
+  # A lookup through moat pins ok.example -> 44.1.1.2: then it is allowed. An SNI of
+  # ok.example towards an address never resolved to it (44.1.1.1) is refused: the spoof defence.
+  run pins --default-egress deny --rule allow@ok.example:tcp:8443+8080 --dns-host ok.example=44.1.1.2 -- "
+    curl -sk --max-time 5 --resolve ok.example:8443:44.1.1.2 -o /dev/null https://ok.example:8443/ 2>/dev/null; echo \"resolve \$?\"
+    curl -sk --max-time 5 -o /dev/null -w 'dns %{http_code}\n' https://ok.example:8443/
+    '$NP' connect --host 44.1.1.1 --port 8080 --timeout 5 | sed 's/^/spoof /'
+    curl -sS --max-time 5 -o /dev/null -H 'Host: ok.example' http://44.1.1.1:8080/ 2>/dev/null; echo \"spoofhost \$?\"
+  "
+  check "pins: curl --resolve (no pin) is refused"              has pins "^resolve 7"
+  check "pins: curl resolving through moat (pinned) succeeds"  has pins "^dns 200"
+  check "pins: an unpinned address is refused at once"        refused_fast $(grep '^spoof ' "$T_DIR/pins.out")
+  check "pins: Host: ok.example on an unpinned address refused" bash -c "grep -q '^spoofhost [1-9]' '$T_DIR/pins.out'"
+  # A shared address (a CDN) pinned to a denied and an allowed name: V0 (pins only) is deny,
+  # the allowed SNI opens it on the inspect path, the denied SNI does not. (bad.example must
+  # resolve to be pinned, hence its UDP allow: R-POL-8 ignores the protocol for queries.)
+  run shared --default-egress deny --rule allow@bad.example:udp --rule deny@bad.example:tcp --rule allow@ok.example:tcp:8443 \
+      --dns-host ok.example=44.1.1.2 --dns-host bad.example=44.1.1.2 --audit "$T_DIR/shared.jsonl" -- "
+    kdig +timeout=3 +retry=0 @100.96.0.1 ok.example A +short > /dev/null
+    kdig +timeout=3 +retry=0 @100.96.0.1 bad.example A +short > /dev/null
+    openssl s_client -connect 44.1.1.2:8443 -servername ok.example < /dev/null > /dev/null 2>&1; echo \"tlsok \$?\"
+    openssl s_client -connect 44.1.1.2:8443 -servername bad.example < /dev/null > /dev/null 2>&1; echo \"tlsbad \$?\"
+  "
+  check "shared: the allowed SNI passes (inspect path)" has shared "^tlsok 0"
+  check "shared: the denied SNI is reset"               bash -c "grep -q '^tlsbad [1-9]' '$T_DIR/shared.out'"
+  check "audit: inspect-path flow_open for the pinned, allowed SNI" ac shared open_shared
+else
+  echo "SKIP: pins (this moat has no DNS forwarder yet)"
+fi
+
+# --- 7. Ingress (R-POL-11): published ports are decided with the peer address and guest port.
 ingress() {  # NAME MOAT-FLAGS...: publish 127.0.0.1:18500 -> guest 80; the host fetches.
   local name="$1"; shift
   start_bg "$name-moat" timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --ready-file "$T_DIR/$name.ready" \
