@@ -101,5 +101,6 @@ check "unixgram socket removed on exit" test ! -e "$GSOCK"
 check "--fd stream socket: ARP, EOF -> exit 0" timeout 20 "$VM" fd "$MOAT" stream "${GW[@]}"
 check "--fd seqpacket socket: ARP, EOF -> exit 0" timeout 20 "$VM" fd "$MOAT" seqpacket "${GW[@]}"
 check "--fd dgram socket: ARP" timeout 20 "$VM" fd "$MOAT" dgram "${GW[@]}"
+check "--fd TAP (tun character device): ping the gateway" timeout 20 "$VM" fd-tap "$MOAT" "${GW[@]}"
 check "--fd-type stream forces stream framing" timeout 20 "$VM" fd "$MOAT" stream --fd-type stream "${GW[@]}"
 finish

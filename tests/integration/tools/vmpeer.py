@@ -11,6 +11,8 @@ Scenarios (exit 0 = as expected; every wait is bounded):
   stream-split PATH               one ARP frame written one byte at a time: still answered
   fd MOAT TYPE ARGS...            TYPE stream|seqpacket|dgram: socketpair, run `MOAT serve --fd N ARGS`,
                                   ARP through it, close our end, expect moat to exit 0 (dgram: SIGTERM)
+  fd-tap MOAT ARGS...             create TAP "mt0" here, run `MOAT serve --fd N ARGS` on it (type detected),
+                                  address it as the guest and ping the gateway; SIGTERM -> exit 0
   gram-arp PATH LOCAL             bind LOCAL, ARP over datagrams to PATH
   gram-foreign PATH LOCAL1 LOCAL2 LOCAL1 is the learned peer; LOCAL2 is not answered until it sends VFKT
 Paths starting with '@' are abstract names.
@@ -166,6 +168,27 @@ def main(argv):
             rc = p.wait(timeout=5)
             print(f"moat exited {rc}")
             return 0 if rc == 0 else 1
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if cmd == "fd-tap":
+        import fcntl
+        moat, rest = argv[2], argv[3:]
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        ifr = struct.pack("16sH", b"mt0", 0x0002 | 0x1000)  # IFF_TAP | IFF_NO_PI
+        fcntl.ioctl(fd, 0x400454CA, ifr)  # TUNSETIFF
+        p = subprocess.Popen([moat, "serve", "--fd", str(fd)] + rest, pass_fds=[fd])
+        os.close(fd)
+        try:
+            for c in (["ip", "link", "set", "mt0", "address", "02:6d:6f:00:00:02", "up"],
+                      ["ip", "addr", "add", "100.96.0.2/30", "dev", "mt0"]):
+                subprocess.run(c, check=True)
+            ok = subprocess.run(["ping", "-c", "2", "-W", "2", "-i", "0.2", "100.96.0.1"]).returncode == 0
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=5)
+            print(f"ping ok={ok}, moat exited {rc}")
+            return 0 if ok and rc == 0 else 1
         finally:
             if p.poll() is None:
                 p.kill()
