@@ -142,6 +142,7 @@ std::vector<UserError> preload_config(const std::vector<Flag>& flags, const std:
   auto paths = prescan_flag(flags, args, "--config", stop_at_positional);
   if (paths.empty()) return {};
   if (paths.size() > 1) return {{"--config", "given more than once", "merge the files into one"}};
+  if (paths[0].empty()) return {{"--config", "empty path", "write --config FILE"}};
   if (path_out != nullptr) *path_out = paths[0];
   auto r = config::load_config_file(paths[0], c);
   if (!r) return r.error();
