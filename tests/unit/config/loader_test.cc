@@ -44,6 +44,19 @@ TEST(ConfigLoader, TomlSyntaxError) {
   EXPECT_EQ(e.rfind("moat: error: a.toml:2:", 0), 0u) << e;
 }
 
+// toml++ 3.3.0 has undefined behaviour on non-ASCII where it looks for whitespace
+// (toml_reader.cc replaces that function; found by fuzz/config_loader). UBSan checks this.
+TEST(ConfigLoader, TomlNonAscii) {
+  Config c;
+  EXPECT_TRUE(errors("# caf\u00e9\n[gateway] # \u00e9\nname = \"x\"\n[audit]\nfile = \"/tmp/caf\u00e9.jsonl\"\n",
+                     Format::toml, &c)
+                  .empty());
+  EXPECT_EQ(c.audit.file, "/tmp/caf\u00e9.jsonl");
+  for (const char* t : {"[dns]\nrebind_protection = true\u00b7\n", "a = 1\u00e9\n", "a\u00e9 = 1\n", "a =\u3000\u00e91\n",
+                        "timeout = 34e\"\"\"\"\"\"\"\"9{\"\u0256\n"})
+    EXPECT_EQ(one_error(t).rfind("moat: error: a.toml:", 0), 0u) << t;
+}
+
 TEST(ConfigLoader, JsonSyntaxErrorHasLineAndColumn) {
   auto e = one_error("{\n  \"dns\": {\n    \"timeout\": \"2s\",,\n  }\n}", Format::json);
   EXPECT_EQ(e.rfind("moat: error: a.toml:3:", 0), 0u) << e;
