@@ -158,6 +158,10 @@ sed -i 's/allow@public:tcp:0/allow@public/' badrun.toml
 check "run --config bad address: exit 125" status 125 "$MOAT" run --config badrun.toml --dns-upstream 127.0.0.1:15353 -- true
 check "run --config bad address: names the key" same err.txt "moat: error: badrun.toml: net.ipv4.gateway: 10.77.0.255 is the broadcast address of 10.77.0.0/24"
 check "run --config bad address: no audit file" test ! -e "$T_DIR/should-not-exist.jsonl"
+check "attach --config bad: exit 2" status 2 "$MOAT" attach --netns /run/netns/none --config bad.toml
+check "attach --config bad: the file's errors" grep -q '^moat: error: bad.toml:1:10: schema: unsupported schema 2' err.txt
+check "serve --config bad: exit 2, no socket" status 2 "$MOAT" serve --config bad.toml --unixgram "$T_DIR/vm.sock"
+check "serve --config bad: no socket file" test ! -e "$T_DIR/vm.sock"
 check "run --config missing: exit 125" status 125 "$MOAT" run --config /nonexistent/x.toml -- true
 check "run --config missing: message" same err.txt "moat: error: /nonexistent/x.toml: cannot open: No such file or directory"
 
