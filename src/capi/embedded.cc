@@ -99,12 +99,21 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   }
   g->ring_ = std::move(ring).value();
 
+  // §5.2: a failure after outputs were created removes them again (as `moat run` does).
+  std::vector<std::string> created;
+  auto undo = [&](CallError e) -> Result<std::unique_ptr<EmbeddedGateway>, CallError> {
+    g.reset();  // closes the gateway, the capture and the audit sink first
+    for (const auto& f : created) ::unlink(f.c_str());
+    return unexpected(std::move(e));
+  };
+
   std::unique_ptr<transport::FrameTransport> link = std::make_unique<BorrowedLink>(*g->ring_);
   transport::PcapTap* pcap = nullptr;
   if (!g->cfg_.pcap_file.empty()) {
     auto w = transport::PcapWriter::open(g->cfg_.pcap_file);
     if (!w)
       return unexpected(config_error("moat: error: " + g->cfg_.pcap_file + ": cannot open: " + w.error().message()));
+    created.push_back(g->cfg_.pcap_file);
     auto p = std::make_unique<transport::PcapTap>(std::move(link), std::move(w).value());
     pcap = p.get();
     link = std::move(p);
@@ -112,12 +121,14 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   g->setup_ = app::flows_setup(g->cfg_, fam);
   if (!g->cfg_.audit.file.empty()) {
     // R-OBS-3 audit.file, as in `moat run`. (opts.audit_cb is not supported yet.)
+    const bool fresh = g->cfg_.audit.file != "-" && ::access(g->cfg_.audit.file.c_str(), F_OK) != 0;
     auto fd = obs::AuditLog::open_sink(g->cfg_.audit.file);
     if (!fd) {
       std::string msg = fd.error();
       if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
-      return unexpected(config_error(std::move(msg)));
+      return undo(config_error(std::move(msg)));
     }
+    if (fresh) created.push_back(g->cfg_.audit.file);
     obs::AuditOptions ao;
     ao.file = g->cfg_.audit.file;
     ao.gateway = g->cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : g->cfg_.name;
@@ -137,12 +148,12 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
         self->loop_->stop();
       });
       !st)
-    return unexpected(CallError{CallError::Kind::io, std::string("moat: error: cannot start the gateway: ") +
-                                                        st.error().message()});
+    return undo(CallError{CallError::Kind::io, std::string("moat: error: cannot start the gateway: ") +
+                                                  st.error().message()});
   if (auto pb = g->gateway_->flows()->publish(g->cfg_.flows.publish); !pb) {
     std::string msg = pb.error();
     if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
-    return unexpected(config_error(std::move(msg)));
+    return undo(config_error(std::move(msg)));
   }
   return g;
 }

@@ -5,7 +5,11 @@
 #include "moat/moat.h"
 
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -176,6 +180,44 @@ TEST(CApi, BadOptionsAreRefused) {
   old.ring_frames = 99999;  // beyond the declared size: must be ignored
   gw = make_gw(kV4Only, &old);
   moat_gateway_free(gw);
+}
+
+// §5.2: a late failure (here a published port already taken) leaves no output file behind.
+TEST(CApi, LateFailureRemovesTheOutputsItCreated) {
+  int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(busy, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  socklen_t sl = sizeof sa;
+  ASSERT_EQ(::getsockname(busy, reinterpret_cast<sockaddr*>(&sa), &sl), 0);
+  const int port = ntohs(sa.sin_port);
+
+  char dir_tmpl[] = "/tmp/moat-capi-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl, pcap = dir + "/link.pcap", audit = dir + "/audit.jsonl";
+  std::string cfg = R"({"net": {"ipv4": {"enable": "on"}, "ipv6": {"enable": "off"}}, "pcap": {"file": ")" + pcap +
+                    R"("}, "audit": {"file": ")" + audit + R"("}, "publish": [{"host_port": )" +
+                    std::to_string(port) + R"(, "guest_port": 80}]})";
+  int code = 0;
+  std::string m = new_error(cfg, MOAT_FMT_JSON, nullptr, &code);
+  EXPECT_EQ(code, MOAT_ECONFIG);
+  EXPECT_NE(m.find(std::to_string(port)), std::string::npos) << m;
+  EXPECT_NE(::access(pcap.c_str(), F_OK), 0) << "pcap file left behind";
+  EXPECT_NE(::access(audit.c_str(), F_OK), 0) << "audit file left behind";
+  ::close(busy);
+
+  // The same outputs work once the port is free, and stay.
+  moat_gateway* gw = make_gw(cfg);
+  ASSERT_NE(gw, nullptr);
+  moat_gateway_free(gw);
+  EXPECT_EQ(::access(pcap.c_str(), F_OK), 0);
+  EXPECT_EQ(::access(audit.c_str(), F_OK), 0);
+  ::unlink(pcap.c_str());
+  ::unlink(audit.c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST(CApi, DefaultConfigFromNull) {
