@@ -15,6 +15,7 @@ PKGS=(
   # guest tests (tests/guest, ../shared/guest/build-guest.sh): QEMU and the guest's kernel,
   # busybox-static, cpio and kmod (modinfo) build the initramfs offline
   qemu-system-x86 linux-image-amd64 cpio kmod
+  isc-dhcp-client   # dhclient -6: the DHCPv6 client of tests/integration/dhcpv6_test.sh
   # benchmark peers (bench/run.sh)
   passt slirp4netns
 )

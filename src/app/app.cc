@@ -83,6 +83,11 @@ stack::LinkConfig link_config(const config::Config& c, const Families& f) {
   l.search_domains = n.search_domains;
   l.ra = n.ra;
   l.ra_interval = n.ra_interval;
+  switch (n.dhcpv6) {
+    case config::Dhcpv6Mode::off: l.dhcpv6 = stack::Dhcpv6Mode::off; break;
+    case config::Dhcpv6Mode::stateless: l.dhcpv6 = stack::Dhcpv6Mode::stateless; break;
+    case config::Dhcpv6Mode::stateful: l.dhcpv6 = stack::Dhcpv6Mode::stateful; break;
+  }
   l.seed = uint64_t(::getpid()) * 0x9e3779b97f4a7c15ull ^ uint64_t(time(nullptr));
   return l;
 }

@@ -33,6 +33,9 @@ namespace moat {
   X(dhcp_naks, "dhcp.naks")                             \
   X(dhcp_releases, "dhcp.releases")                     \
   X(dhcp_rate_limited, "dhcp.rate_limited")             \
+  X(dhcp6_advertises, "dhcp6.advertises")               \
+  X(dhcp6_replies, "dhcp6.replies")                     \
+  X(dhcp6_ignored, "dhcp6.ignored")                     \
   X(icmp_echo_local, "icmp.echo_local")                 \
   X(icmp_echo_relayed, "icmp.echo_relayed")             \
   X(icmp_errors_sent, "icmp.errors_sent")               \

@@ -227,6 +227,13 @@ std::vector<Flag> gateway_flags(config::Config& c) {
                [&n](std::string_view) -> Err { n.dhcp4 = false; return std::nullopt; }});
   f.push_back({"--no-ra", "", "", "send no IPv6 router advertisements",
                [&n](std::string_view) -> Err { n.ra = false; return std::nullopt; }});
+  f.push_back({"--dhcpv6", "", "MODE", "stateless|stateful|off: DHCPv6 service and RA M/O flags (default stateless)",
+               [&n](std::string_view v) -> Err {
+                 auto m = config::parse_dhcpv6_mode(v);
+                 if (!m) return UserError{"--dhcpv6", m.error(), ""};
+                 n.dhcpv6 = *m;
+                 return std::nullopt;
+               }});
   auto& fl = c.flows;
   f.push_back({"--dns-upstream", "", "ADDR[:PORT]",
                "DNS server for the guest's queries (repeatable, in failover order; default: resolv.conf)",

@@ -41,9 +41,15 @@ struct NetConfig {
   std::optional<Ipv6Addr> ipv6_dns;
   bool ra = true;
   Duration ra_interval = std::chrono::seconds(600);
+  Dhcpv6Mode dhcpv6 = Dhcpv6Mode::stateless;  ///< net.ipv6.dhcpv6 (R-NET-8)
 
   [[nodiscard]] Ipv4Addr dns4() const { return ipv4_dns.value_or(ipv4_gateway); }
   [[nodiscard]] Ipv6Addr dns6() const { return ipv6_dns.value_or(ipv6_gateway); }
+};
+
+/// [transport] (SPEC §4.2 transport.*).
+struct TransportConfig {
+  OffloadSpec offloads;  ///< transport.offloads (R-TR-6), default auto
 };
 
 /// Flows: TCP/UDP/ICMP relay settings (SPEC §4.2 tcp.*, udp.*, icmp.*, limits.*).
@@ -102,6 +108,7 @@ struct AuditConfig {
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
+  TransportConfig transport;
   FlowConfig flows;
   PolicyConfig policy;
   DnsConfig dns;

@@ -140,4 +140,34 @@ std::vector<UpstreamSpec> parse_resolv_conf(std::string_view text) {
   return out;
 }
 
+Result<Dhcpv6Mode, std::string> parse_dhcpv6_mode(std::string_view s) {
+  if (s == "stateless") return Dhcpv6Mode::stateless;
+  if (s == "stateful") return Dhcpv6Mode::stateful;
+  if (s == "off") return Dhcpv6Mode::off;
+  return unexpected("\"" + std::string(s) + "\" is not one of stateless, stateful, off");
+}
+
+Result<OffloadSpec, std::string> parse_offloads(std::string_view s) {
+  OffloadSpec o;
+  if (s == "auto") return o;
+  o.automatic = false;
+  if (s == "none") return o;
+  std::string_view rest = s;
+  while (true) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    bool* flag = item == "csum" ? &o.csum : item == "tso4" ? &o.tso4 : item == "tso6" ? &o.tso6
+               : item == "uso"  ? &o.uso  : nullptr;
+    if (flag == nullptr)
+      return unexpected("\"" + std::string(item) + "\" is not an offload (expected auto, none, or a list of csum, tso4, tso6, uso)");
+    if (*flag) return unexpected("\"" + std::string(item) + "\" is listed twice");
+    *flag = true;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  if ((o.tso4 || o.tso6 || o.uso) && !o.csum)
+    return unexpected("\"" + std::string(s) + "\": tso4, tso6 and uso need csum");
+  return o;
+}
+
 }  // namespace moat::config

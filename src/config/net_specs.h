@@ -37,6 +37,21 @@ struct PublishSpec {
 /// `[BIND:]HOSTPORT[-HOSTPORT2]:GUESTPORT[-GUESTPORT2][/tcp|/udp]` (R-PUB-1).
 Result<PublishSpec, std::string> parse_publish(std::string_view s);
 
+/// net.ipv6.dhcpv6 / --dhcpv6 (R-NET-8).
+enum class Dhcpv6Mode : uint8_t { off, stateless, stateful };
+/// `stateless`, `stateful` or `off`.
+Result<Dhcpv6Mode, std::string> parse_dhcpv6_mode(std::string_view s);
+
+/// transport.offloads / --offloads (R-TR-6): which virtio-net offloads moat asks for.
+struct OffloadSpec {
+  bool automatic = true;  ///< `auto`: CSUM, TSO4 and TSO6 where the transport can (TAP)
+  bool csum = false, tso4 = false, tso6 = false, uso = false;  ///< the explicit list
+  friend bool operator==(const OffloadSpec&, const OffloadSpec&) = default;
+};
+/// `auto`, `none`, or a comma-separated subset of `csum,tso4,tso6,uso` (each at most once;
+/// TSO and USO need csum, as in virtio-net §5.1.3.1).
+Result<OffloadSpec, std::string> parse_offloads(std::string_view s);
+
 /// Reads the `nameserver` lines of a resolv.conf text (R-DNS-4): IPv4/IPv6 literals, an
 /// IPv6 zone suffix is dropped; other lines are ignored.
 std::vector<UpstreamSpec> parse_resolv_conf(std::string_view text);

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "wire/icmpv4.h"
 #include "wire/icmpv6.h"
+#include "wire/dhcpv6.h"
 #include "wire/udp.h"
 
 namespace moat::stack {
@@ -16,7 +17,6 @@ namespace moat::stack {
 namespace {
 
 constexpr uint16_t kDhcpServerPort = 67;
-constexpr uint16_t kDhcpv6ServerPort = 547;
 
 /// IPv4 multicast MACs are 01:00:5e + 23 bits (RFC 1112 §6.4).
 bool is_ipv4_multicast_mac(const MacAddr& m) noexcept {
@@ -57,10 +57,16 @@ Interface::Interface(const LinkConfig& config, FrameSink& sink, Counters& counte
       guest_mac_(config.guest_mac),
       gateway_ll_(config.gateway_mac.link_local()),
       dns4_list_{config.dns4},
+      dns6_list_{config.dns6},
       ra_enabled_(config.ipv6_active && config.ra),
       rng_state_(config.seed),
       frame_buf_(kMaxFrame),
-      quote_buf_(1280) {}
+      quote_buf_(1280) {
+  // DUID-LL (RFC 8415 §11.4): type 3, hardware type 1 (Ethernet), the gateway MAC.
+  store_be16(server_duid_.data(), 3);
+  store_be16(server_duid_.data() + 2, 1);
+  for (size_t i = 0; i < 6; ++i) server_duid_[4 + i] = std::byte{config.gateway_mac.bytes[i]};
+}
 
 bool Interface::is_gateway_addr(Ipv4Addr a) const noexcept { return a == cfg_.gateway4 || a == cfg_.dns4; }
 
@@ -299,9 +305,15 @@ void Interface::on_ipv6(const wire::EthernetRepr& eth, Bytes packet, Instant now
   learn_guest_mac(eth.src);
 
   if (multicast) {
-    // TODO(stack): DHCPv6 on ff02::1:2 port 547 (R-NET-8, next issue). Until then it is
-    // ignored like every other group (R-NET-9): MLD, mDNS, LLMNR, ...
-    (void)kDhcpv6ServerPort;
+    // R-NET-8: DHCPv6 on ff02::1:2 port 547, while IPv6 is active (R-ADDR-3) and the
+    // service is on. Every other group is ignored (R-NET-9): MLD, mDNS, LLMNR, ...
+    if (ip.dst == wire::kDhcpv6AllServers && ip.next_header == wire::kProtoUdp && !fragmented &&
+        cfg_.ipv6_active && cfg_.dhcpv6 != Dhcpv6Mode::off) {
+      Bytes payload;
+      auto udp = wire::UdpRepr::parse(l4, &payload);
+      if (!udp || udp->checksum == 0) return drop(DropReason::bad_udp);
+      if (udp->dst_port == wire::kDhcpv6ServerPort) return on_dhcp6(ip, payload, now);
+    }
     return ignore(Counter::ignored_multicast);
   }
 

@@ -3,6 +3,7 @@
 // on-link services a router owes its host (ARP, NDP + RA, DHCPv4, echo of its own
 // addresses), IP validation and anti-spoofing, and framing of everything sent to the
 // guest. See src/stack/README.md for the theory of operation.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -144,6 +145,8 @@ class Interface {
 
   // dhcp4.cc
   void on_dhcp4(const wire::Ipv4Repr& ip, Bytes udp_payload, Instant now);
+  // dhcp6.cc
+  void on_dhcp6(const wire::Ipv6Repr& ip, Bytes udp_payload, Instant now);
 
   // egress.cc: framing into frame_buf_.
   bool send_ipv4_to(const MacAddr& dst_mac, Ipv4Addr src, Ipv4Addr dst, uint8_t protocol, size_t l4_len,
@@ -163,6 +166,8 @@ class Interface {
   MacAddr guest_mac_;
   Ipv6Addr gateway_ll_;
   Ipv4Addr dns4_list_[1];  ///< backing store for the DHCP option 6 span
+  Ipv6Addr dns6_list_[1];  ///< backing store for the DHCPv6 option 23 span
+  std::array<std::byte, 10> server_duid_{};  ///< DUID-LL of the gateway MAC (R-NET-8)
 
   // Per-service reply limits (R-NET-2, R-NET-5, R-NET-7, R-ICMP-1, R-ICMP-3).
   TokenBucket arp_limit_{100, 100};

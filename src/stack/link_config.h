@@ -12,8 +12,7 @@
 
 namespace moat::stack {
 
-/// How DHCPv6 is offered (SPEC R-NET-8); only the RA M/O flags depend on it here.
-/// Defaults to off until the DHCPv6 server exists, so guests are not told to ask for it.
+/// How DHCPv6 is offered (SPEC R-NET-8): the server's mode and the RA M/O flags (R-NET-6).
 enum class Dhcpv6Mode : uint8_t { off, stateless, stateful };
 
 struct LinkConfig {
@@ -39,7 +38,7 @@ struct LinkConfig {
 
   bool ra = true;                                     ///< R-NET-6
   Duration ra_interval = std::chrono::seconds(600);
-  Dhcpv6Mode dhcpv6 = Dhcpv6Mode::off;                ///< RA M/O flags (R-NET-6/8)
+  Dhcpv6Mode dhcpv6 = Dhcpv6Mode::stateless;          ///< server mode, RA M/O flags (R-NET-6/8)
 
   bool gateway_echo = true;                           ///< R-ICMP-1
   uint64_t seed = 0;                                  ///< RA jitter RNG seed (tests pass a fixed one)

@@ -90,6 +90,8 @@ Buf expected_ra_l4(const LinkConfig& cfg) {
   wire::NdpRepr ra;
   ra.type = wire::kNdpRouterAdvert;
   ra.cur_hop_limit = 64;
+  ra.managed = cfg.dhcpv6 == Dhcpv6Mode::stateful;
+  ra.other = cfg.dhcpv6 != Dhcpv6Mode::off;
   ra.router_lifetime = 1800;
   ra.source_ll = cfg.gateway_mac;
   ra.mtu = cfg.mtu;
@@ -113,8 +115,9 @@ TEST_F(StackTest, RouterSolicitationGetsFullRa) {
   EXPECT_EQ(r->outer.ip.hop_limit, 255);
   EXPECT_EQ(r->ndp.type, wire::kNdpRouterAdvert);
   EXPECT_EQ(r->ndp.cur_hop_limit, 64);
+  // Default net.ipv6.dhcpv6 = stateless: O set, M clear (R-NET-6).
   EXPECT_FALSE(r->ndp.managed);
-  EXPECT_FALSE(r->ndp.other);
+  EXPECT_TRUE(r->ndp.other);
   EXPECT_EQ(r->ndp.router_lifetime, 1800);
   EXPECT_EQ(r->ndp.source_ll, cfg.gateway_mac);
   EXPECT_EQ(r->ndp.mtu, cfg.mtu);
@@ -140,6 +143,14 @@ TEST_F(StackTest, RaFlagsFollowDhcpv6Mode) {
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->ndp.managed);
   EXPECT_TRUE(r->ndp.other);
+
+  cfg.dhcpv6 = Dhcpv6Mode::off;
+  make();
+  feed(g.rs());
+  r = test::as_ndp(out(0));
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->ndp.managed);
+  EXPECT_FALSE(r->ndp.other);
 }
 
 TEST_F(StackTest, SolicitedRasAreLimitedToOnePerThreeSeconds) {
