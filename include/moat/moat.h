@@ -23,7 +23,8 @@
  *     Push and pull may run concurrently on different threads, and concurrently with the
  *     loop thread and with the control calls; they never take a lock and never block.
  *   - Control calls (start, stats, policy update, stop) serialise on a per-gateway mutex.
- *     Those that need the loop thread post a request to it and wait (at most 2 s).
+ *     Those that need the loop thread post a request to it and wait for it to run (the loop
+ *     never blocks, so that is at most one loop iteration).
  *   - moat_gateway_free() must be the last call on a gateway: no other call may be in
  *     flight or follow it.
  *   - Callbacks (terminate_cb) run on the gateway's loop thread; they must not block and
@@ -161,8 +162,10 @@ MOAT_API int moat_rx_eventfd(moat_gateway *gw);
 
 /*
  * Every counter (R-OBS-1/2) as one JSON object {"gateway": NAME, "counters": {"link.from_guest.frames":
- * N, ...}, "drops": {"runt": N, ...}, "drop.total": N, "rings": {...}}, read on the loop thread
- * when it runs. *json is allocated; release it with moat_free().
+ * N, ...}, "drops": {"runt": N, ...}, "drop.total": N, "policy.generation": N (live policy swaps;
+ * absent once stopped), "rings": {"from_guest": {"frames", "capacity_frames", "capacity_bytes"},
+ * "to_guest": {...}}}, read on the loop thread when it runs. *json is allocated; release it with
+ * moat_free(). MOAT_EINVAL for NULL arguments, MOAT_ENOMEM.
  */
 MOAT_API int moat_stats_json(moat_gateway *gw, char **json);
 
