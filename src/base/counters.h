@@ -79,6 +79,19 @@ namespace moat {
   X(policy_allow, "policy.allow")                       \
   X(policy_deny, "policy.deny")                         \
   X(audit_dropped, "audit.dropped")                     \
+  X(dns_queries, "dns.queries")                         \
+  X(dns_denied, "dns.denied")                           \
+  X(dns_blocked, "dns.blocked")                         \
+  X(dns_rebind_blocked, "dns.rebind_blocked")           \
+  X(dns_nodata_family, "dns.nodata_family")             \
+  X(dns_servfail, "dns.servfail")                       \
+  X(dns_upstream_timeouts, "dns.upstream_timeouts")     \
+  X(dns_failovers, "dns.failovers")                     \
+  X(dns_truncated, "dns.truncated")                     \
+  X(dns_dropped_overload, "dns.dropped_overload")       \
+  X(dns_pins_active, "dns.pins_active")                 \
+  X(dns_tcp_sessions, "dns.tcp_sessions")               \
+  X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(pcap_dropped, "pcap.dropped")                       \
   X(internal_errors, "internal_errors")
 // clang-format on

@@ -1,0 +1,80 @@
+#pragma once
+// The pin set (SPEC R-DNS-6): which names this guest resolved to which addresses, and
+// until when. The policy engine reads it through policy::PinLookup (R-POL-7: domain rules
+// match addresses only through pins).
+//
+// Lifecycle of one pin (name, address):
+//   absent   -> live      an answer to an A/AAAA query for the name (or a CNAME chain
+//                         starting at it) carried the address: expiry = now + lifetime.
+//   live     -> live      a later answer carries it again: expiry = max(old, new) (merge,
+//                         never shortened).
+//   live     -> absent    the expiry passes (removed lazily on the next insert or purge),
+//                         or the set is full and this pin expires soonest (evicted).
+//
+// Time comes from the caller's Loop (Loop::now()), so tests drive it with a FakeClock.
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/addr.h"
+#include "base/time.h"
+#include "dns/message.h"
+#include "event/loop.h"
+#include "policy/engine.h"
+
+namespace moat::dns {
+
+struct PinConfig {
+  Duration min_ttl = std::chrono::seconds(300);
+  Duration max_ttl = std::chrono::hours(24);
+  uint32_t max_pins = 65536;
+};
+
+class PinSet final : public policy::PinLookup {
+ public:
+  PinSet(const event::Loop& loop, PinConfig cfg) : loop_(loop), cfg_(cfg) {}
+
+  bool any_pin_matches(const IpAddr& a, FunctionRef<bool(std::string_view name)> pred) const override;
+
+  /// R-DNS-6 for a NOERROR answer to an A/AAAA query for `qname` (lowercase text): follows
+  /// the CNAME chain from qname (≤ 16 links, loops rejected) and pins every A/AAAA record
+  /// owned by qname or a chain name. Returns the number of addresses pinned (0: nothing).
+  size_t update(std::string_view qname, const std::vector<Record>& answers);
+  /// Pins `addrs` to `name` with lifetime `ttl` (clamped); used by update() and local answers.
+  void pin(std::string_view name, const IpAddr& addr, Duration ttl);
+
+  /// Live pins (name/address pairs), after dropping the expired ones.
+  size_t live();
+  /// Every live name of `a` (for explain and tests).
+  std::vector<std::string> names_of(const IpAddr& a) const;
+
+  static constexpr size_t kMaxChain = 16;
+
+ private:
+  struct AddrKey {
+    std::array<uint8_t, 17> b{};
+    friend bool operator==(const AddrKey&, const AddrKey&) = default;
+  };
+  struct AddrHash {
+    size_t operator()(const AddrKey& k) const noexcept;
+  };
+  static AddrKey key_of(const IpAddr& a) noexcept;
+  struct Pin {
+    std::string name;
+    Instant expiry;
+  };
+  void purge(Instant now);
+  void evict_one();
+
+  const event::Loop& loop_;
+  PinConfig cfg_;
+  std::unordered_map<AddrKey, std::vector<Pin>, AddrHash> by_addr_;
+  std::multimap<Instant, std::pair<AddrKey, std::string>> by_expiry_;
+  size_t count_ = 0;
+};
+
+}  // namespace moat::dns

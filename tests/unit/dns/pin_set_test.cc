@@ -1,0 +1,130 @@
+#include "dns/pin_set.h"
+
+#include <gtest/gtest.h>
+
+namespace moat::dns {
+namespace {
+
+using namespace std::chrono_literals;
+
+IpAddr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) { return IpAddr(Ipv4Addr::from_octets(a, b, c, d)); }
+
+Record rec_a(std::string owner, IpAddr a, uint32_t ttl) {
+  Record r;
+  r.owner = std::move(owner);
+  r.type = a.is_v6 ? kTypeAaaa : kTypeA;
+  r.addr = a;
+  r.ttl = ttl;
+  return r;
+}
+Record rec_cname(std::string owner, std::string target, uint32_t ttl) {
+  Record r;
+  r.owner = std::move(owner);
+  r.type = kTypeCname;
+  r.target = std::move(target);
+  r.ttl = ttl;
+  return r;
+}
+
+struct PinSetTest : ::testing::Test {
+  event::FakeClock clock;
+  event::Loop loop{clock};
+  PinSet pins{loop, PinConfig{300s, 24h, 65536}};
+  bool pinned(const IpAddr& a, std::string_view name) {
+    return pins.any_pin_matches(a, [&](std::string_view n) { return n == name; });
+  }
+};
+
+TEST_F(PinSetTest, PinsQueryNameAndClampsTtl) {
+  EXPECT_EQ(pins.update("www.example.com", {rec_a("www.example.com", v4(93, 184, 216, 34), 5)}), 1u);
+  EXPECT_TRUE(pinned(v4(93, 184, 216, 34), "www.example.com"));
+  clock.advance(299s);  // TTL 5 s is clamped up to pin_min_ttl = 300 s
+  EXPECT_TRUE(pinned(v4(93, 184, 216, 34), "www.example.com"));
+  clock.advance(2s);
+  EXPECT_FALSE(pinned(v4(93, 184, 216, 34), "www.example.com"));
+  EXPECT_EQ(pins.live(), 0u);
+}
+
+TEST_F(PinSetTest, MaxTtlClamp) {
+  pins.update("a.test", {rec_a("a.test", v4(1, 1, 1, 1), 1000000)});
+  clock.advance(24h - 1s);
+  EXPECT_TRUE(pinned(v4(1, 1, 1, 1), "a.test"));
+  clock.advance(2s);
+  EXPECT_FALSE(pinned(v4(1, 1, 1, 1), "a.test"));
+}
+
+TEST_F(PinSetTest, CnameChainPinsUnderQueryName) {
+  std::vector<Record> ans{rec_cname("alias.test", "mid.test", 3600), rec_cname("mid.test", "www.test", 3600),
+                          rec_a("www.test", v4(1, 2, 3, 4), 3600),
+                          rec_a("unrelated.test", v4(6, 6, 6, 6), 3600)};  // poisoning attempt
+  EXPECT_EQ(pins.update("alias.test", ans), 1u);
+  EXPECT_TRUE(pinned(v4(1, 2, 3, 4), "alias.test"));
+  EXPECT_FALSE(pinned(v4(6, 6, 6, 6), "alias.test"));
+  EXPECT_FALSE(pinned(v4(6, 6, 6, 6), "unrelated.test"));
+  EXPECT_EQ(pins.names_of(v4(1, 2, 3, 4)), std::vector<std::string>{"alias.test"});
+}
+
+TEST_F(PinSetTest, ChainUsesMinimumTtl) {
+  std::vector<Record> ans{rec_cname("alias.test", "www.test", 400), rec_a("www.test", v4(1, 2, 3, 4), 7200)};
+  pins.update("alias.test", ans);
+  clock.advance(401s);
+  EXPECT_FALSE(pinned(v4(1, 2, 3, 4), "alias.test"));
+}
+
+TEST_F(PinSetTest, CnameLoopRejected) {
+  std::vector<Record> ans{rec_cname("a.test", "b.test", 60), rec_cname("b.test", "a.test", 60),
+                          rec_a("a.test", v4(1, 2, 3, 4), 60)};
+  EXPECT_EQ(pins.update("a.test", ans), 0u);
+  EXPECT_FALSE(pinned(v4(1, 2, 3, 4), "a.test"));
+}
+
+TEST_F(PinSetTest, ChainLongerThan16Stops) {
+  std::vector<Record> ans;
+  for (int i = 0; i < 20; ++i) ans.push_back(rec_cname("n" + std::to_string(i) + ".test", "n" + std::to_string(i + 1) + ".test", 600));
+  ans.push_back(rec_a("n20.test", v4(9, 9, 9, 9), 600));  // 20 links away
+  ans.push_back(rec_a("n10.test", v4(8, 8, 8, 8), 600));  // 10 links away
+  EXPECT_EQ(pins.update("n0.test", ans), 1u);
+  EXPECT_TRUE(pinned(v4(8, 8, 8, 8), "n0.test"));
+  EXPECT_FALSE(pinned(v4(9, 9, 9, 9), "n0.test"));
+}
+
+TEST_F(PinSetTest, MergeNeverShortens) {
+  pins.update("rr.test", {rec_a("rr.test", v4(1, 1, 1, 1), 3600)});
+  clock.advance(100s);
+  // A later round-robin answer with a shorter TTL and a different address.
+  pins.update("rr.test", {rec_a("rr.test", v4(2, 2, 2, 2), 300), rec_a("rr.test", v4(1, 1, 1, 1), 300)});
+  clock.advance(3000s);  // 3100 s after the first: 1.1.1.1 still pinned, 2.2.2.2 expired
+  EXPECT_TRUE(pinned(v4(1, 1, 1, 1), "rr.test"));
+  EXPECT_FALSE(pinned(v4(2, 2, 2, 2), "rr.test"));
+  // Extending works.
+  pins.update("rr.test", {rec_a("rr.test", v4(1, 1, 1, 1), 7200)});
+  clock.advance(3000s);
+  EXPECT_TRUE(pinned(v4(1, 1, 1, 1), "rr.test"));
+}
+
+TEST_F(PinSetTest, MappedIpv6StoredAsIpv4) {
+  pins.update("m.test", {rec_a("m.test", IpAddr(*Ipv6Addr::parse("::ffff:5.6.7.8")), 600)});
+  EXPECT_TRUE(pinned(v4(5, 6, 7, 8), "m.test"));
+  EXPECT_TRUE(pinned(IpAddr(*Ipv6Addr::parse("::ffff:5.6.7.8")), "m.test"));
+}
+
+TEST(PinSetCapacity, EvictsSoonestExpiring) {
+  event::FakeClock clock;
+  event::Loop loop{clock};
+  PinSet pins{loop, PinConfig{1s, 24h, 3}};
+  pins.pin("a.test", v4(1, 0, 0, 1), 500s);
+  pins.pin("b.test", v4(1, 0, 0, 2), 100s);  // soonest
+  pins.pin("c.test", v4(1, 0, 0, 3), 900s);
+  pins.pin("d.test", v4(1, 0, 0, 4), 700s);  // evicts b
+  EXPECT_EQ(pins.live(), 3u);
+  EXPECT_TRUE(pins.names_of(v4(1, 0, 0, 2)).empty());
+  EXPECT_EQ(pins.names_of(v4(1, 0, 0, 1)).size(), 1u);
+  EXPECT_EQ(pins.names_of(v4(1, 0, 0, 4)).size(), 1u);
+  // Several names on one address.
+  pins.pin("e.test", v4(1, 0, 0, 3), 1000s);  // evicts a (500 s)
+  EXPECT_EQ(pins.names_of(v4(1, 0, 0, 3)).size(), 2u);
+  EXPECT_TRUE(pins.names_of(v4(1, 0, 0, 1)).empty());
+}
+
+}  // namespace
+}  // namespace moat::dns
