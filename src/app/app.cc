@@ -22,6 +22,7 @@
 #include <optional>
 
 #include "app/gateway.h"
+#include "dns/block_list.h"
 #include "base/log.h"
 #include "event/clock.h"
 #include "event/loop.h"
@@ -117,6 +118,20 @@ ns::TapSetup tap_setup(const config::Config& c, const Families& f, bool configur
 
 flows::Endpoint endpoint(const config::UpstreamSpec& u) { return flows::Endpoint{u.addr, u.port}; }
 
+std::vector<config::UserError> compile_dns_block(config::Config& cfg) {
+  std::vector<config::UserError> errs;
+  auto list = std::make_shared<dns::BlockList>();
+  for (const auto& e : cfg.dns.block)
+    if (auto r = list->add(e); !r) errs.push_back({"--dns-block", r.error(), ""});
+  for (const auto& f : cfg.dns.block_files)
+    if (auto r = list->add_file(f); !r) errs.push_back({r.error().where, r.error().what, ""});
+  if (cfg.dns.block_doh) list->add_doh_names();
+  if (!errs.empty()) return errs;
+  cfg.policy.inputs.block = list->rules();
+  cfg.dns.block_list = std::move(list);
+  return errs;
+}
+
 /// The flow engines' slice of the config (R-ADDR-5 mapping, DNS upstreams, limits).
 FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   FlowsSetup s;
@@ -145,7 +160,10 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
       MOAT_LOG(warn, "no DNS upstream: %s names no nameserver and no --dns-upstream was given",
                c.flows.resolv_conf.c_str());
   }
-  for (const auto& u : ups) d.dns_upstreams.push_back(endpoint(u));
+  for (const auto& u : ups) {
+    d.dns_upstreams.push_back(endpoint(u));
+    s.dns_upstreams.push_back(dns::Upstream{u.addr, u.port, u.tcp});
+  }
   s.tcp.max_flows = c.flows.max_flows;
   s.tcp.max_pending_connects = c.flows.max_pending_connects;
   s.tcp.connect_timeout = c.flows.connect_timeout;
@@ -156,6 +174,7 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.deny_response = c.policy.deny_response;
   s.first_flight_timeout = c.policy.first_flight_timeout;
   s.dns = c.dns;
+  s.dns_block = c.dns.block_list;
   s.audit = c.audit;
   auto& p = s.publish;
   if (f.ipv4) p.guest4 = n.ipv4_address;

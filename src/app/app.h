@@ -29,6 +29,11 @@ Families resolve_families(const config::NetConfig& net);
 stack::LinkConfig link_config(const config::Config& c, const Families& f);
 /// The flow engines' slice of the config (R-ADDR-5 mapping, DNS upstreams, limits, policy).
 FlowsSetup flows_setup(const config::Config& c, const Families& f);
+/// R-DNS-7/12: reads dns.block, dns.block_files and dns.block_doh into cfg.dns.block_list and
+/// puts the compiled deny rules into cfg.policy.inputs.block (before every policy rule).
+/// Returns every §5.2 error (bad name: `FILE:LINE`; unreadable or too large: `FILE`); on
+/// error nothing is changed. Call before any side effect.
+std::vector<config::UserError> compile_dns_block(config::Config& cfg);
 
 /// Validates an --impair spec; the error text (without the flag) when it is bad.
 std::optional<std::string> check_impair(std::string_view spec);

@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <cctype>
+
 #include <cstring>
 
 #include "wire/icmpv4.h"
@@ -128,13 +130,65 @@ bool LinkIo::send_icmp_error_v6(const wire::Ipv6Repr& offending, Bytes offending
   return iface_.send_icmp_error_v6(offending, offending_l4, src, type, code, now, mtu_or_pointer);
 }
 
+namespace {
+
+dns::ForwarderConfig forwarder_config(const FlowsSetup& s) {
+  const auto& d = s.destinations;
+  dns::ForwarderConfig f;
+  f.upstreams = s.dns_upstreams;
+  if (f.upstreams.empty())
+    for (const auto& e : d.dns_upstreams) f.upstreams.push_back(dns::Upstream{e.addr, e.port, false});
+  f.local_addrs = host_addrs(d).addrs;
+  if (d.ipv4_active) f.gateway_addrs.push_back(IpAddr(d.gateway4));
+  if (d.ipv6_active) f.gateway_addrs.push_back(IpAddr(d.gateway6));
+  f.ipv4_active = d.ipv4_active;
+  f.ipv6_active = d.ipv6_active;
+  f.timeout = s.dns.timeout;
+  f.deadline = s.dns.deadline;
+  f.rebind_protection = s.dns.rebind_protection;
+  switch (s.dns.direct_queries) {
+    case config::DirectQueries::target: f.direct_queries = dns::DirectQueries::target; break;
+    case config::DirectQueries::upstream: f.direct_queries = dns::DirectQueries::upstream; break;
+    case config::DirectQueries::deny: f.direct_queries = dns::DirectQueries::deny; break;
+  }
+  f.max_inflight = s.dns.max_inflight;
+  for (const auto& [name, addrs] : s.dns.hosts) {
+    std::string n = name;
+    for (auto& ch : n) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (!n.empty() && n.back() == '.') n.pop_back();
+    std::vector<IpAddr> a;
+    for (const auto& x : addrs) a.push_back(policy::normalize(x));
+    f.hosts.emplace_back(std::move(n), std::move(a));
+  }
+  return f;
+}
+
+flows::DestinationConfig with_dot_refused(flows::DestinationConfig d, const config::DnsConfig& dns) {
+  d.refuse_dot = dns.refuse_alt_ports;
+  return d;
+}
+
+const dns::BlockList& empty_block_list() {
+  static const dns::BlockList empty;
+  return empty;
+}
+
+constexpr uint8_t kIcmp4PortUnreachable = 3;
+constexpr uint8_t kIcmp6PortUnreachable = 4;
+
+}  // namespace
+
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
     : counters_(counters),
       policy_(setup.policy ? setup.policy : default_policy(setup.destinations)),
       audit_(setup.audit_log),
+      pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins}),
+      block_(setup.dns_block),
+      refuse_alt_ports_(setup.dns.refuse_alt_ports),
+      deny_silently_(setup.deny_response == config::DenyResponse::drop),
       admission_(policy_, [this]() -> const policy::PinLookup& { return pins(); }, counters, setup.audit_log,
                  setup.deny_response, setup.first_flight_timeout),
-      destinations_(setup.destinations),
+      destinations_(with_dot_refused(setup.destinations, setup.dns)),
       tcp_(loop, io, destinations_, counters, setup.tcp),
       udp_(loop, io, destinations_, counters, setup.udp),
       publisher_(loop, tcp_, io, counters, setup.publish),
@@ -143,6 +197,15 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
   tcp_.set_admission(&admission_);
   udp_.set_admission(&admission_);
   publisher_.set_admission(&admission_);
+  dns_ = std::make_unique<dns::Forwarder>(loop, counters, forwarder_config(setup), policy_, pins_,
+                                          block_ ? *block_ : empty_block_list());
+  dns_tcp_ = std::make_unique<dns::TcpServer>(
+      loop, counters, *dns_, dns::TcpServerConfig{setup.dns.tcp_idle_timeout, 64, 16, 16});
+  destinations_.set_dns_tcp_redirect([this](const IpAddr& dst) -> std::optional<flows::Endpoint> {
+    auto e = dns_tcp_->endpoint_for(dst);
+    if (!e) return std::nullopt;
+    return flows::Endpoint{e->first, e->second};
+  });
 }
 
 bool FlowManager::admit_echo(const IpAddr& src, const IpAddr& dst, const wire::Ipv4Repr* ip4,
@@ -163,14 +226,64 @@ bool FlowManager::admit_echo(const IpAddr& src, const IpAddr& dst, const wire::I
   return false;
 }
 
+void FlowManager::on_answer(const dns::Client& c, std::vector<std::byte> msg) {
+  if (c.guest.is_v6) io_.send_udp_v6(c.server.v6, c.guest.v6, c.server_port, c.guest_port, msg);
+  else io_.send_udp_v4(c.server.v4, c.guest.v4, c.server_port, c.guest_port, msg);
+}
+
+void FlowManager::refuse_port(Bytes l4, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now) {
+  counters_.inc(Counter::dns_alt_port_refused);
+  if (deny_silently_) return;
+  if (ip4) io_.send_icmp_error_v4(*ip4, l4, ip4->dst, wire::kIcmpDestUnreachable, kIcmp4PortUnreachable, now);
+  else io_.send_icmp_error_v6(*ip6, l4, ip6->dst, wire::kIcmpv6DestUnreachable, kIcmp6PortUnreachable, now);
+}
+
+bool FlowManager::on_dns_udp(const IpAddr& src, const IpAddr& dst, Bytes l4, const wire::Ipv4Repr* ip4,
+                             const wire::Ipv6Repr* ip6, Instant now) {
+  if (l4.size() < wire::UdpRepr::kHeaderLen) return false;  // the relay counts it
+  const uint16_t dport = load_be16(l4.data() + 2);
+  if (dport == 53) {
+    Bytes payload;
+    auto hdr = wire::UdpRepr::parse(l4, &payload);
+    if (!hdr) {
+      counters_.drop(DropReason::bad_udp);
+      return true;
+    }
+    dns::Client c;
+    c.guest = src;
+    c.guest_port = hdr->src_port;
+    c.server = dst;
+    c.server_port = 53;
+    c.transport = dns::Transport::udp;
+    dns_->on_query(c, payload, *this);
+    return true;
+  }
+  if (refuse_alt_ports_ && (dport == 853 || dport == 5353 || dport == 5355 || dport == 137)) {
+    refuse_port(l4, ip4, ip6, now);
+    return true;
+  }
+  return false;
+}
+
+bool FlowManager::refuse_dns_tcp(Bytes l4, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now) {
+  if (!refuse_alt_ports_ || l4.size() < 4) return false;
+  const uint16_t dport = load_be16(l4.data() + 2);
+  if (dport != 5353 && dport != 5355) return false;
+  refuse_port(l4, ip4, ip6, now);
+  return true;
+}
+
 void FlowManager::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
   switch (ip.protocol) {
     case wire::kProtoTcp:
+      if (refuse_dns_tcp(l4, &ip, nullptr, now)) return;
       tcp_.on_segment_v4(ip, l4, now);
       return;
     case wire::kProtoUdp:
       // R-UDP-1 step 3: replies on published UDP mappings bypass the egress relay.
-      if (!publisher_.on_guest_udp_v4(ip, l4, now)) udp_.on_datagram_v4(ip, l4, now);
+      if (publisher_.on_guest_udp_v4(ip, l4, now)) return;
+      if (on_dns_udp(IpAddr(ip.src), IpAddr(ip.dst), l4, &ip, nullptr, now)) return;
+      udp_.on_datagram_v4(ip, l4, now);
       return;
     case wire::kProtoIcmp: {
       auto echo = wire::Icmpv4Repr::parse(l4);
@@ -193,10 +306,13 @@ void FlowManager::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
 void FlowManager::on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) {
   switch (ip.next_header) {
     case wire::kProtoTcp:
+      if (refuse_dns_tcp(l4, nullptr, &ip, now)) return;
       tcp_.on_segment_v6(ip, l4, now);
       return;
     case wire::kProtoUdp:
-      if (!publisher_.on_guest_udp_v6(ip, l4, now)) udp_.on_datagram_v6(ip, l4, now);
+      if (publisher_.on_guest_udp_v6(ip, l4, now)) return;
+      if (on_dns_udp(IpAddr(ip.src), IpAddr(ip.dst), l4, nullptr, &ip, now)) return;
+      udp_.on_datagram_v6(ip, l4, now);
       return;
     case wire::kProtoIcmpv6: {
       auto echo = wire::Icmpv6Repr::parse(l4, ip.src, ip.dst);

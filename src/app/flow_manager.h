@@ -9,6 +9,10 @@
 
 #include "base/counters.h"
 #include "config/config.h"
+#include "dns/block_list.h"
+#include "dns/forwarder.h"
+#include "dns/pin_set.h"
+#include "dns/tcp_server.h"
 #include "event/loop.h"
 #include "flows/destinations.h"
 #include "flows/guest_io.h"
@@ -79,6 +83,10 @@ struct FlowsSetup {
   Duration first_flight_timeout = std::chrono::seconds(1);
   config::DnsConfig dns;
   config::AuditConfig audit;
+  /// The DNS upstreams with their transport (the same list as destinations.dns_upstreams).
+  std::vector<dns::Upstream> dns_upstreams;
+  /// dns.block + block files + block_doh, compiled once (null = empty).
+  std::shared_ptr<const dns::BlockList> dns_block;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
   obs::AuditLog* audit_log = nullptr;
 };
@@ -89,7 +97,7 @@ policy::HostAddrs host_addrs(const flows::DestinationConfig& d);
 std::shared_ptr<const policy::Engine> default_policy(const flows::DestinationConfig& d);
 
 /// Owns the flow engines of one gateway and receives the packets the Interface hands on.
-class FlowManager final : public stack::PacketHandler {
+class FlowManager final : public stack::PacketHandler, private dns::AnswerSink {
  public:
   FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup);
   void on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) override;
@@ -114,15 +122,32 @@ class FlowManager final : public stack::PacketHandler {
   PolicyAdmission& admission() noexcept { return admission_; }
   policy::EngineRef& policy() noexcept { return policy_; }
   /// The names pinned to each address (R-DNS-6); the DNS forwarder fills it.
-  const policy::PinLookup& pins() const noexcept { return no_pins_; }
+  const policy::PinLookup& pins() const noexcept { return pins_; }
+  dns::PinSet& pin_set() noexcept { return pins_; }
+  dns::Forwarder& dns() noexcept { return *dns_; }
   /// The audit log (R-OBS-3), or null when --audit is off. dns_* events are emitted here too.
   obs::AuditLog* audit() noexcept { return audit_; }
 
  private:
+  /// UDP DNS answers to the guest, from the address it queried (R-DNS-1).
+  void on_answer(const dns::Client& c, std::vector<std::byte> msg) override;
+  /// R-DNS-1: UDP/53 goes to the forwarder; DoQ, mDNS, LLMNR and NetBIOS-NS are refused.
+  /// True when the datagram was consumed here.
+  bool on_dns_udp(const IpAddr& src, const IpAddr& dst, Bytes l4, const wire::Ipv4Repr* ip4,
+                  const wire::Ipv6Repr* ip6, Instant now);
+  /// R-DNS-1: TCP to mDNS/LLMNR ports gets ICMP port unreachable. True when consumed.
+  bool refuse_dns_tcp(Bytes l4, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now);
+  void refuse_port(Bytes l4, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now);
+
   Counters& counters_;
   policy::EngineRef policy_;
-  policy::NoPins no_pins_;  // replaced by the DNS pin set
   obs::AuditLog* audit_;
+  dns::PinSet pins_;
+  std::shared_ptr<const dns::BlockList> block_;
+  std::unique_ptr<dns::Forwarder> dns_;
+  std::unique_ptr<dns::TcpServer> dns_tcp_;
+  bool refuse_alt_ports_ = true;
+  bool deny_silently_ = false;
   PolicyAdmission admission_;  // before the engines that use it
   flows::Destinations destinations_;
   flows::TcpEngine tcp_;

@@ -178,6 +178,59 @@ config::NetSources net_sources(const std::string& path, const config::NetConfig&
   return s;
 }
 
+/// DNS flags (SPEC §4.2 dns.*), filling config::DnsConfig; block lists are read later by
+/// app::compile_dns_block() (finish_config), so every error is reported before side effects.
+void add_dns_flags(config::Config& c, std::vector<Flag>& f) {
+  auto& d = c.dns;
+  f.push_back({"--dns-block", "", "NAME", "answer NXDOMAIN for NAME or *.SUFFIX and deny it in SNI/Host (repeatable)",
+               [&d](std::string_view v) -> Err {
+                 d.block.emplace_back(v);
+                 return std::nullopt;
+               }});
+  f.push_back({"--dns-block-file", "", "PATH", "block every name in PATH (one per line or hosts format; repeatable)",
+               [&d](std::string_view v) -> Err {
+                 d.block_files.emplace_back(v);
+                 return std::nullopt;
+               }});
+  f.push_back({"--dns-host", "", "NAME=IP", "answer NAME locally with IP (repeatable; several IPs per name allowed)",
+               [&d](std::string_view v) -> Err {
+                 const size_t eq = v.find('=');
+                 if (eq == std::string_view::npos)
+                   return UserError{"--dns-host", quote(v) + " is not NAME=IP", "write e.g. db.internal=10.0.0.5"};
+                 auto name = policy::normalize_name(v.substr(0, eq));
+                 if (!name) return UserError{"--dns-host", name.error().what, name.error().hint};
+                 auto ip = IpAddr::parse(v.substr(eq + 1));
+                 if (!ip) return UserError{"--dns-host", quote(v.substr(eq + 1)) + " is not an IP address", ""};
+                 for (auto& [n, addrs] : d.hosts) {
+                   if (n != *name) continue;
+                   addrs.push_back(*ip);
+                   return std::nullopt;
+                 }
+                 d.hosts.emplace_back(*name, std::vector<IpAddr>{*ip});
+                 return std::nullopt;
+               }});
+  f.push_back({"--dns-timeout", "", "DUR", "per-attempt timeout for upstream DNS queries (default 2s)",
+               [&d](std::string_view v) -> Err {
+                 auto t = config::parse_duration(v);
+                 if (!t) return UserError{"--dns-timeout", quote(v) + " is not a duration", "write e.g. 2s or 500ms"};
+                 if (*t < std::chrono::milliseconds(10) || *t > std::chrono::seconds(60))
+                   return UserError{"--dns-timeout", std::string(v) + " is out of range", "expected 10ms-60s"};
+                 d.timeout = *t;
+                 if (d.deadline < d.timeout) d.deadline = d.timeout;
+                 return std::nullopt;
+               }});
+  f.push_back({"--no-rebind-protection", "", "", "let DNS answers carry private, loopback or link-local addresses",
+               [&d](std::string_view) -> Err {
+                 d.rebind_protection = false;
+                 return std::nullopt;
+               }});
+  f.push_back({"--block-doh", "", "", "block well-known DNS-over-HTTPS/TLS resolver names (best effort)",
+               [&d](std::string_view) -> Err {
+                 d.block_doh = true;
+                 return std::nullopt;
+               }});
+}
+
 /// Flags shared by run and attach (and later serve): addressing, logging, outputs.
 std::vector<Flag> gateway_flags(config::Config& c) {
   auto& n = c.net;
@@ -274,6 +327,7 @@ std::vector<Flag> gateway_flags(config::Config& c) {
   f.push_back({"--no-icmp", "", "", "do not relay ICMP echo to other hosts",
                [&fl](std::string_view) -> Err { fl.icmp_relay = false; return std::nullopt; }});
   add_policy_flags(c, f);
+  add_dns_flags(c, f);
   f.push_back({"--name", "", "NAME", "gateway name used in logs (default moat-<pid>)",
                [&c](std::string_view v) -> Err { c.name = v; return std::nullopt; }});
   f.push_back({"--pcap", "", "FILE", "capture the guest link to FILE (classic pcap, mode 0600)",
@@ -310,6 +364,8 @@ bool finish_config(config::Config& c, const char* default_ifname, app::Families*
     errs.push_back({"--ipv4-enable", "neither IPv4 nor IPv6 is active",
                     "the host has no route for either family; use --ipv4-enable on"});
   for (auto& e : config::validate(c.net, fam->ipv4, fam->ipv6, src)) errs.push_back(std::move(e));
+  if (errs.empty())
+    for (auto& e : app::compile_dns_block(c)) errs.push_back(std::move(e));
   if (errs.size() > 20) errs.resize(20);
   print_errors(errs);
   return errs.empty();

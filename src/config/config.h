@@ -2,6 +2,7 @@
 // The one validated, immutable configuration of a gateway (STYLE: cli/ and config/ produce
 // it; each component's constructor takes only its own slice).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,10 @@
 #include "config/net_specs.h"
 #include "policy/profiles.h"
 #include "policy/rule.h"
+
+namespace moat::dns {
+class BlockList;
+}
 
 namespace moat::config {
 
@@ -94,6 +99,8 @@ struct DnsConfig {
   DirectQueries direct_queries = DirectQueries::target;
   uint32_t max_inflight = 256;
   Duration tcp_idle_timeout = std::chrono::seconds(30);
+  /// block + block_files + block_doh, compiled by app::compile_dns_block() (null = none yet).
+  std::shared_ptr<const dns::BlockList> block_list;
 };
 
 enum class AuditDns : uint8_t { none, denied, all };  ///< audit.dns
