@@ -201,6 +201,9 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
                                           block_ ? *block_ : empty_block_list());
   dns_tcp_ = std::make_unique<dns::TcpServer>(
       loop, counters, *dns_, dns::TcpServerConfig{setup.dns.tcp_idle_timeout, 64, 16, 16});
+  if (audit_) {
+    dns_->set_audit([this](const dns::DnsEvent& e) { audit_dns(e); }, setup.audit.dns == config::AuditDns::all);
+  }
   destinations_.set_dns_tcp_redirect([this](const IpAddr& dst) -> std::optional<flows::Endpoint> {
     auto e = dns_tcp_->endpoint_for(dst);
     if (!e) return std::nullopt;
@@ -224,6 +227,50 @@ bool FlowManager::admit_echo(const IpAddr& src, const IpAddr& dst, const wire::I
     io_.send_icmp_error_v6(*ip6, l4, destinations_.config().gateway6, 1, 1, now);
   }
   return false;
+}
+
+// R-OBS-3 dns_query / dns_denied / dns_blocked / dns_rebind_blocked.
+void FlowManager::audit_dns(const dns::DnsEvent& e) {
+  const std::string_view ev = dns::dns_event_name(e.kind);
+  if (!audit_->wants(ev)) return;
+  static constexpr std::string_view kRcodes[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"};
+  const auto rc = size_t(e.rcode);
+  const policy::Policy& pol = policy_.get().policy();
+  audit_->emit(ev, [&](obs::JsonWriter& w) {
+    obs::FlowFields f;
+    f.proto = e.client->transport == dns::Transport::tcp ? "tcp" : "udp";
+    f.dir = "egress";
+    f.src = e.client->guest;
+    f.src_port = e.client->guest_port;
+    f.dst = e.client->server;
+    f.dst_port = e.client->server_port;
+    f.name = e.qname;
+    f.name_src = "query";
+    const bool refused = e.kind != dns::DnsEvent::Kind::query;
+    f.verdict = refused ? "deny" : "allow";
+    if (e.kind == dns::DnsEvent::Kind::blocked) {
+      f.rule = obs::RuleRef{std::nullopt, "block", {}, "block list"};
+    } else if (e.verdict) {
+      if (e.verdict->rule && *e.verdict->rule < pol.rules.size()) {
+        const policy::Rule& r = pol.rules[*e.verdict->rule];
+        f.rule = obs::RuleRef{*e.verdict->rule, policy::origin_name(r.origin), r.text, r.label};
+      } else {
+        f.rule = obs::RuleRef{std::nullopt, "default", {}, {}};
+      }
+    }
+    if (e.kind == dns::DnsEvent::Kind::rebind_blocked) f.reason = "rebind";
+    obs::write_flow(w, f);
+    w.str("qname", e.qname);
+    w.u64("qtype", e.qtype);
+    w.str("rcode", rc < std::size(kRcodes) ? kRcodes[rc] : "OTHER");
+    if (e.address) w.str("address", e.address->to_string());
+    if (!refused) {
+      w.u64("answers", e.answers);
+      if (e.upstream) w.endpoint("upstream", e.upstream->addr, e.upstream->port);
+      w.u64("latency_ms", uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(e.latency).count()));
+      w.boolean("pinned", e.pinned);
+    }
+  });
 }
 
 void FlowManager::on_answer(const dns::Client& c, std::vector<std::byte> msg) {

@@ -129,6 +129,7 @@ class FlowManager final : public stack::PacketHandler, private dns::AnswerSink {
   obs::AuditLog* audit() noexcept { return audit_; }
 
  private:
+  void audit_dns(const dns::DnsEvent& e);
   /// UDP DNS answers to the guest, from the address it queried (R-DNS-1).
   void on_answer(const dns::Client& c, std::vector<std::byte> msg) override;
   /// R-DNS-1: UDP/53 goes to the forwarder; DoQ, mDNS, LLMNR and NetBIOS-NS are refused.

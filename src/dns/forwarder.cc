@@ -170,6 +170,11 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
       for (const IpAddr& a : *local)
         if (a.is_v6 == is_aaaa) pins_.pin(qname, a, std::chrono::seconds(kLocalTtl));
     counters_.set(Counter::dns_pins_active, pins_.live());
+    if (audit_all_) {
+      ev.answers = uint32_t(local->size());
+      ev.pinned = is_a || is_aaaa;
+      emit(ev);
+    }
     reply_now(c, sink, q, build_local(q, *local), true);
     return true;
   }

@@ -110,7 +110,7 @@ EOF
 set +e
 timeout 100 "$MOAT" run --dns-upstream 127.0.0.1:15301 --dns-block blocked.example.com --dns-block '*.ads.example' \
   --rule deny@denied.example.com --rule allow@rebind10.example.com --dns-host db.internal=10.0.0.5 \
-  --rule allow@10.53.0.53:udp:53,allow@10.53.0.53:tcp:53 -- sh "$T_DIR/guest-a.sh" \
+  --rule allow@10.53.0.53:udp:53,allow@10.53.0.53:tcp:53 --audit "$T_DIR/audit.jsonl" -- sh "$T_DIR/guest-a.sh" \
   > "$T_DIR/a.out" 2> "$T_DIR/a-moat.log"
 rc=$?
 set -e
@@ -154,6 +154,11 @@ check "UDP 5353 (mDNS) refused"                            grep -qx "udp 5353 re
 check "UDP 853 (DoQ) refused"                              grep -qx "udp 853 refused" "$out"
 check "TCP 853 (DoT) reset"                                grep -qx "tcp 853 refused" "$out"
 check "TCP 5355 (LLMNR) refused"                           grep -qx "tcp 5355 refused" "$out"
+audit="$T_DIR/audit.jsonl"
+check "audit: dns_blocked with the name"                   grep -q '"ev":"dns_blocked".*"qname":"blocked.example.com"' "$audit"
+check "audit: dns_denied names the deciding rule"          grep -q '"ev":"dns_denied".*"text":"deny@denied.example.com".*"qname":"denied.example.com"' "$audit"
+check "audit: dns_rebind_blocked with the address"         grep -q '"ev":"dns_rebind_blocked".*"qname":"rebind127.example.com".*"address":"127.0.0.1"' "$audit"
+check "audit: no dns_query by default"                     bash -c "! grep -q '\"ev\":\"dns_query\"' '$audit'"
 
 # --- NODATA for an inactive family (R-DNS-3 step 3): AAAA with IPv6 off never goes upstream.
 : > "$T_DIR/up1.q"
