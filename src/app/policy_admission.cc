@@ -55,6 +55,14 @@ policy::Verdict PolicyAdmission::decide_counted(const flows::FlowInfo& f) {
 }
 
 flows::TcpPath PolicyAdmission::tcp_syn(const flows::FlowInfo& f) {
+  // R-DNS-1: TCP/53 to any address is answered by moat's DNS forwarder (the DialPlan points
+  // at its loopback listener), which applies name policy (R-POL-8) and the direct-query
+  // egress check (R-DNS-3 step 5) to every query; a SYN-time verdict would only turn
+  // NXDOMAIN into a RST and send DNS bytes through the first-flight gate.
+  if (f.remote_port == 53) {
+    counters_.inc(Counter::tcp_path_fast);
+    return flows::TcpPath::fast;
+  }
   const policy::Engine& e = policy_.get();
   const policy::TcpPath p = e.select_path(f.remote, f.remote_port, pins_());
   switch (p) {
