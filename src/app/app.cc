@@ -62,6 +62,14 @@ bool has_route(int family) {
 
 }  // namespace
 
+/// transport.offloads (R-TR-6) as a mask: `auto` asks for CSUM, TSO4 and TSO6.
+transport::OffloadMask offload_mask(const config::OffloadSpec& o) {
+  using namespace transport;
+  if (o.automatic) return kOffloadCsum | kOffloadTso4 | kOffloadTso6;
+  return OffloadMask((o.csum ? kOffloadCsum : 0) | (o.tso4 ? kOffloadTso4 : 0) | (o.tso6 ? kOffloadTso6 : 0) |
+                     (o.uso ? kOffloadUso : 0));
+}
+
 stack::LinkConfig link_config(const config::Config& c, const Families& f) {
   stack::LinkConfig l;
   const auto& n = c.net;
@@ -103,6 +111,7 @@ ns::TapSetup tap_setup(const config::Config& c, const Families& f, bool configur
   t.gateway_mac = n.gateway_mac;
   t.mtu = n.mtu ? n.mtu : kTapDefaultMtu;
   t.configure = configure;
+  t.vnet_hdr = offload_mask(c.transport.offloads) != 0;  // R-ADDR-6: IFF_VNET_HDR when offloads are on
   if (f.ipv4) t.guest4 = n.ipv4_address;
   t.prefix4 = n.ipv4_prefix;
   t.gateway4 = n.ipv4_gateway;
@@ -277,7 +286,23 @@ struct Runtime {
 
   /// Error: one line for "moat: error: ...".
   Result<void, std::string> init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
-    auto tap = transport::TapTransport::create(std::move(tap_fd), counters);
+    // R-TR-6: the TAP was created with IFF_VNET_HDR iff offloads are on; TUNSETOFFLOAD says
+    // what moat takes from the guest, and the TAP takes every offload moat sends.
+    transport::TapConfig tc;
+    const transport::OffloadMask mask = offload_mask(c.transport.offloads);
+    if (mask != 0) {
+      tc.vnet_hdr_len = transport::kVnetHdrLegacy;  // the TAP default (no TUNSETVNETHDRSZ)
+      tc.guest_offloads = mask & (transport::kOffloadCsum | transport::kOffloadTso4 | transport::kOffloadTso6);
+      if (auto s = transport::set_tap_offloads(tap_fd.get(), mask); !s) {
+        if (!c.transport.offloads.automatic)
+          return unexpected("--offloads: the TAP refused them (TUNSETOFFLOAD: " + std::string(s.error().message()) + ")");
+        MOAT_LOG(warn, "offloads: TUNSETOFFLOAD failed (%s); using virtio-net headers without offloads",
+                 s.error().message());
+        (void)transport::set_tap_offloads(tap_fd.get(), 0);
+        tc.guest_offloads = 0;
+      }
+    }
+    auto tap = transport::TapTransport::create(std::move(tap_fd), counters, tc);
     if (!tap) return unexpected(std::string("cannot serve the TAP: ") + tap.error().message());
     return init(std::move(tap).value(), c, f, out, "the TAP");
   }

@@ -287,6 +287,13 @@ std::vector<Flag> gateway_flags(config::Config& c) {
                  n.dhcpv6 = *m;
                  return std::nullopt;
                }});
+  f.push_back({"--offloads", "", "LIST", "auto|none|csum,tso4,tso6,uso: virtio-net offloads on the TAP (default auto)",
+               [&c](std::string_view v) -> Err {
+                 auto o = config::parse_offloads(v);
+                 if (!o) return UserError{"--offloads", o.error(), ""};
+                 c.transport.offloads = *o;
+                 return std::nullopt;
+               }});
   auto& fl = c.flows;
   f.push_back({"--dns-upstream", "", "ADDR[:PORT]",
                "DNS server for the guest's queries (repeatable, in failover order; default: resolv.conf)",

@@ -450,12 +450,20 @@ class Loader {
                 if (get_addr(v, p, "an IPv6", &a)) n.ipv6_dns = a;
               }},
              {"ra", [this, &n](const Value& v, const std::string& p) { get_bool(v, p, &n.ra); }},
+             {"dhcpv6",
+              [this, &n](const Value& v, const std::string& p) {
+                std::string s;
+                if (!get_string(v, p, &s)) return;
+                auto m = parse_dhcpv6_mode(s);
+                if (!m) return err(v.pos, p, m.error());
+                n.dhcpv6 = *m;
+              }},
              {"ra_interval",
               [this, &n](const Value& v, const std::string& p) {
                 duration(v, p, std::chrono::seconds(4), std::chrono::seconds(1800), "4s-1800s", &n.ra_interval);
               }},
          },
-         {{"dhcpv6", "DHCPv6 mode is not configurable in this build"}});
+         {});
   }
 
   void tcp(const Value& t, const std::string& path) {

@@ -7,6 +7,7 @@
 #include "base/bytes.h"
 #include "base/function_ref.h"
 #include "base/result.h"
+#include "transport/vnet.h"
 
 namespace moat::transport {
 
@@ -62,6 +63,17 @@ class FrameTransport {
   /// True when the next send() would be dropped for lack of queue space. TCP stops
   /// building new segments while this holds (R-TR-2: "TCP output pauses").
   [[nodiscard]] virtual bool output_full() const = 0;
+
+  /// Offloads the guest side accepts in frames moat sends (R-TR-6): partial checksums
+  /// (kOffloadCsum) and TCP super-frames (kOffloadTso4/6). 0 (the default): plain frames.
+  [[nodiscard]] virtual OffloadMask guest_offloads() const { return 0; }
+  /// send() with a virtio-net header describing the frame (a partial checksum, a TSO
+  /// super-frame). Only for offloads guest_offloads() includes; the default transport has
+  /// none and refuses any header that is not all zero.
+  virtual bool send_offloaded(Bytes frame, const VnetHeader& h) {
+    if (h.flags != 0 || h.gso_type != kVnetGsoNone) return false;
+    return send(frame);
+  }
 };
 
 }  // namespace moat::transport

@@ -157,4 +157,10 @@ bool PcapTap::send(Bytes frame) {
   return accepted;
 }
 
+bool PcapTap::send_offloaded(Bytes frame, const VnetHeader& h) {
+  const bool accepted = inner_->send_offloaded(frame, h);
+  if (accepted && writer_) writer_->write(frame);
+  return accepted;
+}
+
 }  // namespace moat::transport

@@ -125,6 +125,8 @@ class PcapTap final : public FrameTransport {
   Status flush() override { return inner_->flush(); }
   [[nodiscard]] bool has_pending_output() const override { return inner_->has_pending_output(); }
   [[nodiscard]] bool output_full() const override { return inner_->output_full(); }
+  [[nodiscard]] OffloadMask guest_offloads() const override { return inner_->guest_offloads(); }
+  bool send_offloaded(Bytes frame, const VnetHeader& h) override;
 
  private:
   std::unique_ptr<FrameTransport> inner_;

@@ -1,6 +1,9 @@
 #include "transport/tap.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,13 +25,30 @@ bool link_gone_errno(int e) noexcept {
          e == ENOTCONN;
 }
 
+// Newer than the Debian 12 kernel headers (Linux 6.2).
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+
 }  // namespace
+
+Status set_tap_offloads(int fd, OffloadMask from_guest) noexcept {
+  unsigned long flags = 0;
+  if (from_guest & kOffloadCsum) flags |= TUN_F_CSUM;
+  if (from_guest & kOffloadTso4) flags |= TUN_F_TSO4;
+  if (from_guest & kOffloadTso6) flags |= TUN_F_TSO6;
+  if (from_guest & kOffloadUso) flags |= TUN_F_USO4 | TUN_F_USO6;
+  if (::ioctl(fd, TUNSETOFFLOAD, flags) < 0) return sys_error();
+  return {};
+}
 
 Result<std::unique_ptr<TapTransport>> TapTransport::create(UniqueFd fd, Counters& counters,
                                                            const TapConfig& config) {
   if (!fd.valid()) return unexpected(Errno{EBADF});
   if (config.queue_frames == 0 || config.queue_frames > TapConfig::kMaxQueueFrames ||
-      config.queue_bytes < kMaxFrameLen || config.queue_bytes > TapConfig::kMaxQueueBytes)
+      config.queue_bytes < kMaxFrameLen || config.queue_bytes > TapConfig::kMaxQueueBytes ||
+      (config.vnet_hdr_len != 0 && config.vnet_hdr_len != kVnetHdrLegacy && config.vnet_hdr_len != kVnetHdrV1))
     return unexpected(Errno{EINVAL});
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0) return sys_error();
@@ -43,10 +63,14 @@ TapTransport::TapTransport(Private, UniqueFd fd, bool is_socket, Counters& count
     : fd_(std::move(fd)),
       is_socket_(is_socket),
       counters_(counters),
-      queue_bytes_limit_(config.queue_bytes),
-      from_guest_buf_(kMaxFrameLen + 1),
-      storage_(config.queue_bytes + kMaxFrameLen),
-      ring_(config.queue_frames) {}
+      queue_bytes_limit_(config.queue_bytes + (config.vnet_hdr_len ? config.queue_frames * config.vnet_hdr_len : 0)),
+      vnet_hdr_len_(config.vnet_hdr_len),
+      guest_offloads_(config.vnet_hdr_len ? config.guest_offloads : 0),
+      from_guest_buf_(config.vnet_hdr_len + kMaxFrameLen + 1),
+      storage_(queue_bytes_limit_ + config.vnet_hdr_len + kMaxFrameLen),
+      ring_(config.queue_frames) {
+  if (vnet_hdr_len_) vnet_.emplace(vnet_hdr_len_, counters_);
+}
 
 Result<size_t> TapTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) {
   size_t consumed = 0;
@@ -62,6 +86,15 @@ Result<size_t> TapTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t m
     if (n == 0) return unexpected(kLinkGone);  // TAP detached, or socket peer closed
     ++consumed;
     const auto len = static_cast<size_t>(n);
+    if (vnet_) {
+      if (len == from_guest_buf_.size()) {  // filled the buffer: truncated
+        counters_.drop(DropReason::oversize);
+        continue;
+      }
+      // Validates the header, counts delivered frames and drops (R-TR-6).
+      vnet_->process(MutBytes(from_guest_buf_.data(), len), on_frame);
+      continue;
+    }
     if (len < kMinFrameLen) {
       counters_.drop(DropReason::runt);
       MOAT_LOG_RATELIMITED(debug, "tap: dropped %zu-byte runt frame from guest", len);
@@ -79,14 +112,27 @@ Result<size_t> TapTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t m
   return consumed;
 }
 
-TapTransport::WriteOutcome TapTransport::write_frame(Bytes frame) noexcept {
+TapTransport::WriteOutcome TapTransport::write_frame(Bytes header, Bytes frame) noexcept {
+  // One writev/sendmsg is one frame: the virtio-net header (if any) and the frame.
+  iovec iov[2] = {{const_cast<std::byte*>(header.data()), header.size()},
+                  {const_cast<std::byte*>(frame.data()), frame.size()}};
+  const int iovcnt = header.empty() ? 1 : 2;
+  iovec* first = header.empty() ? &iov[1] : &iov[0];
+  const size_t total = header.size() + frame.size();
   for (;;) {
-    const ssize_t n = is_socket_ ? ::send(fd_.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT)
-                                 : ::write(fd_.get(), frame.data(), frame.size());
+    ssize_t n;
+    if (is_socket_) {
+      msghdr msg{};
+      msg.msg_iov = first;
+      msg.msg_iovlen = size_t(iovcnt);
+      n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      n = ::writev(fd_.get(), first, iovcnt);
+    }
     if (n >= 0) {
       // One write is one frame on a TAP or datagram socket; a short count cannot happen.
-      if (static_cast<size_t>(n) != frame.size())
-        MOAT_LOG_RATELIMITED(error, "tap: short write %zd of %zu bytes", n, frame.size());
+      if (static_cast<size_t>(n) != total)
+        MOAT_LOG_RATELIMITED(error, "tap: short write %zd of %zu bytes", n, total);
       counters_.inc(Counter::link_to_guest_frames);
       counters_.inc(Counter::link_to_guest_bytes, frame.size());
       return WriteOutcome::written;
@@ -104,14 +150,20 @@ TapTransport::WriteOutcome TapTransport::write_frame(Bytes frame) noexcept {
   }
 }
 
-bool TapTransport::send(Bytes frame) {
-  if (frame.size() < kMinFrameLen || frame.size() > kMaxFrameLen) {
+bool TapTransport::send(Bytes frame) { return send_offloaded(frame, VnetHeader{}); }
+
+bool TapTransport::send_offloaded(Bytes frame, const VnetHeader& h) {
+  if (frame.size() < kMinFrameLen || frame.size() > kMaxFrameLen ||
+      (vnet_hdr_len_ == 0 && (h.flags != 0 || h.gso_type != kVnetGsoNone))) {
     counters_.inc(Counter::internal_errors);
     MOAT_LOG_RATELIMITED(error, "tap: refusing to send a %zu-byte frame (bug)", frame.size());
     return false;
   }
+  std::byte hdr_buf[kVnetHdrV1];
+  const MutBytes header(hdr_buf, vnet_hdr_len_);
+  if (vnet_hdr_len_) h.emit(header);
   if (queued_frames_ == 0) {  // frames already queued go first: keep order
-    switch (write_frame(frame)) {
+    switch (write_frame(header, frame)) {
       case WriteOutcome::written:
       case WriteOutcome::discarded:
         return true;
@@ -121,17 +173,18 @@ bool TapTransport::send(Bytes frame) {
         break;
     }
   }
-  return enqueue(frame);
+  return enqueue(header, frame);
 }
 
 bool TapTransport::output_full() const {
   // Conservative: "could not take a maximal frame", so a caller that checks first never
   // has a frame of any size refused.
-  return queued_frames_ == ring_.size() || kMaxFrameLen > queue_bytes_limit_ - queued_bytes_;
+  return queued_frames_ == ring_.size() || vnet_hdr_len_ + kMaxFrameLen > queue_bytes_limit_ - queued_bytes_;
 }
 
-bool TapTransport::enqueue(Bytes frame) noexcept {
-  const size_t len = frame.size();
+bool TapTransport::enqueue(Bytes header, Bytes frame) noexcept {
+  // Stored as one record, header first, so flush() writes it back in one call.
+  const size_t len = header.size() + frame.size();
   if (queued_frames_ == ring_.size() || len > queue_bytes_limit_ - queued_bytes_) return false;
   size_t offset;
   if (queued_frames_ == 0) {
@@ -147,7 +200,8 @@ bool TapTransport::enqueue(Bytes frame) noexcept {
       else return false;  // unreachable, same reason
     }
   }
-  std::memcpy(storage_.data() + offset, frame.data(), len);
+  if (!header.empty()) std::memcpy(storage_.data() + offset, header.data(), header.size());
+  std::memcpy(storage_.data() + offset + header.size(), frame.data(), frame.size());
   ring_[(head_ + queued_frames_) % ring_.size()] = QueuedFrame{static_cast<uint32_t>(offset), static_cast<uint32_t>(len)};
   ++queued_frames_;
   queued_bytes_ += len;
@@ -165,7 +219,8 @@ void TapTransport::pop_front() noexcept {
 Status TapTransport::flush() {
   while (queued_frames_ != 0) {
     const QueuedFrame& q = ring_[head_];
-    switch (write_frame(Bytes(storage_.data() + q.offset, q.len))) {
+    const Bytes stored(storage_.data() + q.offset, q.len);
+    switch (write_frame(stored.first(vnet_hdr_len_), stored.subspan(vnet_hdr_len_))) {
       case WriteOutcome::written:
       case WriteOutcome::discarded:
         pop_front();

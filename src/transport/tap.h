@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "base/counters.h"
@@ -26,7 +27,19 @@ struct TapConfig {
   /// that a config typo cannot make one gateway reserve gigabytes.
   static constexpr size_t kMaxQueueFrames = 65536;
   static constexpr size_t kMaxQueueBytes = size_t{256} << 20;
+
+  /// virtio-net header in front of every frame (R-TR-6): 0 (IFF_NO_PI only), or 10/12 when
+  /// the fd was opened with IFF_VNET_HDR (TUNSETVNETHDRSZ decides which).
+  size_t vnet_hdr_len = 0;
+  /// What the guest side accepts in frames moat writes (partial checksums, TSO). A TAP takes
+  /// every offload from user space once it has a vnet header; this is what moat uses.
+  OffloadMask guest_offloads = 0;
 };
+
+/// TUNSETOFFLOAD: which offloads moat accepts in frames the namespace's kernel hands it
+/// (kOffloadCsum -> TUN_F_CSUM, Tso4/6 -> TUN_F_TSO4/6, Uso -> TUN_F_USO4|USO6). Errno on
+/// failure (e.g. EINVAL for USO on a kernel before 6.2).
+Status set_tap_offloads(int fd, OffloadMask from_guest) noexcept;
 
 /// Frame transport over an already-configured TAP fd.
 ///
@@ -67,6 +80,8 @@ class TapTransport final : public FrameTransport {
   Status flush() override;
   [[nodiscard]] bool has_pending_output() const override { return queued_frames_ != 0; }
   [[nodiscard]] bool output_full() const override;
+  [[nodiscard]] OffloadMask guest_offloads() const override { return guest_offloads_; }
+  bool send_offloaded(Bytes frame, const VnetHeader& h) override;
 
   [[nodiscard]] size_t queued_frames() const noexcept { return queued_frames_; }
   [[nodiscard]] size_t queued_bytes() const noexcept { return queued_bytes_; }
@@ -78,14 +93,17 @@ class TapTransport final : public FrameTransport {
     uint32_t len = 0;
   };
 
-  WriteOutcome write_frame(Bytes frame) noexcept;
-  bool enqueue(Bytes frame) noexcept;
+  WriteOutcome write_frame(Bytes header, Bytes frame) noexcept;
+  bool enqueue(Bytes header, Bytes frame) noexcept;
   void pop_front() noexcept;
 
   UniqueFd fd_;
   bool is_socket_;  // send(MSG_NOSIGNAL) instead of write(2): no SIGPIPE from a closed peer
   Counters& counters_;
   size_t queue_bytes_limit_;
+  size_t vnet_hdr_len_;
+  OffloadMask guest_offloads_;
+  std::optional<VnetFromGuest> vnet_;  ///< from-guest header handling when vnet_hdr_len_ > 0
 
   std::vector<std::byte> from_guest_buf_;  // kMaxFrameLen + 1: a read that fills it is oversize
 
