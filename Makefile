@@ -9,7 +9,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy clean
 
 all: build
 
@@ -54,6 +54,10 @@ fuzz-smoke: fuzz-build
 ## Side-by-side benchmark against pasta and slirp4netns (../shared/bench/netbench); prints ratios.
 bench: build
 	@bash bench/run.sh $(BENCH_OUT) $(BENCH_SECONDS) $(BENCH_PASSES)
+
+## SPEC R-PERF-2: tcp_out / tcp_crr with 1000 domain rules + 100k block list vs profile all.
+bench-policy: build
+	@bash bench/policy_overhead.sh $(BENCH_OUT)-policy $(BENCH_SECONDS) $(BENCH_PASSES)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
