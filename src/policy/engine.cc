@@ -14,7 +14,52 @@ std::string_view tcp_path_name(TcpPath p) noexcept {
   return "reject at SYN";
 }
 
-Engine::Engine(Policy policy, HostAddrs host) : policy_(std::move(policy)), host_(std::move(host)) {}
+Engine::Engine(Policy policy, HostAddrs host) : policy_(std::move(policy)), host_(std::move(host)) {
+  // Index the block-list prefix while its rules have the shape compile_dns_block() gives.
+  size_t n = 0;
+  for (; n < policy_.rules.size(); ++n) {
+    const Rule& r = policy_.rules[n];
+    if (r.origin != Origin::block || r.action != Action::deny || r.dir != Direction::egress || !r.protos.empty() ||
+        !r.ports.empty() || !r.target.is_name())
+      break;
+  }
+  if (n < 2) return;  // a scan is as cheap
+  block_.count = n;
+  for (size_t i = 0; i < n; ++i) {
+    const Target& t = policy_.rules[i].target;
+    (t.kind == Target::Kind::domain ? block_.exact : block_.suffix).emplace(t.name, uint32_t(i));
+  }
+}
+
+std::optional<size_t> Engine::block_lookup(std::string_view name) const {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty()) return std::nullopt;
+  char buf[256];
+  std::string big;
+  char* p = buf;
+  if (name.size() > sizeof buf) {
+    big.resize(name.size());
+    p = big.data();
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    p[i] = (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+  }
+  const std::string_view n(p, name.size());
+  std::optional<size_t> best;
+  auto consider = [&best](const NameIndex& m, std::string_view k) {
+    if (auto it = m.find(k); it != m.end() && (!best || it->second < *best)) best = it->second;
+  };
+  consider(block_.exact, n);
+  // A suffix entry matches the name itself and every name below it, on label boundaries.
+  for (std::string_view rest = n;;) {
+    consider(block_.suffix, rest);
+    const size_t dot = rest.find('.');
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  return best;
+}
 
 namespace {
 
@@ -69,7 +114,19 @@ Verdict Engine::decide(const Query& q, const PinLookup& pins) const {
   const IpAddr a = normalize(q.addr);
   const Group g = classify(a, host_);
   if (g == Group::none) return Verdict{Action::deny, std::nullopt};  // R-POL-4: always refused
-  for (size_t i = 0; i < policy_.rules.size(); ++i)
+  if (block_.count && q.dir == Direction::egress) {
+    std::optional<size_t> hit;
+    if (q.src.kind == NameSource::Kind::none) {
+      pins.any_pin_matches(a, [&](std::string_view n) {
+        hit = block_lookup(n);
+        return hit.has_value();
+      });
+    } else {
+      hit = block_lookup(q.src.name);  // a deny needs no pin (R-POL-7)
+    }
+    if (hit) return Verdict{Action::deny, *hit};
+  }
+  for (size_t i = block_.count; i < policy_.rules.size(); ++i)
     if (match(policy_.rules[i], q, a, g, pins, nullptr) == MatchOutcome::matched)
       return Verdict{policy_.rules[i].action, i};
   return Verdict{def, std::nullopt};
@@ -78,7 +135,9 @@ Verdict Engine::decide(const Query& q, const PinLookup& pins) const {
 Verdict Engine::decide_dns(std::string_view qname, Proto proto, uint16_t port) const {
   if (!qname.empty() && qname.back() == '.') qname.remove_suffix(1);
   const bool valid_name = normalize_name(qname).has_value();
-  for (size_t i = 0; i < policy_.rules.size(); ++i) {
+  if (block_.count && valid_name)
+    if (auto hit = block_lookup(qname)) return Verdict{Action::deny, *hit};
+  for (size_t i = block_.count; i < policy_.rules.size(); ++i) {
     const Rule& r = policy_.rules[i];
     if (r.dir == Direction::ingress) continue;
     const Target& t = r.target;
@@ -101,7 +160,9 @@ TcpPath Engine::select_path(const IpAddr& addr, uint16_t port, const PinLookup& 
   const Group g = classify(a, host_);
   if (g == Group::none) return TcpPath::reject;
   bool decided = false;
-  for (const Rule& r : policy_.rules) {
+  if (block_.count) reach_deny = true;  // some claimed name matches a block entry
+  for (size_t i = block_.count; i < policy_.rules.size(); ++i) {
+    const Rule& r = policy_.rules[i];
     if (!dir_accepts(r.dir, Direction::egress) || !r.protos.accepts(Proto::tcp) || !ports_accept(r, port)) continue;
     const Target& t = r.target;
     if (!t.is_name()) {
@@ -134,7 +195,8 @@ bool Engine::rebind_exception(const Verdict& dns_verdict, const IpAddr& answer) 
   }
   const IpAddr a = normalize(answer);
   const Group g = classify(a, host_);
-  for (const Rule& r : policy_.rules) {
+  for (size_t i = block_.count; i < policy_.rules.size(); ++i) {
+    const Rule& r = policy_.rules[i];
     // (b). The dns macro is about reaching the resolver, not about answers naming the host,
     // so it never grants an exception (R-DNS-8 excludes it from (a) for the same reason).
     if (r.dir == Direction::ingress || r.dns_macro) continue;
@@ -149,8 +211,35 @@ std::vector<ExplainLine> Engine::explain(const Query& q, const PinLookup& pins) 
   std::vector<ExplainLine> out;
   const IpAddr a = normalize(q.addr);
   const Group g = classify(a, host_);
-  out.reserve(policy_.rules.size());
-  for (size_t i = 0; i < policy_.rules.size(); ++i) {
+  out.reserve(policy_.rules.size() - block_.count + 1);
+  if (block_.count) {
+    // One line for the whole block list: the entry that matched, or none.
+    ExplainLine l{0, Origin::block, "(block list, " + std::to_string(block_.count) + " entries)",
+                  MatchOutcome::skip_target, "no entry matches"};
+    if (q.dir != Direction::egress) {
+      l.outcome = MatchOutcome::skip_direction;
+      l.detail.clear();
+    } else {
+      std::optional<size_t> hit;
+      if (q.src.kind == NameSource::Kind::none) {
+        const bool pinned = pins.any_pin_matches(a, [&](std::string_view n) {
+          hit = block_lookup(n);
+          return hit.has_value();
+        });
+        if (!pinned) l.outcome = MatchOutcome::skip_no_pin, l.detail = "no pinned name is blocked";
+      } else {
+        hit = block_lookup(q.src.name);
+      }
+      if (hit) {
+        l.index = *hit;
+        l.text = policy_.rules[*hit].text;
+        l.outcome = MatchOutcome::matched;
+        l.detail = q.src.kind == NameSource::Kind::none ? "pin matches" : "name matches";
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  for (size_t i = block_.count; i < policy_.rules.size(); ++i) {
     const Rule& r = policy_.rules[i];
     ExplainLine l{i, r.origin, r.text, MatchOutcome::skip_target, {}};
     l.outcome = match(r, q, a, g, pins, &l.detail);
