@@ -1,4 +1,9 @@
 // TcpEngine scenarios with real host sockets on 127.0.0.1 (SPEC §3.4).
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
 #include <poll.h>
 
 #include "tcp_engine_fixture.h"
@@ -485,11 +490,20 @@ TEST_F(TcpEngineTest, PeekFallbackWithoutPeekOff) {
 }
 
 TEST_F(TcpEngineTest, ConnectTimeoutSendsIcmpHostUnreachable) {
+  // Tests never send to addresses off this machine: dial 192.0.2.1 from a private network
+  // namespace of this test process (only loopback, no routes), where the connect fails
+  // with ENETUNREACH at once, which maps to ICMP like a timeout does.
+  if (::unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "needs CAP_SYS_ADMIN for a private network namespace";
+  {
+    UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    ASSERT_EQ(::ioctl(s.get(), SIOCGIFFLAGS, &ifr), 0);
+    ifr.ifr_flags = short(ifr.ifr_flags | IFF_UP);
+    ASSERT_EQ(::ioctl(s.get(), SIOCSIFFLAGS, &ifr), 0);
+  }
   cfg.connect_timeout = std::chrono::seconds(5);
   start();
-  // Fill the listener's backlog-less accept queue is unreliable; instead, use a
-  // non-routable TEST-NET address through a custom destination: 192.0.2.1 may fail at
-  // once with ENETUNREACH on machines without a default route, which maps to ICMP too.
   TcpRepr r;
   r.src_port = gport;
   r.dst_port = 9;
