@@ -128,8 +128,7 @@ void Interface::on_timer(Instant now) {
 // ---- Ethernet (R-NET-1) -------------------------------------------------------------------
 
 void Interface::on_frame_from_guest(Bytes frame, Instant now) {
-  counters_.inc(Counter::link_from_guest_frames);
-  counters_.inc(Counter::link_from_guest_bytes, frame.size());
+  // link.from_guest.* are counted by the transport (what crossed the link).
   // R-TR-1: valid Ethernet length is 14..65550.
   if (frame.size() < wire::EthernetRepr::kHeaderLen) return drop(DropReason::runt);
   if (frame.size() > kMaxFrame) return drop(DropReason::oversize);

@@ -125,7 +125,9 @@ Result<size_t> RingTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t 
   while (taken < max_frames) {
     auto f = from_guest_->front();
     if (!f) break;
-    on_frame(*f);  // link.from_guest.* are counted by stack::Interface for every transport
+    counters_.inc(Counter::link_from_guest_frames);
+    counters_.inc(Counter::link_from_guest_bytes, f->size());
+    on_frame(*f);
     from_guest_->pop();
     ++taken;
   }
@@ -145,6 +147,8 @@ bool RingTransport::send(Bytes frame) {
     to_guest_blocked_.store(true, std::memory_order_seq_cst);
     return false;
   }
+  counters_.inc(Counter::link_to_guest_frames);
+  counters_.inc(Counter::link_to_guest_bytes, frame.size());
   counters_.set_max(Counter::queue_to_guest_high_water, to_guest_->size());
   if (was_drained) signal(host_wake_.get());
   return true;

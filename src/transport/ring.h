@@ -124,11 +124,12 @@ class FrameRing {
 /// itself when it finds the ring empty (and then looks again), so a caller that pulls until
 /// kEmpty before polling can never sleep through a frame.
 ///
-/// Counting (loop thread, into `counters`): drop.runt / drop.oversize for pushes with a bad
-/// length (counted by the host thread in atomics, folded in on the next receive()),
-/// queue.to_guest.high_water (frames), internal_errors for an invalid to-guest frame.
-/// link.{from,to}_guest.* are not counted here: stack::Interface counts them for every
-/// frame it receives or emits. drop.queue_full is the caller's, as for every transport.
+/// Counting (loop thread, into `counters`): link.from_guest.frames/bytes when the loop takes
+/// a frame, link.to_guest.frames/bytes for frames put into the to-guest ring (every
+/// transport counts link.* itself; stack::Interface does not), drop.runt / drop.oversize for
+/// pushes with a bad length (counted by the host thread in atomics, folded in on the next
+/// receive()), queue.to_guest.high_water (frames), internal_errors for an invalid to-guest
+/// frame. drop.queue_full is the caller's, as for every transport.
 ///
 /// Lifecycle: create() -> serving (no "link gone": rings never fail) -> destroyed (the
 /// owner destroys it after the loop thread stopped and no host call is in flight).

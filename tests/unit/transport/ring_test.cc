@@ -207,8 +207,8 @@ TEST_F(RingFixture, PushWakesTheLoopAndReceiveDeliversInOrder) {
   ASSERT_EQ(got.size(), 3u);
   for (uint32_t i = 0; i < 3; ++i) EXPECT_TRUE(frame_ok(got[i], i, 60 + i));
   EXPECT_FALSE(readable(t->fd()));
-  // link.from_guest.* belong to stack::Interface (counted once per frame, any transport).
-  EXPECT_EQ(counters.get(Counter::link_from_guest_frames), 0u);
+  EXPECT_EQ(counters.get(Counter::link_from_guest_frames), 3u);
+  EXPECT_EQ(counters.get(Counter::link_from_guest_bytes), 60u + 61 + 62);
 }
 
 TEST_F(RingFixture, FullFromGuestRingRefusesWithoutTakingTheFrame) {
