@@ -68,7 +68,11 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; s
 
 say "policy: egress denied by default; DNS and api.example.com:80 allowed by a domain rule (--audit records it)"
 mkdir -p "$WORK/api"; echo "hello from api.example.com (44.1.1.1)" > "$WORK/api/index.html"
-(cd "$WORK/api" && exec timeout 60 python3 -m http.server 80 --bind 44.1.1.1) > /dev/null 2>&1 &
+# (not `python3 -m http.server`: its bind does a reverse lookup of the address through resolv.conf)
+timeout 60 python3 -c 'import http.server, os, socketserver, sys
+os.chdir(sys.argv[1])
+class Server(socketserver.TCPServer): allow_reuse_address = True
+Server(("44.1.1.1", 80), http.server.SimpleHTTPRequestHandler).serve_forever()' "$WORK/api" > /dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/44.1.1.1/80) 2>/dev/null && break; sleep 0.1; done
 POLICY=(--default-egress deny --rule allow@dns --rule allow@api.example.com:tcp:80)
@@ -103,7 +107,8 @@ tshark -r "$WORK/link.pcap" -n 2>/dev/null | head -n 16
 say "moat attach --no-configure: the namespace configures itself by DHCP and SLAAC"
 ip netns add "$NS"; ip -n "$NS" link set lo up
 "$MOAT" attach "${DNS[@]}" --netns "/run/netns/$NS" --no-configure --ifname eth0 --ready-file "$WORK/ready" 2> "$WORK/attach.log" &
-PIDS+=($!)
+ATTACH_PID=$!
+PIDS+=($ATTACH_PID)
 for _ in $(seq 100); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
 cat > "$WORK/udhcpc.sh" <<'SCRIPT'
 #!/bin/sh
@@ -121,7 +126,7 @@ ip -n "$NS" -6 -brief addr show dev eth0
 echo "\$ ping -c 2 100.96.0.1; ping -6 -c 2 fd42:6d73:62::1"
 ip netns exec "$NS" ping -c 2 -i 0.2 100.96.0.1 | tail -n 2 || true
 ip netns exec "$NS" ping -6 -c 2 -i 0.2 fd42:6d73:62::1 | tail -n 2 || true
-kill -USR1 "${PIDS[0]}"; sleep 0.3
+kill -USR1 "$ATTACH_PID"; sleep 0.3
 say "moat's counters (SIGUSR1)"
 grep -o "stats: .*" "$WORK/attach.log" | tr ' ' '\n' | grep -vE "=0$|^stats:" | sed 's/^/  /' || true
 say "done"
