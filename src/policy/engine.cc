@@ -1,6 +1,7 @@
 #include "policy/engine.h"
 
 #include <algorithm>
+#include <array>
 
 namespace moat::policy {
 
@@ -72,6 +73,37 @@ bool ports_accept(const Rule& r, std::optional<uint16_t> port) {
 
 bool dir_accepts(Direction rule_dir, Direction q) { return rule_dir == Direction::any || rule_dir == q; }
 
+/// The pins of one address, fetched once per decision: with many domain rules each would
+/// otherwise look the address up again. Up to kMax names are kept; beyond that (or for
+/// another address) it asks the underlying lookup.
+class PinCache final : public PinLookup {
+ public:
+  PinCache(const PinLookup& inner, const IpAddr& a) : inner_(inner), addr_(a) {}
+  bool any_pin_matches(const IpAddr& a, FunctionRef<bool(std::string_view)> pred) const override {
+    if (!(a == addr_)) return inner_.any_pin_matches(a, pred);
+    if (!loaded_) {
+      loaded_ = true;
+      inner_.any_pin_matches(a, [this](std::string_view n) {
+        if (count_ == kMax) return overflow_ = true;
+        names_[count_++] = n;
+        return false;
+      });
+    }
+    if (overflow_) return inner_.any_pin_matches(a, pred);
+    for (size_t i = 0; i < count_; ++i)
+      if (pred(names_[i])) return true;
+    return false;
+  }
+
+ private:
+  static constexpr size_t kMax = 8;
+  const PinLookup& inner_;
+  IpAddr addr_;
+  mutable std::array<std::string_view, kMax> names_{};
+  mutable size_t count_ = 0;
+  mutable bool loaded_ = false, overflow_ = false;
+};
+
 }  // namespace
 
 MatchOutcome Engine::match(const Rule& r, const Query& q, const IpAddr& a, Group g, const PinLookup& pins,
@@ -109,9 +141,10 @@ MatchOutcome Engine::match(const Rule& r, const Query& q, const IpAddr& a, Group
   return say("sni matches, no pin"), MatchOutcome::skip_no_pin;
 }
 
-Verdict Engine::decide(const Query& q, const PinLookup& pins) const {
+Verdict Engine::decide(const Query& q, const PinLookup& any_pins) const {
   const Action def = q.dir == Direction::ingress ? policy_.default_ingress : policy_.default_egress;
   const IpAddr a = normalize(q.addr);
+  const PinCache pins(any_pins, a);
   const Group g = classify(a, host_);
   if (g == Group::none) return Verdict{Action::deny, std::nullopt};  // R-POL-4: always refused
   if (block_.count && q.dir == Direction::egress) {
@@ -152,7 +185,8 @@ Verdict Engine::decide_dns(std::string_view qname, Proto proto, uint16_t port) c
   return Verdict{policy_.default_egress, std::nullopt};
 }
 
-TcpPath Engine::select_path(const IpAddr& addr, uint16_t port, const PinLookup& pins) const {
+TcpPath Engine::select_path(const IpAddr& addr, uint16_t port, const PinLookup& any_pins) const {
+  const PinCache pins(any_pins, normalize(addr));
   const Query q0{Direction::egress, addr, port, Proto::tcp, NameSource::none()};
   const Verdict v0 = decide(q0, pins);
   bool reach_allow = v0.allowed(), reach_deny = !v0.allowed();
