@@ -11,7 +11,6 @@ using detail::EmitSink;
 constexpr uint16_t kOptClientId = 1, kOptServerId = 2, kOptIaNa = 3, kOptIaAddr = 5, kOptOro = 6,
                    kOptPreference = 7, kOptElapsedTime = 8, kOptStatusCode = 13, kOptRapidCommit = 14,
                    kOptDnsServers = 23, kOptDomainList = 24, kOptInfoRefreshTime = 32;
-constexpr size_t kOptHeaderLen = 4;
 constexpr size_t kIaNaFixedLen = 12;    // IAID, T1, T2
 constexpr size_t kIaAddrFixedLen = 24;  // address, preferred, valid
 
