@@ -359,6 +359,19 @@ struct Runtime {
     if (gateway) gateway->flush_capture();
     if (log_enabled(level)) log_write(level, "stats: %s", format_counters(counters).c_str());
   }
+
+  /// attach and serve (no child): SIGTERM/SIGINT stop the loop, SIGUSR1 logs the counters,
+  /// SIGHUP reopens the audit file (config reload: TODO(policy)).
+  Result<event::Watch> watch_daemon_signals(int sigfd) {
+    return loop.watch(sigfd, EPOLLIN, [this, sigfd](uint32_t) {
+      signalfd_siginfo si;
+      while (::read(sigfd, &si, sizeof si) == ssize_t(sizeof si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) loop.stop();
+        else if (si.ssi_signo == SIGUSR1) log_stats(LogLevel::info);
+        else if (si.ssi_signo == SIGHUP) reopen_audit();
+      }
+    });
+  }
 };
 
 /// R-LIM-3: raise RLIMIT_NOFILE to the hard limit. If that is still below what the flow
@@ -639,14 +652,7 @@ int attach(const AttachOptions& options) {
     return 2;
   }
   const char* stop_reason = "signal";
-  auto sig_watch = rt.loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
-    signalfd_siginfo si;
-    while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
-      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) rt.loop.stop();
-      else if (si.ssi_signo == SIGUSR1) rt.log_stats(LogLevel::info);
-      else if (si.ssi_signo == SIGHUP) rt.reopen_audit();  // config reload: TODO(policy)
-    }
-  });
+  auto sig_watch = rt.watch_daemon_signals(sigfd.get());
   if (!sig_watch) {
     user_error(std::string("attach: cannot watch signals: ") + sig_watch.error().message());
     return 1;
@@ -718,14 +724,7 @@ int serve(const ServeOptions& options) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     return kUsage;
   }
-  auto sig_watch = rt.loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
-    signalfd_siginfo si;
-    while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
-      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) rt.loop.stop();
-      else if (si.ssi_signo == SIGUSR1) rt.log_stats(LogLevel::info);
-      else if (si.ssi_signo == SIGHUP) rt.reopen_audit();  // config reload: TODO(policy)
-    }
-  });
+  auto sig_watch = rt.watch_daemon_signals(sigfd.get());
   if (!sig_watch) {
     user_error(std::string("serve: cannot watch signals: ") + sig_watch.error().message());
     out.discard(o.cfg);
