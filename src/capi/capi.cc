@@ -11,6 +11,7 @@
 #include <string>
 
 #include "capi/embedded.h"
+#include "app/app.h"
 #include "config/loader.h"
 #include "moat/moat.h"
 
@@ -139,6 +140,15 @@ moat_gateway* moat_gateway_new(const char* cfg, size_t len, int fmt, const moat_
         }
         return fail(err, MOAT_ECONFIG, msg);
       }
+    }
+    // dns.block / block_files / block_doh, as `moat run` compiles them (never ignored).
+    if (auto errs = moat::app::compile_dns_block(c); !errs.empty()) {
+      std::string msg;
+      for (const auto& e : errs) {
+        if (!msg.empty()) msg += '\n';
+        msg += e.format();
+      }
+      return fail(err, MOAT_ECONFIG, msg);
     }
     moat::capi::EmbedOptions eo;
     if (o.ring_frames) eo.ring.frames = o.ring_frames;

@@ -120,6 +120,11 @@ TEST(CApi, BadConfigReturnsSection52Lines) {
   EXPECT_EQ(code, MOAT_ECONFIG);
   EXPECT_EQ(m.rfind("moat: error: config:", 0), 0u) << m;
 
+  // dns.block_files are compiled as in `moat run`, never ignored: a missing file is an error.
+  m = new_error(R"({"dns": {"block_files": ["/nonexistent/moat-block.txt"]}})", MOAT_FMT_JSON, nullptr, &code);
+  EXPECT_EQ(code, MOAT_ECONFIG);
+  EXPECT_NE(m.find("/nonexistent/moat-block.txt"), std::string::npos) << m;
+
   // R-ADDR-2 after parsing: the broadcast address of the /30 as the guest address.
   m = new_error(R"({"net": {"ipv4": {"enable": "on", "address": "100.96.0.3"}, "ipv6": {"enable": "off"}}})",
                 MOAT_FMT_JSON, nullptr, &code);
