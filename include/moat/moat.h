@@ -13,8 +13,22 @@
  *   moat_stats_json(), moat_policy_update(): control calls, applied on the loop thread.
  *   moat_gateway_stop() / moat_gateway_free(): stop (resets open flows), join, release.
  *
- * Frames are Ethernet II without a virtio-net header, 14..65550 bytes (R-TR-1). The guest
- * link MTU defaults to 1500 (R-ADDR-1 for in-process rings); set net.mtu or opts.mtu.
+ * Frames are Ethernet II, 14..65550 bytes (R-TR-1), each preceded by a virtio-net header of
+ * opts.vnet_hdr_len bytes (0 = no header; 10 = legacy `struct virtio_net_hdr`; 12 = virtio
+ * 1.x with num_buffers) in both directions. The guest link MTU defaults to 1500 (R-ADDR-1
+ * for in-process rings); set net.mtu or opts.mtu.
+ *
+ * virtio-net header and offloads (R-TR-6), only with opts.vnet_hdr_len 10 or 12:
+ *   push: the header describes the frame as a guest driver wrote it. NEEDS_CSUM (a partial
+ *         L4 checksum) and GSO (TCPV4/TCPV6 super-frames, UDP/UFO) are accepted as one
+ *         frame; UDP_L4 (USO) is split into datagrams of gso_size; an unknown gso_type or a
+ *         header that does not fit its frame drops the frame (counter drop.vnet_hdr; the push
+ *         itself returns MOAT_OK because the frame was taken).
+ *   pull: every frame starts with a header. It is all zero (checksums complete, frame ≤
+ *         MTU + 14) unless opts.offloads says the guest accepts more: MOAT_OFF_CSUM allows
+ *         partial checksums (NEEDS_CSUM), MOAT_OFF_TSO4/TSO6 TCP super-frames of up to 64 KiB
+ *         with gso_size = the guest's MSS. num_buffers is written as 0.
+ *   The lengths of moat_push_frame() / moat_pull_frame() include the header.
  *
  * Threading (R-ABI-3)
  *   Every function is thread-safe, with these rules:
@@ -80,7 +94,8 @@ extern "C" {
 #define MOAT_FMT_JSON 1
 #define MOAT_FMT_RULES 2 /* policy only: rule strings (R-POL-15), comma- or newline-separated */
 
-/* Offload bits for moat_gateway_opts.offloads (R-TR-6). This build supports none: 0 only. */
+/* Offload bits for moat_gateway_opts.offloads (R-TR-6): what the guest accepts in frames it
+ * pulls. Non-zero needs opts.vnet_hdr_len 10 or 12. */
 #define MOAT_OFF_CSUM 0x1u
 #define MOAT_OFF_TSO4 0x2u
 #define MOAT_OFF_TSO6 0x4u
@@ -103,8 +118,8 @@ typedef struct moat_error {
  */
 typedef struct moat_gateway_opts {
   size_t struct_size;
-  uint32_t vnet_hdr_len; /* bytes of virtio-net header on every frame: 0 (only 0 in this build) */
-  uint32_t offloads;     /* MOAT_OFF_* the guest accepts: 0 (only 0 in this build) */
+  uint32_t vnet_hdr_len; /* bytes of virtio-net header on every frame: 0 (none), 10 or 12 */
+  uint32_t offloads;     /* MOAT_OFF_* the guest accepts in pulled frames; needs a header */
   uint32_t ring_frames;  /* frames per ring and direction; 0 = 1024; 1..65536 */
   uint32_t mtu;          /* guest link MTU; 0 = net.mtu from the config, else 1500 */
   const char *operator_config; /* R-MT-1 operator config path: NULL (not supported in this build) */
@@ -141,14 +156,16 @@ MOAT_API int moat_gateway_start(moat_gateway *gw, moat_error *err);
  * Guest -> moat: copies one Ethernet frame into the from-guest ring (single producer).
  * MOAT_OK: taken. MOAT_EAGAIN: the ring is full and the frame was NOT taken; drop it as a
  * lossy NIC would rather than stall the virtqueue (R-TR-7). MOAT_EINVAL: NULL arguments, or a
- * length outside 14..65550 (counted as drop.runt / drop.oversize). MOAT_ESTATE: stopped.
+ * length outside vnet_hdr_len + 14..65550 (counted as drop.runt / drop.oversize).
+ * MOAT_ESTATE: stopped.
  */
 MOAT_API int moat_push_frame(moat_gateway *gw, const void *frame, size_t len);
 
 /*
  * moat -> guest: copies the oldest to-guest frame into buf (single consumer).
- * MOAT_OK: *len = its length. MOAT_EAGAIN: nothing to pull. MOAT_ENOSPC: cap is too small,
- * *len = the required length and the frame stays at the head. MOAT_EINVAL: NULL arguments.
+ * MOAT_OK: *len = its length (with the virtio-net header, if any). MOAT_EAGAIN: nothing to
+ * pull. MOAT_ENOSPC: cap is too small, *len = the required length (header included) and the
+ * frame stays at the head. MOAT_EINVAL: NULL arguments.
  * Frames already in the ring can still be pulled after moat_gateway_stop().
  */
 MOAT_API int moat_pull_frame(moat_gateway *gw, void *buf, size_t cap, size_t *len);

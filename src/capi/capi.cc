@@ -89,14 +89,16 @@ int read_opts(const moat_gateway_opts* in, moat_gateway_opts* out, moat_error* e
     if (extra[i] != 0)
       return fail(err, MOAT_EINVAL, "moat: error: opts: fields beyond the " + std::to_string(sizeof *out) +
                                         " bytes this library knows are set; upgrade libmoat");
-  if (out->vnet_hdr_len != 0) {
-    bool known = out->vnet_hdr_len == 10 || out->vnet_hdr_len == 12;
+  if (out->vnet_hdr_len != 0 && out->vnet_hdr_len != 10 && out->vnet_hdr_len != 12)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.vnet_hdr_len: " + std::to_string(out->vnet_hdr_len) +
+                                      " is not 0, 10 (legacy) or 12 (virtio 1.x)");
+  constexpr uint32_t kKnownOffloads = MOAT_OFF_CSUM | MOAT_OFF_TSO4 | MOAT_OFF_TSO6 | MOAT_OFF_USO;
+  if ((out->offloads & ~kKnownOffloads) != 0)
+    return fail(err, MOAT_EINVAL, "moat: error: opts.offloads: unknown bits " + std::to_string(out->offloads & ~kKnownOffloads) +
+                                      "; use MOAT_OFF_CSUM|TSO4|TSO6|USO");
+  if (out->offloads != 0 && out->vnet_hdr_len == 0)
     return fail(err, MOAT_EINVAL,
-                "moat: error: opts.vnet_hdr_len: " + std::to_string(out->vnet_hdr_len) +
-                    (known ? " is not supported by this build; use 0" : " is not 0, 10 or 12"));
-  }
-  if (out->offloads != 0)
-    return fail(err, MOAT_EINVAL, "moat: error: opts.offloads: offloads are not supported by this build; use 0");
+                "moat: error: opts.offloads: offloads are described by a virtio-net header; set opts.vnet_hdr_len to 10 or 12");
   if (out->operator_config)
     return fail(err, MOAT_EINVAL, "moat: error: opts.operator_config: not supported by this build; use NULL");
   if (out->log_cb)
@@ -154,6 +156,8 @@ moat_gateway* moat_gateway_new(const char* cfg, size_t len, int fmt, const moat_
     if (o.ring_frames) eo.ring.frames = o.ring_frames;
     if (o.ring_bytes) eo.ring.bytes = o.ring_bytes;
     eo.mtu = o.mtu;
+    eo.link.vnet_hdr_len = o.vnet_hdr_len;
+    eo.link.guest_offloads = moat::transport::OffloadMask(o.offloads);
     if (o.terminate_cb) {
       auto cb = o.terminate_cb;
       void* ud = o.userdata;

@@ -28,6 +28,8 @@ class BorrowedLink final : public transport::FrameTransport {
   Status flush() override { return inner_.flush(); }
   [[nodiscard]] bool has_pending_output() const override { return inner_.has_pending_output(); }
   [[nodiscard]] bool output_full() const override { return inner_.output_full(); }
+  [[nodiscard]] transport::OffloadMask guest_offloads() const override { return inner_.guest_offloads(); }
+  bool send_offloaded(Bytes frame, const transport::VnetHeader& h) override { return inner_.send_offloaded(frame, h); }
 
  private:
   transport::FrameTransport& inner_;
@@ -91,7 +93,7 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   g->cfg_ = std::move(cfg);
   g->on_terminate_ = opts.on_terminate;
   g->loop_ = std::make_unique<event::Loop>(g->clock_);
-  auto ring = transport::RingTransport::create(g->counters_, opts.ring, opts.ring);
+  auto ring = transport::RingTransport::create(g->counters_, opts.ring, opts.ring, opts.link);
   if (!ring) {
     if (ring.error() == Errno{EINVAL}) return unexpected(CallError{CallError::Kind::invalid, "moat: error: ring size out of range"});
     return unexpected(CallError{CallError::Kind::io, std::string("moat: error: cannot create the rings: ") +

@@ -33,6 +33,7 @@ namespace moat::capi {
 
 struct EmbedOptions {
   transport::RingConfig ring;  ///< per direction
+  transport::RingLinkConfig link;  ///< virtio-net header and guest offloads (R-TR-6)
   uint32_t mtu = 0;            ///< 0 = net.mtu, else kRingDefaultMtu
   /// Runs on the loop thread when the loop ends on its own (not through stop()).
   std::function<void(int reason)> on_terminate;

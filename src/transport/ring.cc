@@ -12,15 +12,18 @@ namespace moat::transport {
 // ---------------------------------------------------------------------------------------
 // FrameRing
 
-Result<std::unique_ptr<FrameRing>> FrameRing::create(const RingConfig& config) {
+Result<std::unique_ptr<FrameRing>> FrameRing::create(const RingConfig& config, size_t overhead) {
   if (config.frames == 0 || config.frames > RingConfig::kMaxFrames || config.bytes < kMaxFrameLen ||
-      config.bytes > RingConfig::kMaxBytes)
+      config.bytes > RingConfig::kMaxBytes || overhead > kVnetHdrV1)
     return unexpected(Errno{EINVAL});
-  return std::make_unique<FrameRing>(Private{}, config);
+  return std::make_unique<FrameRing>(Private{}, config, overhead);
 }
 
-FrameRing::FrameRing(Private, const RingConfig& config)
-    : bytes_limit_(config.bytes), storage_(config.bytes + kMaxFrameLen), slots_(config.frames) {}
+FrameRing::FrameRing(Private, const RingConfig& config, size_t overhead)
+    : bytes_limit_(config.bytes + config.frames * overhead),
+      max_entry_(kMaxFrameLen + overhead),
+      storage_(bytes_limit_ + max_entry_),
+      slots_(config.frames) {}
 
 std::optional<size_t> FrameRing::find_room(size_t len) noexcept {
   const uint64_t head = head_.load(std::memory_order_seq_cst);
@@ -46,14 +49,15 @@ std::optional<size_t> FrameRing::find_room(size_t len) noexcept {
   return std::nullopt;
 }
 
-bool FrameRing::can_accept(size_t len) noexcept { return len != 0 && len <= kMaxFrameLen && find_room(len); }
+bool FrameRing::can_accept(size_t len) noexcept { return len != 0 && len <= max_entry_ && find_room(len); }
 
-bool FrameRing::try_push(Bytes frame, bool* was_drained) noexcept {
-  const size_t len = frame.size();
-  if (len == 0 || len > kMaxFrameLen) return false;
+bool FrameRing::try_push(Bytes head, Bytes body, bool* was_drained) noexcept {
+  const size_t len = head.size() + body.size();
+  if (len == 0 || len > max_entry_) return false;
   auto pos = find_room(len);
   if (!pos) return false;
-  std::memcpy(storage_.data() + *pos, frame.data(), len);
+  if (!head.empty()) std::memcpy(storage_.data() + *pos, head.data(), head.size());
+  if (!body.empty()) std::memcpy(storage_.data() + *pos + head.size(), body.data(), body.size());
   slots_[p_tail_ % slots_.size()] = Slot{uint32_t(*pos), uint32_t(len)};
   p_write_pos_ = *pos + len;
   p_live_bytes_ += len;
@@ -72,6 +76,12 @@ std::optional<Bytes> FrameRing::front() const noexcept {
   return Bytes{storage_.data() + s.offset, s.len};
 }
 
+std::optional<MutBytes> FrameRing::front_mut() noexcept {
+  if (c_head_ == tail_.load(std::memory_order_seq_cst)) return std::nullopt;
+  const Slot s = slots_[c_head_ % slots_.size()];
+  return MutBytes{storage_.data() + s.offset, s.len};
+}
+
 void FrameRing::pop() noexcept {
   ++c_head_;
   head_.store(c_head_, std::memory_order_seq_cst);
@@ -81,26 +91,35 @@ void FrameRing::pop() noexcept {
 // RingTransport
 
 Result<std::unique_ptr<RingTransport>> RingTransport::create(Counters& counters, const RingConfig& from_guest,
-                                                             const RingConfig& to_guest) {
-  auto fg = FrameRing::create(from_guest);
+                                                             const RingConfig& to_guest, const RingLinkConfig& link) {
+  if ((link.vnet_hdr_len != 0 && link.vnet_hdr_len != kVnetHdrLegacy && link.vnet_hdr_len != kVnetHdrV1) ||
+      (link.vnet_hdr_len == 0 && link.guest_offloads != 0) ||
+      (link.guest_offloads & ~OffloadMask(kOffloadCsum | kOffloadTso4 | kOffloadTso6 | kOffloadUso)) != 0)
+    return unexpected(Errno{EINVAL});
+  auto fg = FrameRing::create(from_guest, link.vnet_hdr_len);
   if (!fg) return unexpected(fg.error());
-  auto tg = FrameRing::create(to_guest);
+  auto tg = FrameRing::create(to_guest, link.vnet_hdr_len);
   if (!tg) return unexpected(tg.error());
   UniqueFd loop_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!loop_wake) return unexpected(Errno::last());
   UniqueFd host_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!host_wake) return unexpected(Errno::last());
   return std::make_unique<RingTransport>(Private{}, counters, std::move(fg).value(), std::move(tg).value(),
-                                         std::move(loop_wake), std::move(host_wake));
+                                         std::move(loop_wake), std::move(host_wake), link);
 }
 
 RingTransport::RingTransport(Private, Counters& counters, std::unique_ptr<FrameRing> from_guest,
-                             std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake)
+                             std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake,
+                             const RingLinkConfig& link)
     : counters_(counters),
+      vnet_hdr_len_(link.vnet_hdr_len),
+      guest_offloads_(link.vnet_hdr_len ? link.guest_offloads : 0),
       from_guest_(std::move(from_guest)),
       to_guest_(std::move(to_guest)),
       loop_wake_(std::move(loop_wake)),
-      host_wake_(std::move(host_wake)) {}
+      host_wake_(std::move(host_wake)) {
+  if (vnet_hdr_len_) vnet_.emplace(vnet_hdr_len_, counters_);
+}
 
 void RingTransport::signal(int fd) noexcept {
   const uint64_t one = 1;
@@ -123,11 +142,19 @@ Result<size_t> RingTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t 
     counters_.drops[size_t(DropReason::oversize)] += n;
   size_t taken = 0;
   while (taken < max_frames) {
-    auto f = from_guest_->front();
-    if (!f) break;
-    counters_.inc(Counter::link_from_guest_frames);
-    counters_.inc(Counter::link_from_guest_bytes, f->size());
-    on_frame(*f);
+    if (vnet_) {
+      // Header + frame; VnetFromGuest validates the header, may complete a checksum in
+      // place or split USO, and counts link.from_guest.* or the drop itself.
+      auto f = from_guest_->front_mut();
+      if (!f) break;
+      vnet_->process(*f, on_frame);
+    } else {
+      auto f = from_guest_->front();
+      if (!f) break;
+      counters_.inc(Counter::link_from_guest_frames);
+      counters_.inc(Counter::link_from_guest_bytes, f->size());
+      on_frame(*f);
+    }
     from_guest_->pop();
     ++taken;
   }
@@ -136,14 +163,18 @@ Result<size_t> RingTransport::receive(FunctionRef<void(Bytes)> on_frame, size_t 
   return taken;
 }
 
-bool RingTransport::send(Bytes frame) {
-  if (frame.size() < kMinFrameLen || frame.size() > kMaxFrameLen) {
+bool RingTransport::send_offloaded(Bytes frame, const VnetHeader& h) {
+  const bool offloaded = h.flags != 0 || h.gso_type != kVnetGsoNone;
+  if (frame.size() < kMinFrameLen || frame.size() > kMaxFrameLen || (vnet_hdr_len_ == 0 && offloaded)) {
     MOAT_LOG_RATELIMITED(error, "ring: refusing a to-guest frame of %zu bytes (bug)", frame.size());
     counters_.inc(Counter::internal_errors);
     return false;
   }
+  std::byte hdr_buf[kVnetHdrV1] = {};
+  const MutBytes header(hdr_buf, vnet_hdr_len_);
+  if (vnet_hdr_len_) h.emit(header);
   bool was_drained = false;
-  if (!to_guest_->try_push(frame, &was_drained)) {
+  if (!to_guest_->try_push(header, frame, &was_drained)) {
     to_guest_blocked_.store(true, std::memory_order_seq_cst);
     return false;
   }
@@ -158,20 +189,21 @@ bool RingTransport::output_full() const {
   // Conservative like the TAP queue: "could not take a maximal frame". find_room() only
   // advances producer-private reclaim state, so this is logically const.
   auto& ring = const_cast<FrameRing&>(*to_guest_);
-  if (ring.can_accept(kMaxFrameLen)) return false;
+  if (ring.can_accept(ring.max_entry())) return false;
   // Ask for a wake-up, then look again: a pull between the first look and the flag would
   // otherwise go unnoticed (the host loads the flag after releasing the frame).
   to_guest_blocked_.store(true, std::memory_order_seq_cst);
-  return !ring.can_accept(kMaxFrameLen);
+  return !ring.can_accept(ring.max_entry());
 }
 
 RingTransport::PushResult RingTransport::push_from_guest(Bytes frame) noexcept {
-  if (frame.size() < kMinFrameLen) {
+  // Lengths without the header (R-TR-1); a buffer shorter than the header is a runt.
+  if (frame.size() < vnet_hdr_len_ + kMinFrameLen) {
     pending_runt_.fetch_add(1, std::memory_order_relaxed);
     signal(loop_wake_.get());  // so the drop shows in the counters soon
     return PushResult::invalid;
   }
-  if (frame.size() > kMaxFrameLen) {
+  if (frame.size() - vnet_hdr_len_ > kMaxFrameLen) {
     pending_oversize_.fetch_add(1, std::memory_order_relaxed);
     signal(loop_wake_.get());
     return PushResult::invalid;

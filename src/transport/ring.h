@@ -32,7 +32,16 @@ struct RingConfig {
   static constexpr size_t kMaxBytes = size_t{256} << 20;
 };
 
-/// A bounded single-producer/single-consumer queue of whole frames (1..kMaxFrameLen bytes).
+/// The link format of a RingTransport (R-TR-6): the virtio-net header on every frame in
+/// both directions (0, kVnetHdrLegacy or kVnetHdrV1) and the offloads the guest accepts in
+/// frames moat sends (kOffloadCsum/Tso4/Tso6/Uso; needs a header).
+struct RingLinkConfig {
+  size_t vnet_hdr_len = 0;
+  OffloadMask guest_offloads = 0;
+};
+
+/// A bounded single-producer/single-consumer queue of whole frames (1..max_entry() bytes:
+/// kMaxFrameLen plus the per-frame overhead given to create(), a virtio-net header).
 ///
 /// One thread may call the producer functions (try_push, can_accept) and one other thread
 /// the consumer functions (front, pop) at the same time without locks; nothing else is
@@ -54,18 +63,22 @@ class FrameRing {
   };
 
  public:
-  /// EINVAL when `config` is outside its caps.
-  static Result<std::unique_ptr<FrameRing>> create(const RingConfig& config);
-  FrameRing(Private, const RingConfig& config);
+  /// EINVAL when `config` is outside its caps. `overhead` (0..kVnetHdrV1) bytes are added to
+  /// every entry (a virtio-net header): the byte budget grows by frames * overhead so
+  /// `config.bytes` still counts frame bytes, as TapTransport's queue does.
+  static Result<std::unique_ptr<FrameRing>> create(const RingConfig& config, size_t overhead = 0);
+  FrameRing(Private, const RingConfig& config, size_t overhead);
   FrameRing(const FrameRing&) = delete;
   FrameRing& operator=(const FrameRing&) = delete;
 
   // --- producer side ---
-  /// Copies `frame` (1..kMaxFrameLen bytes, else false) in. false = no room (frames or
+  /// Copies `frame` (1..max_entry() bytes, else false) in. false = no room (frames or
   /// bytes) and the ring is unchanged. `was_drained` (optional) is set to true when, after
   /// publishing, the consumer had taken every earlier frame: a consumer that may be about to
   /// sleep needs a wake-up.
-  bool try_push(Bytes frame, bool* was_drained = nullptr) noexcept;
+  bool try_push(Bytes frame, bool* was_drained = nullptr) noexcept { return try_push(Bytes{}, frame, was_drained); }
+  /// The same for one entry made of `head` (a header) followed by `body`.
+  bool try_push(Bytes head, Bytes body, bool* was_drained = nullptr) noexcept;
   /// Whether try_push() of a `len`-byte frame would succeed now (it may only get better
   /// until the producer pushes again).
   [[nodiscard]] bool can_accept(size_t len) noexcept;
@@ -73,6 +86,9 @@ class FrameRing {
   // --- consumer side ---
   /// The oldest frame, valid until pop(); nullopt when the ring is empty.
   [[nodiscard]] std::optional<Bytes> front() const noexcept;
+  /// The same, writable: the consumer owns the entry until pop() (VnetFromGuest completes
+  /// checksums in place).
+  [[nodiscard]] std::optional<MutBytes> front_mut() noexcept;
   /// Releases the frame front() returned. Precondition: front() returned one.
   void pop() noexcept;
 
@@ -82,6 +98,8 @@ class FrameRing {
   }
   [[nodiscard]] size_t capacity_frames() const noexcept { return slots_.size(); }
   [[nodiscard]] size_t capacity_bytes() const noexcept { return bytes_limit_; }
+  /// The largest entry: kMaxFrameLen + overhead.
+  [[nodiscard]] size_t max_entry() const noexcept { return max_entry_; }
 
  private:
   struct Slot {
@@ -94,7 +112,8 @@ class FrameRing {
   static constexpr size_t kLine = 64;  // keep the two indices on separate cache lines
 
   const size_t bytes_limit_;
-  ByteBuffer storage_;       // bytes_limit_ + kMaxFrameLen
+  const size_t max_entry_;
+  ByteBuffer storage_;       // bytes_limit_ + max_entry_
   std::vector<Slot> slots_;  // written by the producer before it publishes tail_
 
   alignas(kLine) std::atomic<uint64_t> tail_{0};  // frames pushed; stored by the producer
@@ -131,6 +150,13 @@ class FrameRing {
 /// receive()), queue.to_guest.high_water (frames), internal_errors for an invalid to-guest
 /// frame. drop.queue_full is the caller's, as for every transport.
 ///
+/// virtio-net header (R-TR-6): with RingLinkConfig::vnet_hdr_len 10 or 12, every entry in
+/// both rings starts with that header. From the guest, the loop hands each entry to
+/// VnetFromGuest (partial checksums, GSO, USO split, drop.vnet_hdr; it counts link.from_guest.*
+/// itself). To the guest, send() writes an all-zero header and send_offloaded() the given
+/// one; guest_offloads() is the mask the embedder declared (what its guest accepts). The
+/// lengths push_from_guest() accepts and pull_to_guest() reports include the header.
+///
 /// Lifecycle: create() -> serving (no "link gone": rings never fail) -> destroyed (the
 /// owner destroys it after the loop thread stopped and no host call is in flight).
 class RingTransport final : public FrameTransport {
@@ -139,23 +165,30 @@ class RingTransport final : public FrameTransport {
   };
 
  public:
-  /// Errors: EINVAL for a config outside the caps, or eventfd's.
+  /// Errors: EINVAL for a config outside the caps (or a header length other than 0, 10,
+  /// 12, or offloads without a header), or eventfd's.
   static Result<std::unique_ptr<RingTransport>> create(Counters& counters, const RingConfig& from_guest = {},
-                                                       const RingConfig& to_guest = {});
+                                                       const RingConfig& to_guest = {},
+                                                       const RingLinkConfig& link = {});
   RingTransport(Private, Counters& counters, std::unique_ptr<FrameRing> from_guest,
-                std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake);
+                std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake,
+                const RingLinkConfig& link);
 
   // --- loop side ---
   [[nodiscard]] int fd() const override { return loop_wake_.get(); }
   Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override;
-  bool send(Bytes frame) override;
+  bool send(Bytes frame) override { return send_offloaded(frame, VnetHeader{}); }
   Status flush() override { return {}; }
   [[nodiscard]] bool has_pending_output() const override { return false; }
   [[nodiscard]] bool output_full() const override;
+  [[nodiscard]] OffloadMask guest_offloads() const override { return guest_offloads_; }
+  bool send_offloaded(Bytes frame, const VnetHeader& h) override;
+  [[nodiscard]] size_t vnet_hdr_len() const noexcept { return vnet_hdr_len_; }
 
   // --- host side ---
   enum class PushResult { ok, full, invalid };
-  /// Single producer. `invalid`: the length is outside kMinFrameLen..kMaxFrameLen (counted
+  /// Single producer. `frame` includes the virtio-net header when there is one.
+  /// `invalid`: the length (without the header) is outside kMinFrameLen..kMaxFrameLen (counted
   /// as drop.runt / drop.oversize); `full`: not taken (R-TR-7), the caller drops it.
   PushResult push_from_guest(Bytes frame) noexcept;
 
@@ -174,6 +207,9 @@ class RingTransport final : public FrameTransport {
   static void drain(int fd) noexcept;
 
   Counters& counters_;
+  const size_t vnet_hdr_len_;
+  const OffloadMask guest_offloads_;
+  std::optional<VnetFromGuest> vnet_;  // loop thread; only with a header
   std::unique_ptr<FrameRing> from_guest_;
   std::unique_ptr<FrameRing> to_guest_;
   UniqueFd loop_wake_;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <random>
 #include <thread>
 #include <vector>
@@ -228,6 +229,65 @@ TEST_F(RingFixture, BadLengthsAreCountedAsRuntAndOversize) {
   EXPECT_EQ(t->push_from_guest(make_frame(0, 14)), RingTransport::PushResult::ok);
   auto got = receive_all();
   EXPECT_EQ(got.size(), 1u);
+  EXPECT_EQ(counters.dropped(DropReason::runt), 1u);
+  EXPECT_EQ(counters.dropped(DropReason::oversize), 1u);
+}
+
+// R-TR-6: with a virtio-net header, send_offloaded() writes it in front of the frame,
+// send() writes an all-zero one, pushes and pulls count it in their lengths, and
+// guest_offloads() is what the embedder declared.
+TEST_F(RingFixture, VirtioNetHeaderIsWrittenInFrontAndCountedInLengths) {
+  EXPECT_FALSE(RingTransport::create(counters, {}, {}, RingLinkConfig{11, 0}).has_value());
+  EXPECT_FALSE(RingTransport::create(counters, {}, {}, RingLinkConfig{0, kOffloadCsum}).has_value());
+  auto r = RingTransport::create(counters, RingConfig{8, 2 * kMaxFrameLen}, RingConfig{8, 2 * kMaxFrameLen},
+                                 RingLinkConfig{kVnetHdrV1, kOffloadCsum | kOffloadTso4});
+  ASSERT_TRUE(r.has_value());
+  t = std::move(r).value();
+  EXPECT_EQ(t->guest_offloads(), kOffloadCsum | kOffloadTso4);
+
+  auto frame = make_frame(7, 100);
+  VnetHeader h;
+  h.flags = kVnetNeedsCsum;
+  h.gso_type = kVnetGsoTcpv4;
+  h.hdr_len = 54;
+  h.gso_size = 1448;
+  h.csum_start = 34;
+  h.csum_offset = 16;
+  ASSERT_TRUE(t->send_offloaded(Bytes(frame.data(), frame.size()), h));
+  ASSERT_TRUE(t->send(Bytes(frame.data(), frame.size())));
+  std::vector<std::byte> buf(200);
+  size_t len = 0;
+  ASSERT_EQ(t->pull_to_guest(MutBytes(buf.data(), 50), &len), RingTransport::PullResult::too_small);
+  EXPECT_EQ(len, kVnetHdrV1 + 100);
+  ASSERT_EQ(t->pull_to_guest(MutBytes(buf.data(), buf.size()), &len), RingTransport::PullResult::ok);
+  ASSERT_EQ(len, kVnetHdrV1 + 100);
+  VnetHeader back = VnetHeader::parse(Bytes(buf.data(), kVnetHdrV1));
+  EXPECT_EQ(back.flags, h.flags);
+  EXPECT_EQ(back.gso_type, h.gso_type);
+  EXPECT_EQ(back.gso_size, h.gso_size);
+  EXPECT_EQ(back.csum_start, h.csum_start);
+  EXPECT_EQ(back.csum_offset, h.csum_offset);
+  EXPECT_EQ(buf[10], std::byte{0});  // num_buffers
+  EXPECT_EQ(buf[11], std::byte{0});
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), buf.begin() + kVnetHdrV1));
+  ASSERT_EQ(t->pull_to_guest(MutBytes(buf.data(), buf.size()), &len), RingTransport::PullResult::ok);
+  EXPECT_TRUE(std::all_of(buf.begin(), buf.begin() + kVnetHdrV1, [](std::byte b) { return b == std::byte{0}; }));
+
+  // From the guest: header + frame; the frame alone reaches the stack. A maximal frame fits
+  // with its header; lengths are checked without it.
+  std::vector<std::byte> in(kVnetHdrV1, std::byte{0});
+  in.insert(in.end(), frame.begin(), frame.end());
+  ASSERT_EQ(t->push_from_guest(Bytes(in.data(), in.size())), RingTransport::PushResult::ok);
+  std::vector<std::byte> max_in(kVnetHdrV1 + kMaxFrameLen, std::byte{0});
+  max_in[kVnetHdrV1 + 12] = std::byte{0x08};  // EtherType IPv4 (the content does not matter here)
+  ASSERT_EQ(t->push_from_guest(Bytes(max_in.data(), max_in.size())), RingTransport::PushResult::ok);
+  EXPECT_EQ(t->push_from_guest(Bytes(max_in.data(), kVnetHdrV1 + 13)), RingTransport::PushResult::invalid);
+  max_in.push_back(std::byte{0});
+  EXPECT_EQ(t->push_from_guest(Bytes(max_in.data(), max_in.size())), RingTransport::PushResult::invalid);
+  auto got = receive_all();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_TRUE(frame_ok(got[0], 7, 100));
+  EXPECT_EQ(got[1].size(), kMaxFrameLen);
   EXPECT_EQ(counters.dropped(DropReason::runt), 1u);
   EXPECT_EQ(counters.dropped(DropReason::oversize), 1u);
 }
