@@ -419,9 +419,9 @@ struct ServeLink {
   std::string description;
 };
 
-/// R-TR-5: what the inherited fd is, unless --fd-type says.
-Result<FdType, std::string> detect_fd_type(int fd) {
-  const std::string where = "--fd " + std::to_string(fd);
+}  // namespace
+
+Result<FdType, std::string> detect_fd_type(int fd, const std::string& where) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     if (errno == EBADF) return unexpected(where + ": not an open file descriptor; pass one moat inherits");
@@ -448,6 +448,22 @@ Result<FdType, std::string> detect_fd_type(int fd) {
   return unexpected(where + ": neither a socket nor a TAP device; give --fd-type tap|stream|dgram if it is one");
 }
 
+Result<std::unique_ptr<transport::FrameTransport>, std::string> make_fd_link(UniqueFd fd, FdType type,
+                                                                           Counters& counters,
+                                                                           const std::string& where) {
+  if (type == FdType::stream) {
+    auto t = transport::QemuStreamTransport::from_connected_fd(std::move(fd), counters);
+    if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
+    return std::unique_ptr<transport::FrameTransport>(std::move(t).value());
+  }
+  // A TAP and a connected datagram/seqpacket socket share the one-frame-per-call semantics.
+  auto t = transport::TapTransport::create(std::move(fd), counters);
+  if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
+  return std::unique_ptr<transport::FrameTransport>(std::move(t).value());
+}
+
+namespace {
+
 Result<ServeLink, std::string> make_serve_link(const ServeOptions& o, Counters& counters) {
   ServeLink s;
   switch (o.kind) {
@@ -473,24 +489,18 @@ Result<ServeLink, std::string> make_serve_link(const ServeOptions& o, Counters& 
       break;
   }
   const std::string where = "--fd " + std::to_string(o.fd);
-  auto detected = detect_fd_type(o.fd);  // also proves the fd is open
+  auto detected = detect_fd_type(o.fd, where);  // also proves the fd is open
   if (!detected && (o.fd_type == FdType::detect || ::fcntl(o.fd, F_GETFD) < 0)) return unexpected(detected.error());
   const FdType type = o.fd_type == FdType::detect ? *detected : o.fd_type;
   // The fd is ours from here on; it is not inherited by anything moat starts.
   ::fcntl(o.fd, F_SETFD, FD_CLOEXEC);
-  UniqueFd fd(o.fd);
-  if (type == FdType::stream) {
-    auto t = transport::QemuStreamTransport::from_connected_fd(std::move(fd), counters);
-    if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
-    s.link = std::move(t).value();
-    s.description = "inherited stream fd " + std::to_string(o.fd);
-    return s;
-  }
-  // A TAP and a connected datagram/seqpacket socket share the one-frame-per-call semantics.
-  auto t = transport::TapTransport::create(std::move(fd), counters);
-  if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
+  auto t = make_fd_link(UniqueFd(o.fd), type, counters, where);
+  if (!t) return unexpected(t.error());
   s.link = std::move(t).value();
-  s.description = (type == FdType::tap ? "inherited TAP fd " : "inherited datagram fd ") + std::to_string(o.fd);
+  s.description = std::string(type == FdType::stream ? "inherited stream fd "
+                              : type == FdType::tap  ? "inherited TAP fd "
+                                                     : "inherited datagram fd ") +
+                  std::to_string(o.fd);
   return s;
 }
 

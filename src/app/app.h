@@ -67,6 +67,15 @@ struct ServeOptions {
   unsigned socket_mode = 0600;     ///< transport.socket_mode
 };
 
+/// R-TR-5: what an inherited fd is (a connected stream or datagram/seqpacket socket, or a
+/// TAP with IFF_NO_PI). Errors are §5.2 texts starting with `where` (e.g. "--fd 3").
+Result<FdType, std::string> detect_fd_type(int fd, const std::string& where);
+/// The guest link over an fd of a known type (serve --fd, the C ABI's moat_gateway_attach_fd):
+/// QEMU stream framing, or one frame per read/write (TAP, datagram). Takes `fd`.
+Result<std::unique_ptr<transport::FrameTransport>, std::string> make_fd_link(UniqueFd fd, FdType type,
+                                                                           Counters& counters,
+                                                                           const std::string& where);
+
 /// `moat run`: returns the process exit status of §5.1 (child's status, 125, 126, 127).
 int run_sandbox(const RunOptions& o);
 /// `moat attach`: 0 when stopped by a signal or when the namespace goes away, 1 on runtime failure,
