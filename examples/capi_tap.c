@@ -7,7 +7,7 @@
  * the TAP. One thread, one poll() over the TAP fd and moat_rx_eventfd().
  *
  *   moat-capi-tap --config FILE [--netns PATH] [--ifname NAME] [--ready-file FILE]
- *                 [--stats-file FILE] [--max-seconds N]
+ *                 [--stats-file FILE] [--max-seconds N] [--attach 1] [--vnet-hdr 1]
  *
  * --config      TOML, or JSON when FILE ends in ".json" (the schema of `moat --config`)
  * --netns       create the TAP inside this network namespace (e.g. /run/netns/guest); moat's
@@ -16,6 +16,11 @@
  * --ready-file  written once the gateway runs
  * --stats-file  moat_stats_json() written there on exit
  * --max-seconds exit after N seconds (default 3600); SIGTERM/SIGINT also stop it cleanly
+ * --attach 1    hand the TAP fd to moat (moat_gateway_attach_fd) instead of bridging it to
+ *               the rings; this program then only waits
+ * --vnet-hdr 1  open the TAP with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM, TSO4, TSO6), and create
+ *               the gateway with vnet_hdr_len 10 and the same offloads: virtio-net headers
+ *               (partial checksums, TSO super-frames) pass between the TAP and the rings as is
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -66,7 +71,7 @@ static int write_file(const char *path, const char *text) {
 }
 
 /* Opens a TAP named ifname, inside the namespace at netns_path when given. */
-static int open_tap(const char *netns_path, const char *ifname) {
+static int open_tap(const char *netns_path, const char *ifname, int vnet_hdr) {
   int self_ns = -1, target_ns = -1, fd = -1;
   if (netns_path) {
     self_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -80,10 +85,14 @@ static int open_tap(const char *netns_path, const char *ifname) {
   if (fd >= 0) {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
     if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
       fprintf(stderr, "moat-capi-tap: TUNSETIFF %s: %s\n", ifname, strerror(errno));
+      close(fd);
+      fd = -1;
+    } else if (vnet_hdr && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) != 0) {
+      fprintf(stderr, "moat-capi-tap: TUNSETOFFLOAD: %s\n", strerror(errno));
       close(fd);
       fd = -1;
     }
@@ -101,6 +110,9 @@ out:
   return fd;
 }
 
+static volatile sig_atomic_t g_term_reason;
+static void on_terminate(void *userdata, int reason) { (void)userdata; g_term_reason = reason; }
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -110,6 +122,7 @@ static double now_s(void) {
 int main(int argc, char **argv) {
   const char *config = NULL, *netns = NULL, *ifname = "moat0", *ready = NULL, *stats = NULL;
   double max_seconds = 3600;
+  int attach = 0, vnet_hdr = 0;
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) { fprintf(stderr, "moat-capi-tap: %s needs a value\n", a); return 2; }
@@ -119,6 +132,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--ready-file")) ready = v;
     else if (!strcmp(a, "--stats-file")) stats = v;
     else if (!strcmp(a, "--max-seconds")) max_seconds = atof(v);
+    else if (!strcmp(a, "--attach")) attach = atoi(v);
+    else if (!strcmp(a, "--vnet-hdr")) vnet_hdr = atoi(v);
     else { fprintf(stderr, "moat-capi-tap: unknown option %s\n", a); return 2; }
   }
   if (moat_abi_version() != MOAT_ABI_VERSION) {
@@ -140,12 +155,23 @@ int main(int argc, char **argv) {
   moat_gateway_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.struct_size = sizeof opts;
+  opts.terminate_cb = on_terminate;
+  if (vnet_hdr) {
+    opts.vnet_hdr_len = 10; /* the TAP default (no TUNSETVNETHDRSZ) */
+    opts.offloads = MOAT_OFF_CSUM | MOAT_OFF_TSO4 | MOAT_OFF_TSO6;
+  }
   moat_gateway *gw = moat_gateway_new(cfg, cfg_len, fmt, &opts, &err);
   free(cfg);
   if (!gw) { fprintf(stderr, "%s\n", err.message); return 2; }
 
-  int tap = open_tap(netns, ifname);
+  int tap = open_tap(netns, ifname, vnet_hdr);
   if (tap < 0) { moat_gateway_free(gw); return 1; }
+  if (attach && moat_gateway_attach_fd(gw, tap, MOAT_FD_TAP, &err) != MOAT_OK) {
+    fprintf(stderr, "%s\n", err.message);
+    close(tap);
+    moat_gateway_free(gw);
+    return 1;
+  }
   if (moat_gateway_start(gw, &err) != MOAT_OK) {
     fprintf(stderr, "%s\n", err.message);
     close(tap);
@@ -160,11 +186,15 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   if (ready && write_file(ready, "ready\n") != 0) fprintf(stderr, "moat-capi-tap: cannot write %s\n", ready);
 
-  static unsigned char buf[MAX_FRAME + 1];
-  unsigned long long to_moat = 0, to_tap = 0, push_full = 0, tap_full = 0;
+  static unsigned char buf[12 + MAX_FRAME + 1];
+  unsigned long long to_moat = 0, to_tap = 0, push_full = 0, tap_full = 0, gso_to_moat = 0, gso_to_tap = 0;
   const double deadline = now_s() + max_seconds;
   struct pollfd pfd[2] = {{.fd = tap, .events = POLLIN}, {.fd = moat_rx_eventfd(gw), .events = POLLIN}};
-  while (!g_stop && now_s() < deadline) {
+  while (!g_stop && !g_term_reason && now_s() < deadline) {
+    if (attach) { /* moat reads and writes the TAP itself */
+      poll(NULL, 0, 200);
+      continue;
+    }
     if (poll(pfd, 2, 200) < 0 && errno != EINTR) break;
     /* guest -> moat: up to 64 frames per wake-up, like moat's own TAP transport. */
     for (int i = 0; i < 64; ++i) {
@@ -172,6 +202,7 @@ int main(int argc, char **argv) {
       if (n <= 0) break;
       int rc = moat_push_frame(gw, buf, (size_t)n);
       if (rc == MOAT_OK) ++to_moat;
+      if (rc == MOAT_OK && vnet_hdr && buf[1] != 0) ++gso_to_moat; /* gso_type: a super-frame */
       else if (rc == MOAT_EAGAIN) ++push_full; /* ring full: drop, as a lossy NIC would */
     }
     /* moat -> guest: until MOAT_EAGAIN (that pull also resets the eventfd). */
@@ -179,6 +210,7 @@ int main(int argc, char **argv) {
       size_t len = 0;
       int rc = moat_pull_frame(gw, buf, sizeof buf, &len);
       if (rc != MOAT_OK) break;
+      if (vnet_hdr && len > 1 && buf[1] != 0) ++gso_to_tap;
       if (write(tap, buf, len) == (ssize_t)len) ++to_tap;
       else ++tap_full;
     }
@@ -189,8 +221,10 @@ int main(int argc, char **argv) {
     if (moat_stats_json(gw, &json) == MOAT_OK) write_file(stats, json);
     moat_free(json);
   }
+  if (g_term_reason) fprintf(stderr, "moat-capi-tap: the gateway ended on its own (reason %d)\n", (int)g_term_reason);
   fprintf(stderr, "moat-capi-tap: frames to moat %llu, to tap %llu, ring full %llu, tap full %llu\n", to_moat, to_tap,
           push_full, tap_full);
+  if (vnet_hdr) fprintf(stderr, "moat-capi-tap: gso frames to moat %llu, to tap %llu\n", gso_to_moat, gso_to_tap);
   moat_gateway_free(gw);
   close(tap);
   return 0;

@@ -6,6 +6,8 @@
  * Model
  *   moat_gateway_new()   parses and validates a TOML or JSON config (the same schema as
  *                        `moat --config`), binds published ports, allocates the rings.
+ *   moat_gateway_attach_fd() (optional, before start) uses a TAP or socket fd as the guest
+ *                        link instead of the rings.
  *   moat_gateway_start() spawns the gateway's own event-loop thread (one per gateway).
  *   moat_push_frame()    guest -> moat: copies one frame into the from-guest ring.
  *   moat_pull_frame()    moat -> guest: copies the oldest to-guest frame out.
@@ -109,7 +111,13 @@ typedef struct moat_error {
 } moat_error;
 
 /* Why the loop thread ended on its own (terminate_cb). */
-#define MOAT_TERM_LINK_FAILED 1
+#define MOAT_TERM_LINK_FAILED 1 /* the guest link failed (an attached fd's read/write error) */
+#define MOAT_TERM_LINK_CLOSED 2 /* an attached fd reached its end (EOF, ECONNRESET, the TAP went away) */
+
+/* Kinds for moat_gateway_attach_fd(). */
+#define MOAT_FD_TAP 1    /* a TAP device fd (IFF_TAP | IFF_NO_PI, without IFF_VNET_HDR) */
+#define MOAT_FD_STREAM 2 /* a connected SOCK_STREAM socket with QEMU framing (4-byte BE length) */
+#define MOAT_FD_DGRAM 3  /* a connected SOCK_DGRAM / SOCK_SEQPACKET socket: one frame per datagram */
 
 /*
  * Options for moat_gateway_new(). Zero-initialise, set struct_size = sizeof(moat_gateway_opts),
@@ -151,6 +159,21 @@ MOAT_API moat_gateway *moat_gateway_new(const char *cfg, size_t len, int fmt, co
 /* Spawns the loop thread. MOAT_ESTATE if already started or stopped; MOAT_EIO if the thread
  * cannot be created. */
 MOAT_API int moat_gateway_start(moat_gateway *gw, moat_error *err);
+
+/*
+ * Makes `fd` the gateway's guest link instead of the rings, with the transports of
+ * `moat serve --fd` (R-TR-5): `kind` MOAT_FD_TAP, MOAT_FD_STREAM or MOAT_FD_DGRAM, which must
+ * match what the fd is (else MOAT_EINVAL with a message). Only before moat_gateway_start()
+ * and only once (MOAT_ESTATE otherwise), and only for a gateway created with vnet_hdr_len 0
+ * (MOAT_EINVAL). Ownership: the library duplicates `fd` (F_DUPFD_CLOEXEC) and closes its
+ * duplicate at stop; the caller keeps and may close its own (for a socket, the link ends
+ * only when every duplicate of the peer is closed). The shared file description is set
+ * O_NONBLOCK. Afterwards moat_push_frame(), moat_pull_frame() and moat_rx_eventfd() return
+ * MOAT_ESTATE. When the fd reaches its end the loop thread ends and terminate_cb gets
+ * MOAT_TERM_LINK_CLOSED (MOAT_TERM_LINK_FAILED for another error); then call
+ * moat_gateway_free(). Control call (serialised with the others).
+ */
+MOAT_API int moat_gateway_attach_fd(moat_gateway *gw, int fd, int kind, moat_error *err);
 
 /*
  * Guest -> moat: copies one Ethernet frame into the from-guest ring (single producer).

@@ -180,6 +180,25 @@ int moat_gateway_start(moat_gateway* gw, moat_error* err) {
   });
 }
 
+int moat_gateway_attach_fd(moat_gateway* gw, int fd, int kind, moat_error* err) {
+  return guarded(err, [&]() -> int {
+    clear_error(err);
+    if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
+    if (fd < 0) return fail(err, MOAT_EINVAL, "moat: error: attach_fd: " + std::to_string(fd) + " is not a file descriptor");
+    moat::app::FdType t;
+    switch (kind) {
+      case MOAT_FD_TAP: t = moat::app::FdType::tap; break;
+      case MOAT_FD_STREAM: t = moat::app::FdType::stream; break;
+      case MOAT_FD_DGRAM: t = moat::app::FdType::dgram; break;
+      default:
+        return fail(err, MOAT_EINVAL, "moat: error: attach_fd: kind " + std::to_string(kind) +
+                                          " is not MOAT_FD_TAP, MOAT_FD_STREAM or MOAT_FD_DGRAM");
+    }
+    if (auto r = gw->gw->attach_fd(fd, t); !r) return fail(err, code_of(r.error()), r.error().message);
+    return MOAT_OK;
+  });
+}
+
 int moat_push_frame(moat_gateway* gw, const void* frame, size_t len) {
   if (!gw || !frame) return MOAT_EINVAL;
   if (!gw->gw->accepting_frames()) return MOAT_ESTATE;
@@ -194,6 +213,7 @@ int moat_push_frame(moat_gateway* gw, const void* frame, size_t len) {
 
 int moat_pull_frame(moat_gateway* gw, void* buf, size_t cap, size_t* len) {
   if (!gw || !len || (!buf && cap != 0)) return MOAT_EINVAL;
+  if (gw->gw->fd_attached()) return MOAT_ESTATE;
   using R = moat::transport::RingTransport::PullResult;
   switch (gw->gw->ring().pull_to_guest(moat::MutBytes(static_cast<std::byte*>(buf), cap), len)) {
     case R::ok: return MOAT_OK;
@@ -205,6 +225,7 @@ int moat_pull_frame(moat_gateway* gw, void* buf, size_t cap, size_t* len) {
 
 int moat_rx_eventfd(moat_gateway* gw) {
   if (!gw) return MOAT_EINVAL;
+  if (gw->gw->fd_attached()) return MOAT_ESTATE;
   return gw->gw->ring().to_guest_fd();
 }
 

@@ -1,5 +1,6 @@
 #include "capi/embedded.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,26 +15,6 @@
 
 namespace moat::capi {
 namespace {
-
-/// The Gateway owns its link; the rings must outlive it (pulls drain them after stop()),
-/// so the Gateway gets this forwarder and EmbeddedGateway keeps the rings.
-class BorrowedLink final : public transport::FrameTransport {
- public:
-  explicit BorrowedLink(transport::FrameTransport& inner) : inner_(inner) {}
-  [[nodiscard]] int fd() const override { return inner_.fd(); }
-  Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override {
-    return inner_.receive(on_frame, max_frames);
-  }
-  bool send(Bytes frame) override { return inner_.send(frame); }
-  Status flush() override { return inner_.flush(); }
-  [[nodiscard]] bool has_pending_output() const override { return inner_.has_pending_output(); }
-  [[nodiscard]] bool output_full() const override { return inner_.output_full(); }
-  [[nodiscard]] transport::OffloadMask guest_offloads() const override { return inner_.guest_offloads(); }
-  bool send_offloaded(Bytes frame, const transport::VnetHeader& h) override { return inner_.send_offloaded(frame, h); }
-
- private:
-  transport::FrameTransport& inner_;
-};
 
 std::string join(const std::vector<config::UserError>& errs) {
   std::string s;
@@ -81,6 +62,28 @@ config::NetSources key_sources() {
 
 }  // namespace
 
+/// The Gateway owns its link; the rings must outlive it (pulls drain them after stop()),
+/// so the Gateway gets this forwarder and EmbeddedGateway keeps the rings. attach_fd()
+/// retargets it before start(), while nothing is registered with the loop yet.
+class EmbeddedGateway::LinkSwitch final : public transport::FrameTransport {
+ public:
+  explicit LinkSwitch(transport::FrameTransport& inner) : inner_(&inner) {}
+  void retarget(transport::FrameTransport& inner) noexcept { inner_ = &inner; }
+  [[nodiscard]] int fd() const override { return inner_->fd(); }
+  Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override {
+    return inner_->receive(on_frame, max_frames);
+  }
+  bool send(Bytes frame) override { return inner_->send(frame); }
+  Status flush() override { return inner_->flush(); }
+  [[nodiscard]] bool has_pending_output() const override { return inner_->has_pending_output(); }
+  [[nodiscard]] bool output_full() const override { return inner_->output_full(); }
+  [[nodiscard]] transport::OffloadMask guest_offloads() const override { return inner_->guest_offloads(); }
+  bool send_offloaded(Bytes frame, const transport::VnetHeader& h) override { return inner_->send_offloaded(frame, h); }
+
+ private:
+  transport::FrameTransport* inner_;
+};
+
 Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(config::Config cfg,
                                                                             const EmbedOptions& opts) {
   const app::Families fam = app::resolve_families(cfg.net);
@@ -109,7 +112,9 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
     return unexpected(std::move(e));
   };
 
-  std::unique_ptr<transport::FrameTransport> link = std::make_unique<BorrowedLink>(*g->ring_);
+  auto sw = std::make_unique<LinkSwitch>(*g->ring_);
+  g->link_switch_ = sw.get();
+  std::unique_ptr<transport::FrameTransport> link = std::move(sw);
   transport::PcapTap* pcap = nullptr;
   if (!g->cfg_.pcap_file.empty()) {
     auto w = transport::PcapWriter::open(g->cfg_.pcap_file);
@@ -144,14 +149,6 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   }
   g->gateway_ = std::make_unique<app::Gateway>(*g->loop_, g->counters_, app::link_config(g->cfg_, fam),
                                                std::move(link), pcap, &g->setup_);
-  EmbeddedGateway* self = g.get();
-  if (auto st = g->gateway_->start([self](const Errno& e) {
-        MOAT_LOG(error, "the guest link failed: %s", e.message());
-        self->loop_->stop();
-      });
-      !st)
-    return undo(CallError{CallError::Kind::io, std::string("moat: error: cannot start the gateway: ") +
-                                                  st.error().message()});
   if (auto pb = g->gateway_->flows()->publish(g->cfg_.flows.publish); !pb) {
     std::string msg = pb.error();
     if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
@@ -162,13 +159,56 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
 
 EmbeddedGateway::~EmbeddedGateway() { stop(); }
 
+Result<void, CallError> EmbeddedGateway::attach_fd(int fd, app::FdType kind) {
+  std::lock_guard lock(ctl_mu_);
+  if (started_ || stopped_)
+    return unexpected(CallError{CallError::Kind::state, "moat: error: attach_fd: only before moat_gateway_start()"});
+  if (fd_attached())
+    return unexpected(CallError{CallError::Kind::state, "moat: error: attach_fd: an fd is attached already"});
+  if (ring_->vnet_hdr_len() != 0)
+    return unexpected(CallError{CallError::Kind::invalid,
+                                "moat: error: attach_fd: opts.vnet_hdr_len and opts.offloads describe the rings; an "
+                                "attached fd carries plain frames in this build, so create the gateway with 0"});
+  const std::string where = "attach_fd " + std::to_string(fd);
+  auto detected = app::detect_fd_type(fd, where);
+  if (!detected) return unexpected(CallError{CallError::Kind::invalid, "moat: error: " + detected.error()});
+  auto name = [](app::FdType t) {
+    return t == app::FdType::tap ? "MOAT_FD_TAP" : t == app::FdType::stream ? "MOAT_FD_STREAM" : "MOAT_FD_DGRAM";
+  };
+  if (*detected != kind)
+    return unexpected(CallError{CallError::Kind::invalid, "moat: error: " + where + ": kind " + name(kind) +
+                                                              " does not match the fd, which is a " + name(*detected)});
+  UniqueFd own(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!own)
+    return unexpected(CallError{CallError::Kind::io, "moat: error: " + where + ": cannot duplicate: " + Errno::last().message()});
+  auto t = app::make_fd_link(std::move(own), kind, counters_, where);
+  if (!t) return unexpected(CallError{CallError::Kind::io, "moat: error: " + t.error()});
+  fd_link_ = std::move(t).value();
+  link_switch_->retarget(*fd_link_);
+  fd_attached_.store(true, std::memory_order_release);
+  return {};
+}
+
 Result<void, CallError> EmbeddedGateway::start() {
   std::lock_guard lock(ctl_mu_);
   if (started_ || stopped_) return unexpected(CallError{CallError::Kind::state, "moat: error: start: the gateway was already started"});
+  // The link is final now (rings or an attached fd): register it and bring the link up.
+  if (auto st = gateway_->start([this](const Errno& e) {
+        if (transport::is_link_gone(e)) {
+          MOAT_LOG(info, "the guest link ended");
+          link_closed_ = true;
+        } else {
+          MOAT_LOG(error, "the guest link failed: %s", e.message());
+        }
+        loop_->stop();
+      });
+      !st)
+    return unexpected(CallError{CallError::Kind::io, std::string("moat: error: cannot start the gateway: ") +
+                                                        st.error().message()});
   // Everything built so far happens-before the thread's first instruction (std::thread).
   thread_ = std::thread([this] {
     loop_->run();
-    if (!stop_requested_ && on_terminate_) on_terminate_(1 /* MOAT_TERM_LINK_FAILED */);
+    if (!stop_requested_ && on_terminate_) on_terminate_(link_closed_ ? 2 /* MOAT_TERM_LINK_CLOSED */ : 1 /* MOAT_TERM_LINK_FAILED */);
     loop_exited_.store(true, std::memory_order_release);
   });
   started_ = true;
@@ -189,6 +229,7 @@ void EmbeddedGateway::stop() {
   // The loop thread is gone (or never ran): loop state is ours. R-CLI-5 semantics: the
   // Gateway's destructor resets open flows on both sides.
   gateway_.reset();
+  fd_link_.reset();  // an attached fd's peer sees the end now
   if (audit_) {
     audit_->emit("gateway_stop", [](obs::JsonWriter& w) { w.str("reason", "stop"); });
     audit_.reset();  // flushes what it can without blocking

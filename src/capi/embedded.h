@@ -5,10 +5,13 @@
 //
 // Lifecycle:
 //   created   create(): config validated, loop + counters + rings + Gateway built, published
-//             ports bound, the Gateway registered with the loop. No thread yet. Frames may be
-//             pushed (they wait in the ring); control calls act directly (no loop thread).
-//   running   start(): the loop thread runs Loop::run(). Loop state is touched only there;
-//             control calls post a task and wait for it.
+//             ports bound. No thread yet. Frames may be pushed (they wait in the ring);
+//             control calls act directly (no loop thread). attach_fd() may switch the
+//             guest link from the rings to an fd (then pushes and pulls are refused).
+//   running   start(): the Gateway registers its link with the loop (initial RAs), and the
+//             loop thread runs Loop::run(). Loop state is touched only there; control calls
+//             post a task and wait for it. If the link ends (an attached fd's EOF or error)
+//             the loop ends on its own and on_terminate runs on the loop thread.
 //   stopped   stop(): Loop::stop() + join; the Gateway is destroyed on the calling thread
 //             (resets open flows). Pulls still drain the to-guest ring; pushes are refused.
 //   destroyed ~EmbeddedGateway(): stop(), then everything is released.
@@ -67,9 +70,18 @@ class EmbeddedGateway {
   /// Idempotent. Joins the loop thread.
   void stop();
 
+  /// Before start() only: the guest link becomes `fd` (duplicated; the caller keeps its own)
+  /// instead of the rings, with the transports of `moat serve --fd` (app::make_fd_link).
+  /// `kind` must match what the fd is (app::detect_fd_type).
+  Result<void, CallError> attach_fd(int fd, app::FdType kind);
+
   /// The rings' host side (push: single producer; pull: single consumer).
   transport::RingTransport& ring() noexcept { return *ring_; }
-  [[nodiscard]] bool accepting_frames() const noexcept { return !stopped_.load(std::memory_order_relaxed); }
+  /// False once stopped or when an fd replaced the rings.
+  [[nodiscard]] bool accepting_frames() const noexcept {
+    return !stopped_.load(std::memory_order_relaxed) && !fd_attached();
+  }
+  [[nodiscard]] bool fd_attached() const noexcept { return fd_attached_.load(std::memory_order_acquire); }
 
   /// Every counter as a JSON object (see moat.h).
   Result<std::string, CallError> stats_json();
@@ -93,6 +105,11 @@ class EmbeddedGateway {
   /// The rings outlive the Gateway (pulls still drain them after stop()), so the Gateway
   /// owns only a forwarding FrameTransport and the rings live here.
   std::unique_ptr<transport::RingTransport> ring_;
+  /// The Gateway's link: forwards to *ring_ or, after attach_fd(), to *fd_link_.
+  class LinkSwitch;
+  LinkSwitch* link_switch_ = nullptr;  // owned by gateway_ (maybe inside a PcapTap)
+  std::unique_ptr<transport::FrameTransport> fd_link_;  // outlives gateway_
+  std::atomic<bool> fd_attached_{false};
   std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
   std::unique_ptr<app::Gateway> gateway_;
   std::function<void(int)> on_terminate_;
@@ -101,6 +118,7 @@ class EmbeddedGateway {
   std::atomic<bool> stopped_{false};
   std::atomic<bool> loop_exited_{false};  // set by the loop thread as it ends
   bool stop_requested_ = false;  // loop thread only: set by the task stop() posts
+  bool link_closed_ = false;     // loop thread only: the link reported EOF (not a failure)
 };
 
 }  // namespace moat::capi

@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -525,6 +528,131 @@ TEST(CApi, ConcurrentControlCallsWhileFramesFlow) {
   puller.join();
   EXPECT_EQ(policy_generation(gw), 150);
   moat_gateway_free(gw);
+}
+
+
+// --- moat_gateway_attach_fd (R-TR-5 transports behind the ABI)
+
+struct TermRecord {
+  std::atomic<int> reason{0};
+};
+
+/// Reads one QEMU-framed frame (4-byte big-endian length + frame) from `fd` within 2 s.
+std::optional<Buf> read_qemu_frame(int fd, Buf& pending) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pending.size() >= 4) {
+      uint32_t n = (uint32_t(pending[0]) << 24) | (uint32_t(pending[1]) << 16) | (uint32_t(pending[2]) << 8) |
+                   uint32_t(pending[3]);
+      if (pending.size() >= 4 + n) {
+        Buf f(pending.begin() + 4, pending.begin() + 4 + long(n));
+        pending.erase(pending.begin(), pending.begin() + 4 + long(n));
+        return f;
+      }
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) != 1) continue;
+    std::byte tmp[4096];
+    ssize_t r = ::read(fd, tmp, sizeof tmp);
+    if (r <= 0) return std::nullopt;
+    pending.insert(pending.end(), tmp, tmp + r);
+  }
+  return std::nullopt;
+}
+
+TEST(CApi, AttachFdStreamCarriesFramesAndEofTerminates) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  TermRecord term;
+  moat_gateway_opts o{};
+  o.struct_size = sizeof o;
+  o.userdata = &term;
+  o.terminate_cb = [](void* ud, int reason) { static_cast<TermRecord*>(ud)->reason.store(reason); };
+  moat_gateway* gw = make_gw(kV4Only, &o);
+  moat_error err{};
+  EXPECT_EQ(moat_gateway_attach_fd(gw, sv[0], MOAT_FD_TAP, &err), MOAT_EINVAL);  // the wrong kind
+  EXPECT_NE(std::string(err.message).find("does not match"), std::string::npos) << err.message;
+  EXPECT_EQ(moat_gateway_attach_fd(gw, sv[0], 42, &err), MOAT_EINVAL);
+  EXPECT_EQ(moat_gateway_attach_fd(gw, -1, MOAT_FD_STREAM, &err), MOAT_EINVAL);
+  EXPECT_EQ(moat_gateway_attach_fd(nullptr, sv[0], MOAT_FD_STREAM, &err), MOAT_EINVAL);
+  ASSERT_EQ(moat_gateway_attach_fd(gw, sv[0], MOAT_FD_STREAM, &err), MOAT_OK) << err.message;
+  EXPECT_EQ(moat_gateway_attach_fd(gw, sv[0], MOAT_FD_STREAM, &err), MOAT_ESTATE);
+  ::close(sv[0]);  // the gateway holds its own duplicate
+  ASSERT_EQ(moat_gateway_start(gw, &err), MOAT_OK) << err.message;
+  EXPECT_EQ(moat_gateway_attach_fd(gw, sv[1], MOAT_FD_STREAM, &err), MOAT_ESTATE);
+
+  GuestFrames g;
+  Buf req = g.arp_request(g.gateway4);
+  EXPECT_EQ(moat_push_frame(gw, req.data(), req.size()), MOAT_ESTATE);
+  size_t len = 0;
+  char buf[64];
+  EXPECT_EQ(moat_pull_frame(gw, buf, sizeof buf, &len), MOAT_ESTATE);
+  EXPECT_EQ(moat_rx_eventfd(gw), MOAT_ESTATE);
+
+  // The test is the VMM: QEMU stream framing both ways.
+  Buf framed = {std::byte{0}, std::byte{0}, std::byte(req.size() >> 8), std::byte(req.size() & 0xff)};
+  framed.insert(framed.end(), req.begin(), req.end());
+  ASSERT_EQ(::write(sv[1], framed.data(), framed.size()), ssize_t(framed.size()));
+  Buf pending;
+  std::optional<Buf> reply;
+  for (int i = 0; i < 10 && !reply; ++i) {
+    auto f = read_qemu_frame(sv[1], pending);
+    if (!f) break;
+    if (is_arp_reply(span(*f))) reply = f;
+  }
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(as_arp(span(*reply))->arp.target_mac, g.guest_mac);
+  EXPECT_NE(stats(gw).find("\"arp.replies\":1"), std::string::npos);
+
+  // EOF from the VMM ends the loop: terminate_cb(MOAT_TERM_LINK_CLOSED) on the loop thread.
+  ::close(sv[1]);
+  for (int i = 0; i < 200 && term.reason.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(term.reason.load(), MOAT_TERM_LINK_CLOSED);
+  moat_gateway_free(gw);
+}
+
+TEST(CApi, AttachFdDatagramAndRefusals) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  moat_gateway* gw = make_gw();
+  moat_error err{};
+  EXPECT_EQ(moat_gateway_attach_fd(gw, sv[0], MOAT_FD_STREAM, &err), MOAT_EINVAL);
+  ASSERT_EQ(moat_gateway_attach_fd(gw, sv[0], MOAT_FD_DGRAM, &err), MOAT_OK) << err.message;
+  ASSERT_EQ(moat_gateway_start(gw, &err), MOAT_OK) << err.message;
+  GuestFrames g;
+  Buf req = g.arp_request(g.gateway4);
+  ASSERT_EQ(::send(sv[1], req.data(), req.size(), 0), ssize_t(req.size()));
+  bool got = false;
+  Buf buf(70000);
+  for (int i = 0; i < 20 && !got; ++i) {
+    pollfd p{sv[1], POLLIN, 0};
+    if (::poll(&p, 1, 100) != 1) continue;
+    ssize_t n = ::recv(sv[1], buf.data(), buf.size(), 0);
+    ASSERT_GT(n, 0);
+    got = is_arp_reply(Bytes(buf.data(), size_t(n)));
+  }
+  EXPECT_TRUE(got);
+  moat_gateway_free(gw);
+  ::close(sv[0]);
+  ::close(sv[1]);
+
+  // A gateway with a virtio-net header on its rings refuses an fd (plain frames only), and
+  // an fd that is no socket or TAP is refused with a message.
+  moat_gateway_opts o{};
+  o.struct_size = sizeof o;
+  o.vnet_hdr_len = 12;
+  gw = make_gw(kV4Only, &o);
+  int pipefd[2];
+  ASSERT_EQ(::pipe2(pipefd, O_CLOEXEC), 0);
+  EXPECT_EQ(moat_gateway_attach_fd(gw, pipefd[0], MOAT_FD_TAP, &err), MOAT_EINVAL);
+  EXPECT_NE(std::string(err.message).find("vnet_hdr_len"), std::string::npos) << err.message;
+  moat_gateway_free(gw);
+  gw = make_gw();
+  EXPECT_EQ(moat_gateway_attach_fd(gw, pipefd[0], MOAT_FD_TAP, &err), MOAT_EINVAL);
+  EXPECT_NE(std::string(err.message).find("neither a socket nor a TAP"), std::string::npos) << err.message;
+  moat_gateway_free(gw);
+  ::close(pipefd[0]);
+  ::close(pipefd[1]);
 }
 
 }  // namespace
