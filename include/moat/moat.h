@@ -221,6 +221,26 @@ MOAT_API int moat_stats_json(moat_gateway *gw, char **json);
 MOAT_API int moat_policy_update(moat_gateway *gw, const char *policy, size_t len, int fmt, int revalidate,
                                 moat_error *err);
 
+/*
+ * Publishes a port at runtime (R-PUB-6): `spec` is the `-p` syntax of R-PUB-1,
+ * "[BIND:]HOSTPORT[-HOSTPORT2]:GUESTPORT[-GUESTPORT2][/tcp|/udp]" (BIND defaults to 127.0.0.1).
+ * Every port of the spec is bound (on the loop thread once started) or none is. Errors, with
+ * a §5.2 line in err: MOAT_ECONFIG (syntax), MOAT_EINVAL (NULL, or the host port is already
+ * published), MOAT_EIO (bind/listen failed; the message names the spec and errno, with the
+ * ip_unprivileged_port_start hint for EACCES), MOAT_ESTATE (stopped). Host port 0 picks an
+ * ephemeral port; moat_control "publish" reports it. Control call (serialised).
+ */
+MOAT_API int moat_publish(moat_gateway *gw, const char *spec, moat_error *err);
+
+/*
+ * Closes the listeners of a published spec (R-PUB-6): `spec` must equal a published one in
+ * protocol, bind address, host and guest ports (text differences like a default "/tcp" do not
+ * matter). TCP connections already accepted continue; the UDP peer mappings of the listener
+ * end. MOAT_EINVAL with "no such published port" when nothing matches; MOAT_ECONFIG for a
+ * syntax error; MOAT_ESTATE when stopped. Control call (serialised).
+ */
+MOAT_API int moat_unpublish(moat_gateway *gw, const char *spec, moat_error *err);
+
 /* Releases memory moat returned (NULL is fine). */
 MOAT_API void moat_free(void *p);
 

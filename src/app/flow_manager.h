@@ -115,6 +115,7 @@ class FlowManager final : public stack::PacketHandler, private dns::AnswerSink {
   /// Binds the published ports (before ready). Error: one §5.2 line.
   Result<void, std::string> publish(const std::vector<config::PublishSpec>& specs) { return publisher_.bind_all(specs); }
   const ports::Publisher& publisher() const noexcept { return publisher_; }
+  ports::Publisher& publisher() noexcept { return publisher_; }  ///< runtime publish/unpublish (R-PUB-6)
   flows::TcpEngine& tcp() noexcept { return tcp_; }
   flows::UdpRelay& udp() noexcept { return udp_; }
   const flows::Destinations& destinations() const noexcept { return destinations_; }

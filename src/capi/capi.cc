@@ -42,6 +42,8 @@ int code_of(const CallError& e) noexcept {
     case CallError::Kind::config: return MOAT_ECONFIG;
     case CallError::Kind::state: return MOAT_ESTATE;
     case CallError::Kind::io: return MOAT_EIO;
+    case CallError::Kind::not_found: return MOAT_EINVAL;
+    case CallError::Kind::conflict: return MOAT_EINVAL;
   }
   return MOAT_EIO;
 }
@@ -260,6 +262,26 @@ int moat_policy_update(moat_gateway* gw, const char* policy, size_t len, int fmt
                   "moat: error: revalidate: resetting established flows is not supported by this build; use 0");
     if (auto r = gw->gw->update_policy(std::string_view(policy ? policy : "", len), f); !r)
       return fail(err, code_of(r.error()), r.error().message);
+    return MOAT_OK;
+  });
+}
+
+int moat_publish(moat_gateway* gw, const char* spec, moat_error* err) {
+  return guarded(err, [&]() -> int {
+    clear_error(err);
+    if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
+    if (!spec) return fail(err, MOAT_EINVAL, "moat: error: publish: NULL spec");
+    if (auto r = gw->gw->publish(spec); !r) return fail(err, code_of(r.error()), r.error().message);
+    return MOAT_OK;
+  });
+}
+
+int moat_unpublish(moat_gateway* gw, const char* spec, moat_error* err) {
+  return guarded(err, [&]() -> int {
+    clear_error(err);
+    if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
+    if (!spec) return fail(err, MOAT_EINVAL, "moat: error: unpublish: NULL spec");
+    if (auto r = gw->gw->unpublish(spec); !r) return fail(err, code_of(r.error()), r.error().message);
     return MOAT_OK;
   });
 }

@@ -338,3 +338,60 @@ Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, Po
 }
 
 }  // namespace moat::capi
+
+namespace moat::capi {
+
+namespace {
+
+Result<config::PublishSpec, CallError> parse_spec(std::string_view what, std::string_view spec) {
+  auto p = config::parse_publish(spec);
+  if (!p) return unexpected(config_error("moat: error: " + std::string(what) + " \"" + std::string(spec) + "\": " + p.error()));
+  return std::move(p).value();
+}
+
+}  // namespace
+
+Result<std::vector<std::string>, CallError> EmbeddedGateway::publish(std::string_view spec) {
+  auto p = parse_spec("publish", spec);
+  if (!p) return unexpected(p.error());
+  std::lock_guard lock(ctl_mu_);
+  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: publish: the gateway is stopped"});
+  Result<std::vector<std::string>, ports::Publisher::ChangeError> r = std::vector<std::string>{};
+  if (auto l = on_loop([&] { r = gateway_->flows()->publisher().add(*p); }); !l) return unexpected(l.error());
+  if (!r) {
+    using K = ports::Publisher::ChangeError::Kind;
+    auto kind = r.error().kind == K::conflict ? CallError::Kind::conflict : CallError::Kind::io;
+    std::string msg = r.error().message;
+    if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
+    return unexpected(CallError{kind, std::move(msg)});
+  }
+  for (const auto& d : *r) MOAT_LOG(info, "published %s", d.c_str());
+  cfg_.flows.publish.push_back(*p);
+  return std::move(r).value();
+}
+
+Result<size_t, CallError> EmbeddedGateway::unpublish(std::string_view spec) {
+  auto p = parse_spec("unpublish", spec);
+  if (!p) return unexpected(p.error());
+  std::lock_guard lock(ctl_mu_);
+  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: unpublish: the gateway is stopped"});
+  Result<size_t, ports::Publisher::ChangeError> r = size_t{0};
+  if (auto l = on_loop([&] { r = gateway_->flows()->publisher().remove(*p); }); !l) return unexpected(l.error());
+  if (!r) return unexpected(CallError{CallError::Kind::not_found, "moat: error: " + r.error().message});
+  std::erase_if(cfg_.flows.publish, [&](const config::PublishSpec& x) {
+    return x.proto == p->proto && x.bind == p->bind && x.host_port == p->host_port && x.guest_port == p->guest_port &&
+           x.count == p->count;
+  });
+  MOAT_LOG(info, "unpublished %s (%zu listener%s closed)", p->text.c_str(), *r, *r == 1 ? "" : "s");
+  return *r;
+}
+
+Result<std::vector<std::string>, CallError> EmbeddedGateway::published() {
+  std::lock_guard lock(ctl_mu_);
+  if (!gateway_) return std::vector<std::string>{};
+  std::vector<std::string> out;
+  if (auto l = on_loop([&] { out = gateway_->flows()->publisher().describe(); }); !l) return unexpected(l.error());
+  return out;
+}
+
+}  // namespace moat::capi

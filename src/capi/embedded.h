@@ -47,7 +47,7 @@ inline constexpr uint32_t kRingDefaultMtu = 1500;
 
 /// What a failed control call returns: a MOAT_E*-like kind and the §5.2 message.
 struct CallError {
-  enum class Kind { invalid, config, state, io } kind;
+  enum class Kind { invalid, config, state, io, not_found, conflict } kind;
   std::string message;
 };
 
@@ -85,6 +85,17 @@ class EmbeddedGateway {
 
   /// Every counter as a JSON object (see moat.h).
   Result<std::string, CallError> stats_json();
+
+  /// R-PUB-6: binds a `-p` spec (R-PUB-1) on the loop thread; returns the new listeners as
+  /// describe() lines ("tcp 127.0.0.1:8080 -> guest port 80"). Errors: config (syntax),
+  /// conflict (host port already published), io (bind failed: the line names spec and errno),
+  /// state (stopped).
+  Result<std::vector<std::string>, CallError> publish(std::string_view spec);
+  /// R-PUB-6: closes the listeners of an equal published spec; established TCP flows go on.
+  /// Errors: config (syntax), not_found, state.
+  Result<size_t, CallError> unpublish(std::string_view spec);
+  /// The published listeners (describe() lines).
+  Result<std::vector<std::string>, CallError> published();
 
   enum class PolicyFormat { toml, json, rules };
   /// R-POL-12: validate, then swap on the loop thread. A failure leaves the old policy.

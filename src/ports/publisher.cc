@@ -93,6 +93,53 @@ Publisher::~Publisher() = default;
 
 Result<void, std::string> Publisher::bind_all(const std::vector<config::PublishSpec>& specs) {
   for (const auto& spec : specs) {
+    if (auto r = bind_spec(spec); !r) {
+      listeners_.clear();
+      return r;
+    }
+  }
+  return {};
+}
+
+namespace {
+
+bool same_binding(const config::PublishSpec& a, const config::PublishSpec& b) {
+  return a.proto == b.proto && a.bind == b.bind && a.host_port == b.host_port && a.guest_port == b.guest_port &&
+         a.count == b.count;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>, Publisher::ChangeError> Publisher::add(const config::PublishSpec& spec) {
+  // R-PUB-1: a host binding published twice is an error. Ephemeral ports never collide.
+  if (spec.host_port != 0) {
+    for (const auto& l : listeners_) {
+      if (l->spec.proto != spec.proto || l->spec.bind != spec.bind) continue;
+      if (l->host_port >= spec.host_port && uint32_t(l->host_port) < uint32_t(spec.host_port) + spec.count)
+        return unexpected(ChangeError{ChangeError::Kind::conflict,
+                                      "publish \"" + spec.text + "\": host port " + std::to_string(l->host_port) +
+                                          " is already published by \"" + l->spec.text + "\""});
+    }
+  }
+  const size_t before = listeners_.size();
+  if (auto r = bind_spec(spec); !r) return unexpected(ChangeError{ChangeError::Kind::bind, r.error()});
+  std::vector<std::string> lines;
+  auto all = describe();
+  for (size_t i = before; i < all.size(); ++i) lines.push_back(std::move(all[i]));
+  return lines;
+}
+
+Result<size_t, Publisher::ChangeError> Publisher::remove(const config::PublishSpec& spec) {
+  const size_t n = std::erase_if(listeners_, [&](const auto& l) { return same_binding(l->spec, spec); });
+  if (n == 0)
+    return unexpected(ChangeError{ChangeError::Kind::not_found,
+                                  "unpublish \"" + spec.text + "\": no such published port; `stats`/describe lists them"});
+  return n;
+}
+
+Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec) {
+  const size_t before = listeners_.size();
+  {
     for (uint32_t i = 0; i < spec.count; ++i) {
       auto l = std::make_unique<Listener>();
       l->owner = this;
@@ -104,7 +151,7 @@ Result<void, std::string> Publisher::bind_all(const std::vector<config::PublishS
       l->fd.reset(::socket(l->v6_socket ? AF_INET6 : AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
       auto fail = [&](const char* what) -> Result<void, std::string> {
         int e = errno;
-        listeners_.clear();
+        listeners_.resize(before);  // close what this spec bound
         std::string msg = "--publish \"" + spec.text + "\": " + what + " " +
                           (spec.bind.is_v6 ? "[" + spec.bind.to_string() + "]" : spec.bind.to_string()) + ":" +
                           std::to_string(want) + ": " + std::strerror(e);

@@ -4,8 +4,9 @@
 //
 // Lifecycle: constructed (nothing bound) -> bind_all() binds every listener before moat
 // reports ready (a failure names the spec and errno; everything bound so far is closed)
-// -> serving (accepts and datagrams on the loop) -> destroyed (listeners closed; flows
-// already handed to the TCP engine live on there).
+// -> serving (accepts and datagrams on the loop; add() and remove() change the listeners at
+// runtime, R-PUB-6) -> destroyed (listeners closed; flows already handed to the TCP engine
+// live on there).
 //
 // Source preservation (R-PUB-5): the guest sees the peer's real address and port, except
 // (a) a loopback peer appears as the gateway address of the guest's family, (b) a peer
@@ -45,8 +46,24 @@ class Publisher {
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
 
-  /// Binds and registers every listener. Error: one line naming the spec (§5.2).
+  /// Binds and registers every listener. Error: one line naming the spec (§5.2); then no
+  /// listener is left (start-up: moat does not report ready).
   Result<void, std::string> bind_all(const std::vector<config::PublishSpec>& specs);
+
+  /// Why add() or remove() failed; `message` is one line naming the spec (§5.2).
+  struct ChangeError {
+    enum class Kind { bind, conflict, not_found } kind;
+    std::string message;
+  };
+  /// R-PUB-6 publish at runtime: binds one spec (every port of its range) or nothing. A host
+  /// binding already published is a conflict (R-PUB-1), checked before any bind. Returns
+  /// the describe() lines of the new listeners (ephemeral ports resolved).
+  Result<std::vector<std::string>, ChangeError> add(const config::PublishSpec& spec);
+  /// R-PUB-6 unpublish: closes the listeners of the published spec equal to `spec` (proto,
+  /// bind, host ports, guest ports). TCP connections already accepted are flows of the TCP
+  /// engine and continue; the UDP mappings of the listener end with it. Returns the number
+  /// of listeners closed.
+  Result<size_t, ChangeError> remove(const config::PublishSpec& spec);
   /// Ingress policy (R-POL-11) for connections and datagrams; null allows everything.
   void set_admission(flows::Admission* a) noexcept { admission_ = a; }
   /// "tcp 127.0.0.1:8080 -> 80" per listener, with ephemeral ports resolved.
@@ -67,6 +84,8 @@ class Publisher {
   /// The address the guest sees for a host peer (R-PUB-5); false if the guest has no family at all.
   bool source_for(const IpAddr& peer, uint16_t peer_port, IpAddr* guest_dst, IpAddr* src, uint16_t* src_port);
   bool admit(const IpAddr& peer, uint16_t peer_port, uint16_t guest_port, bool tcp);
+  /// Binds every port of `spec` and appends the listeners; on failure closes only those.
+  Result<void, std::string> bind_spec(const config::PublishSpec& spec);
 
   event::Loop& loop_;
   flows::TcpEngine& tcp_;

@@ -655,5 +655,70 @@ TEST(CApi, AttachFdDatagramAndRefusals) {
   ::close(pipefd[1]);
 }
 
+
+// --- moat_publish / moat_unpublish (R-PUB-6)
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+uint16_t free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(s);
+  return ntohs(sa.sin_port);
+}
+
+/// connect() to 127.0.0.1:port; the connected fd, or -errno.
+int connect_local(uint16_t port) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    int e = errno;
+    ::close(s);
+    return -e;
+  }
+  return s;
+}
+
+TEST(CApi, PublishAndUnpublishAtRuntime) {
+  moat_gateway* gw = make_gw();
+  moat_error err{};
+  ASSERT_EQ(moat_gateway_start(gw, &err), MOAT_OK);
+  const uint16_t port = free_port();
+  const std::string spec = std::to_string(port) + ":80";
+  EXPECT_EQ(connect_local(port), -ECONNREFUSED);
+  ASSERT_EQ(moat_publish(gw, spec.c_str(), &err), MOAT_OK) << err.message;
+  int c = connect_local(port);
+  ASSERT_GE(c, 0) << "publish did not bind: " << -c;
+
+  // The same host port again: R-PUB-1 duplicate binding, refused before any bind.
+  EXPECT_EQ(moat_publish(gw, ("127.0.0.1:" + std::to_string(port) + ":81/tcp").c_str(), &err), MOAT_EINVAL);
+  EXPECT_NE(std::string(err.message).find("already published"), std::string::npos) << err.message;
+  EXPECT_EQ(moat_publish(gw, "80:", &err), MOAT_ECONFIG);
+  EXPECT_EQ(std::string(err.message).rfind("moat: error: publish \"80:\": ", 0), 0u) << err.message;
+  EXPECT_EQ(moat_publish(gw, nullptr, &err), MOAT_EINVAL);
+  EXPECT_EQ(moat_unpublish(gw, (std::to_string(port) + ":81").c_str(), &err), MOAT_EINVAL);
+  EXPECT_NE(std::string(err.message).find("no such published port"), std::string::npos) << err.message;
+
+  // The accepted connection became a flow toward the guest (moat asks for the guest's MAC
+  // or sends the SYN); closing the listener must not end it.
+  auto to_guest = pull_until(gw, [](Bytes f) { return as_arp(f).has_value() || as_ipv4(f).has_value(); });
+  EXPECT_TRUE(to_guest.has_value());
+  ASSERT_EQ(moat_unpublish(gw, ("127.0.0.1:" + std::to_string(port) + ":80/tcp").c_str(), &err), MOAT_OK) << err.message;
+  EXPECT_EQ(connect_local(port), -ECONNREFUSED);
+  pollfd p{c, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 300), 0) << "the established connection was closed by unpublish";
+  ::close(c);
+  // Published again after the unpublish: the port is free for it.
+  EXPECT_EQ(moat_publish(gw, spec.c_str(), &err), MOAT_OK) << err.message;
+  moat_gateway_free(gw);
+}
+
 }  // namespace
 }  // namespace moat
