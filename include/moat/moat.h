@@ -12,7 +12,8 @@
  *   moat_push_frame()    guest -> moat: copies one frame into the from-guest ring.
  *   moat_pull_frame()    moat -> guest: copies the oldest to-guest frame out.
  *   moat_rx_eventfd()    an eventfd that is readable while frames may await a pull.
- *   moat_stats_json(), moat_policy_update(): control calls, applied on the loop thread.
+ *   moat_stats_json(), moat_policy_update(), moat_publish(), moat_unpublish(), moat_control():
+ *                        control calls, applied on the loop thread.
  *   moat_gateway_stop() / moat_gateway_free(): stop (resets open flows), join, release.
  *
  * Frames are Ethernet II, 14..65550 bytes (R-TR-1), each preceded by a virtio-net header of
@@ -38,7 +39,8 @@
  *   - moat_pull_frame() has a single consumer: calls for one gateway must not overlap.
  *     Push and pull may run concurrently on different threads, and concurrently with the
  *     loop thread and with the control calls; they never take a lock and never block.
- *   - Control calls (start, stats, policy update, stop) serialise on a per-gateway mutex.
+ *   - Control calls (start, attach_fd, stats, policy update, publish, unpublish, control,
+ *     stop) serialise on a per-gateway mutex.
  *     Those that need the loop thread post a request to it and wait for it to run (the loop
  *     never blocks, so that is at most one loop iteration).
  *   - moat_gateway_free() must be the last call on a gateway: no other call may be in
@@ -240,6 +242,54 @@ MOAT_API int moat_publish(moat_gateway *gw, const char *spec, moat_error *err);
  * syntax error; MOAT_ESTATE when stopped. Control call (serialised).
  */
 MOAT_API int moat_unpublish(moat_gateway *gw, const char *spec, moat_error *err);
+
+/*
+ * One control request (SPEC R-CTL-2/3), the protocol of the control socket without the socket:
+ * `request_json` is a NUL-terminated JSON object {"id":N,"method":M,"params":{...}} (at most
+ * 1 MiB); *response_json receives {"id":N,"result":...} or {"id":N,"error":{"code":C,
+ * "message":S}} with C one of unknown_method, invalid_params, invalid_config, not_found,
+ * conflict, limit, internal. Release it with moat_free().
+ * Returns MOAT_OK whenever a response was produced, error responses included; MOAT_EINVAL
+ * for NULL arguments (then *response_json is NULL), MOAT_ENOMEM.
+ * Methods in this build:
+ *   version          {"moat","abi","kernel","features"}
+ *   stats            the moat_stats_json() object
+ *   publish          params {"spec": "8080:80/tcp" | {"proto","bind","host_port","guest_port"}}
+ *                    -> {"listeners": ["tcp 127.0.0.1:8080 -> guest port 80"]}
+ *   unpublish        params {"spec": ..., "kill"?: false} -> {"closed": N}; kill=true (reset
+ *                    established flows) is not supported: invalid_params
+ *   policy.get       {"rules":[{"index","origin","rule","label"?}], "default_egress",
+ *                    "default_ingress", "profiles", "sni_requires_pin", "floor": null, "warnings"}
+ *   policy.set       params {"policy": "rule strings" | ["rule", ...] | {policy table} |
+ *                    "TOML/JSON text", "format"?: "rules"|"toml"|"json"} -> {"rules": N}
+ *   policy.explain   params {"dst": "HOST:PORT[/tcp|udp|icmp]", "sni"?, "ip"?, "pin"?: ["NAME=IP"],
+ *                    "ingress"?: bool, "src"?} -> {"lines": [...], "allowed", "verdict", "rule"}
+ *                    (the report of `moat policy explain`)
+ *   audit.reopen     -> {"reopened": true}; not_found without audit.file
+ *   shutdown         moat_gateway_stop(), then {"stopped": true}
+ * The other R-CTL-3 methods (flows, policy.reload, dns.pins, secrets.*, rate.set, pcap.*,
+ * events.subscribe) answer unknown_method "not supported by this build". publish, unpublish
+ * and policy.set emit the audit event config_change (by "control"); moat_publish,
+ * moat_unpublish and moat_policy_update emit it with by "abi".
+ * Control call: serialised with the others; must not be called from a callback.
+ */
+MOAT_API int moat_control(moat_gateway *gw, const char *request_json, char **response_json);
+
+/*
+ * Secrets and TLS interception (R-ABI-2; R-SEC, R-TLS). This build has neither: the config
+ * rejects the secrets.* and tls.* keys, so a gateway never has a secret or a CA. These calls
+ * give the correct answers for such a gateway:
+ *   moat_secret_rotate  MOAT_ESTATE "no secret NAME is configured" (MOAT_EINVAL for NULL
+ *                       gw/name, or NULL value with len != 0).
+ *   moat_guest_env      MOAT_OK with *env_lines = "" (no secret, no "NAME=placeholder" line);
+ *                       release with moat_free(). MOAT_EINVAL for NULL.
+ *   moat_ca_pem         MOAT_ESTATE (TLS interception is not configured), *pem = NULL.
+ *                       MOAT_EINVAL for NULL.
+ * Thread-safe; no state is touched.
+ */
+MOAT_API int moat_secret_rotate(moat_gateway *gw, const char *name, const void *value, size_t len, moat_error *err);
+MOAT_API int moat_guest_env(moat_gateway *gw, char **env_lines);
+MOAT_API int moat_ca_pem(moat_gateway *gw, char **pem);
 
 /* Releases memory moat returned (NULL is fine). */
 MOAT_API void moat_free(void *p);

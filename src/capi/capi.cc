@@ -262,6 +262,7 @@ int moat_policy_update(moat_gateway* gw, const char* policy, size_t len, int fmt
                   "moat: error: revalidate: resetting established flows is not supported by this build; use 0");
     if (auto r = gw->gw->update_policy(std::string_view(policy ? policy : "", len), f); !r)
       return fail(err, code_of(r.error()), r.error().message);
+    gw->gw->config_change("policy.set", "abi");
     return MOAT_OK;
   });
 }
@@ -272,6 +273,7 @@ int moat_publish(moat_gateway* gw, const char* spec, moat_error* err) {
     if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
     if (!spec) return fail(err, MOAT_EINVAL, "moat: error: publish: NULL spec");
     if (auto r = gw->gw->publish(spec); !r) return fail(err, code_of(r.error()), r.error().message);
+    gw->gw->config_change(std::string("publish ") + spec, "abi");
     return MOAT_OK;
   });
 }
@@ -282,8 +284,49 @@ int moat_unpublish(moat_gateway* gw, const char* spec, moat_error* err) {
     if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
     if (!spec) return fail(err, MOAT_EINVAL, "moat: error: unpublish: NULL spec");
     if (auto r = gw->gw->unpublish(spec); !r) return fail(err, code_of(r.error()), r.error().message);
+    gw->gw->config_change(std::string("unpublish ") + spec, "abi");
     return MOAT_OK;
   });
+}
+
+int moat_control(moat_gateway* gw, const char* request_json, char** response_json) {
+  if (response_json) *response_json = nullptr;
+  return guarded(nullptr, [&]() -> int {
+    if (!gw || !request_json || !response_json) return MOAT_EINVAL;
+    *response_json = dup_string(gw->gw->control(request_json));
+    return *response_json ? MOAT_OK : MOAT_ENOMEM;
+  });
+}
+
+int moat_secret_rotate(moat_gateway* gw, const char* name, const void* value, size_t len, moat_error* err) {
+  return guarded(err, [&]() -> int {
+    clear_error(err);
+    if (!gw) return fail(err, MOAT_EINVAL, "moat: error: gateway: NULL handle");
+    if (!name) return fail(err, MOAT_EINVAL, "moat: error: secret_rotate: NULL name");
+    if (!value && len != 0) return fail(err, MOAT_EINVAL, "moat: error: secret_rotate: NULL value with a non-zero length");
+    // This build has no secret substitution (R-SEC): the config rejects secrets.*, so no
+    // gateway has a secret to rotate.
+    return fail(err, MOAT_ESTATE,
+                std::string("moat: error: secret_rotate: no secret \"") + name +
+                    "\" is configured; this build has no secret substitution (secrets.* is rejected)");
+  });
+}
+
+int moat_guest_env(moat_gateway* gw, char** env_lines) {
+  if (env_lines) *env_lines = nullptr;
+  return guarded(nullptr, [&]() -> int {
+    if (!gw || !env_lines) return MOAT_EINVAL;
+    // No secrets are configured (none can be in this build), so there are no placeholders.
+    *env_lines = dup_string("");
+    return *env_lines ? MOAT_OK : MOAT_ENOMEM;
+  });
+}
+
+int moat_ca_pem(moat_gateway* gw, char** pem) {
+  if (pem) *pem = nullptr;
+  if (!gw || !pem) return MOAT_EINVAL;
+  // TLS interception (R-TLS) is not configured (tls.* is rejected in this build): no CA.
+  return MOAT_ESTATE;
 }
 
 void moat_free(void* p) { std::free(p); }

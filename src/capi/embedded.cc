@@ -1,6 +1,7 @@
 #include "capi/embedded.h"
 
 #include <fcntl.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 
 #include "base/log.h"
 #include "config/loader.h"
+#include "control/dispatcher.h"
 #include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "policy/rule.h"
@@ -392,6 +394,103 @@ Result<std::vector<std::string>, CallError> EmbeddedGateway::published() {
   std::vector<std::string> out;
   if (auto l = on_loop([&] { out = gateway_->flows()->publisher().describe(); }); !l) return unexpected(l.error());
   return out;
+}
+
+}  // namespace moat::capi
+
+namespace moat::capi {
+
+Result<std::shared_ptr<const policy::Engine>, CallError> EmbeddedGateway::policy_engine() {
+  std::lock_guard lock(ctl_mu_);
+  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: policy: the gateway is stopped"});
+  std::shared_ptr<const policy::Engine> e;
+  if (auto r = on_loop([&] { e = gateway_->flows()->policy().snapshot(); }); !r) return unexpected(r.error());
+  return e;
+}
+
+bool EmbeddedGateway::rebind_protection() {
+  std::lock_guard lock(ctl_mu_);
+  return cfg_.dns.rebind_protection;
+}
+
+Result<void, CallError> EmbeddedGateway::audit_reopen() {
+  std::lock_guard lock(ctl_mu_);
+  if (!audit_) return unexpected(CallError{CallError::Kind::not_found, "moat: error: audit.reopen: no audit file is configured (audit.file)"});
+  Result<void, std::string> r;
+  if (auto l = on_loop([&] { r = audit_->reopen(); }); !l) return unexpected(l.error());
+  if (!r) return unexpected(CallError{CallError::Kind::io, "moat: error: " + r.error()});
+  return {};
+}
+
+void EmbeddedGateway::config_change(std::string_view what, std::string_view by) {
+  std::lock_guard lock(ctl_mu_);
+  if (!audit_) return;
+  (void)on_loop([&] { audit_->emit("config_change", [&](obs::JsonWriter& w) { w.str("what", what).str("by", by); }); });
+}
+
+namespace {
+
+control::MethodError method_error(const CallError& e) {
+  using C = control::ErrorCode;
+  switch (e.kind) {
+    case CallError::Kind::invalid: return {C::invalid_params, e.message};
+    case CallError::Kind::config: return {C::invalid_config, e.message};
+    case CallError::Kind::not_found: return {C::not_found, e.message};
+    case CallError::Kind::conflict: return {C::conflict, e.message};
+    case CallError::Kind::state:
+    case CallError::Kind::io: return {C::internal, e.message};
+  }
+  return {C::internal, e.message};
+}
+
+/// The control methods of one embedded gateway (control::Backend over EmbeddedGateway).
+class Backend final : public control::Backend {
+ public:
+  explicit Backend(EmbeddedGateway& g) : g_(g) {}
+  std::string version_json() override {
+    std::string s = "{\"moat\":\"" MOAT_VERSION_STRING "\",\"abi\":1";
+    utsname u{};
+    if (::uname(&u) == 0) {
+      s += ",\"kernel\":";
+      json_string(s, u.release);
+    }
+    s += ",\"features\":{\"vnet_hdr\":[10,12],\"offloads\":[\"csum\",\"tso4\",\"tso6\",\"uso\"],\"tls\":false,\"secrets\":false}}";
+    return s;
+  }
+  control::MethodResult<std::string> stats_json() override { return wrap(g_.stats_json()); }
+  control::MethodResult<std::vector<std::string>> publish(const std::string& spec) override { return wrap(g_.publish(spec)); }
+  control::MethodResult<size_t> unpublish(const std::string& spec) override { return wrap(g_.unpublish(spec)); }
+  control::MethodResult<std::vector<std::string>> published() override { return wrap(g_.published()); }
+  control::MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() override { return wrap(g_.policy_engine()); }
+  bool rebind_protection() override { return g_.rebind_protection(); }
+  control::MethodResult<void> policy_set(const std::string& text, PolicyFormat fmt) override {
+    auto f = fmt == PolicyFormat::toml   ? EmbeddedGateway::PolicyFormat::toml
+             : fmt == PolicyFormat::json ? EmbeddedGateway::PolicyFormat::json
+                                         : EmbeddedGateway::PolicyFormat::rules;
+    return wrap(g_.update_policy(text, f));
+  }
+  control::MethodResult<void> audit_reopen() override { return wrap(g_.audit_reopen()); }
+  control::MethodResult<void> shutdown() override {
+    g_.stop();
+    return {};
+  }
+  void config_change(std::string_view what) override { g_.config_change(what, "control"); }
+
+ private:
+  template <class T>
+  static control::MethodResult<T> wrap(Result<T, CallError> r) {
+    if (!r) return unexpected(method_error(r.error()));
+    if constexpr (std::is_void_v<T>) return {};
+    else return std::move(r).value();
+  }
+  EmbeddedGateway& g_;
+};
+
+}  // namespace
+
+std::string EmbeddedGateway::control(std::string_view request) {
+  Backend b(*this);
+  return control::Dispatcher(b).handle(request);
 }
 
 }  // namespace moat::capi

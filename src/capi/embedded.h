@@ -30,6 +30,7 @@
 #include "event/clock.h"
 #include "event/loop.h"
 #include "obs/audit_log.h"
+#include "policy/engine.h"
 #include "transport/ring.h"
 
 namespace moat::capi {
@@ -100,6 +101,16 @@ class EmbeddedGateway {
   enum class PolicyFormat { toml, json, rules };
   /// R-POL-12: validate, then swap on the loop thread. A failure leaves the old policy.
   Result<void, CallError> update_policy(std::string_view text, PolicyFormat fmt);
+
+  /// The policy snapshot in force (state error once stopped).
+  Result<std::shared_ptr<const policy::Engine>, CallError> policy_engine();
+  [[nodiscard]] bool rebind_protection();
+  /// R-OBS-3 audit.reopen on the loop thread; not_found without an audit file.
+  Result<void, CallError> audit_reopen();
+  /// The `config_change` audit event (R-OBS-3): `what` changed, `by` "abi" or "control".
+  void config_change(std::string_view what, std::string_view by);
+  /// One control request (R-CTL-2/3, control::Dispatcher) -> one response line.
+  std::string control(std::string_view request);
 
  private:
   /// Runs `fn` where loop state may be touched: posted to the loop thread (waiting for it)

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -717,6 +718,121 @@ TEST(CApi, PublishAndUnpublishAtRuntime) {
   ::close(c);
   // Published again after the unpublish: the port is free for it.
   EXPECT_EQ(moat_publish(gw, spec.c_str(), &err), MOAT_OK) << err.message;
+  moat_gateway_free(gw);
+}
+
+
+// --- moat_control (R-CTL-2/3 through the ABI) and the secret/CA calls
+
+std::string control(moat_gateway* gw, const std::string& req) {
+  char* out = nullptr;
+  EXPECT_EQ(moat_control(gw, req.c_str(), &out), MOAT_OK);
+  std::string s = out ? out : "";
+  moat_free(out);
+  return s;
+}
+
+std::string read_all(const std::string& path) {
+  std::string s;
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return s;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  std::fclose(f);
+  return s;
+}
+
+TEST(CApi, ControlRequestsOnARunningGateway) {
+  char dir_tmpl[] = "/tmp/moat-capi-ctl.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl, audit = dir + "/audit.jsonl";
+  std::string cfg = R"({"net": {"ipv4": {"enable": "on"}, "ipv6": {"enable": "off"}}, "audit": {"file": ")" + audit +
+                    R"("}, "policy": {"rules": ["allow@*.github.com:tcp:443"]}})";
+  moat_gateway* gw = make_gw(cfg);
+  ASSERT_NE(gw, nullptr);
+  ASSERT_EQ(moat_gateway_start(gw, nullptr), MOAT_OK);
+  char* out = nullptr;
+  EXPECT_EQ(moat_control(nullptr, "{}", &out), MOAT_EINVAL);
+  EXPECT_EQ(moat_control(gw, nullptr, &out), MOAT_EINVAL);
+  EXPECT_EQ(moat_control(gw, "{}", nullptr), MOAT_EINVAL);
+
+  std::string r = control(gw, R"({"id":1,"method":"version"})");
+  EXPECT_NE(r.find(R"("abi":1)"), std::string::npos) << r;
+  EXPECT_NE(r.find(R"("id":1)"), std::string::npos) << r;
+  r = control(gw, R"({"id":2,"method":"stats"})");
+  EXPECT_NE(r.find(R"("link.from_guest.frames")"), std::string::npos) << r;
+  r = control(gw, R"({"id":3,"method":"policy.get"})");
+  EXPECT_NE(r.find(R"({"index":0,"origin":"config","rule":"allow@*.github.com:tcp:443"})"), std::string::npos) << r;
+  r = control(gw, R"({"id":4,"method":"policy.explain","params":{"dst":"api.github.com:443","ip":"140.82.112.3"}})");
+  EXPECT_NE(r.find(R"("allowed":true)"), std::string::npos) << r;
+  EXPECT_NE(r.find("MATCH"), std::string::npos) << r;
+
+  // policy.set: a bad rule is invalid_config and changes nothing; a good one is swapped in.
+  r = control(gw, R"({"id":5,"method":"policy.set","params":{"policy":"alow@example.com"}})");
+  EXPECT_NE(r.find(R"("code":"invalid_config")"), std::string::npos) << r;
+  r = control(gw, R"({"id":6,"method":"policy.set","params":{"policy":["deny@10.0.0.0/8","allow@example.com"]}})");
+  EXPECT_NE(r.find(R"("result":{"rules":)"), std::string::npos) << r;
+  r = control(gw, R"({"id":7,"method":"policy.get"})");
+  EXPECT_NE(r.find(R"("rule":"deny@10.0.0.0/8")"), std::string::npos) << r;
+  EXPECT_EQ(r.find("github"), std::string::npos) << r;
+  EXPECT_NE(stats(gw).find("\"policy.generation\":1"), std::string::npos);
+
+  // publish / unpublish through the protocol; the ephemeral port is reported.
+  r = control(gw, R"({"id":8,"method":"publish","params":{"spec":"0:8080"}})");
+  EXPECT_NE(r.find("-> guest port 8080"), std::string::npos) << r;
+  r = control(gw, R"({"id":9,"method":"unpublish","params":{"spec":"0:8080"}})");
+  EXPECT_NE(r.find(R"("closed":1)"), std::string::npos) << r;
+  r = control(gw, R"({"id":10,"method":"unpublish","params":{"spec":"0:8080"}})");
+  EXPECT_NE(r.find(R"("code":"not_found")"), std::string::npos) << r;
+  r = control(gw, R"({"id":11,"method":"publish","params":{"spec":"99999:1"}})");
+  EXPECT_NE(r.find(R"("code":"invalid_config")"), std::string::npos) << r;
+  r = control(gw, R"({"id":12,"method":"audit.reopen"})");
+  EXPECT_NE(r.find(R"("reopened":true)"), std::string::npos) << r;
+  r = control(gw, R"({"id":13,"method":"flows"})");
+  EXPECT_NE(r.find(R"("code":"unknown_method")"), std::string::npos) << r;
+  r = control(gw, "not json");
+  EXPECT_NE(r.find(R"("code":"invalid_params")"), std::string::npos) << r;
+
+  // The ABI's own mutating calls are audited too (by "abi").
+  moat_error err{};
+  ASSERT_EQ(moat_publish(gw, "0:9090/udp", &err), MOAT_OK) << err.message;
+
+  r = control(gw, R"({"id":14,"method":"shutdown"})");
+  EXPECT_NE(r.find(R"("stopped":true)"), std::string::npos) << r;
+  EXPECT_EQ(moat_push_frame(gw, "xxxxxxxxxxxxxxxx", 16), MOAT_ESTATE);
+  r = control(gw, R"({"id":15,"method":"policy.get"})");
+  EXPECT_NE(r.find(R"("code":"internal")"), std::string::npos) << r;
+  moat_gateway_free(gw);
+
+  const std::string a = read_all(audit);
+  EXPECT_NE(a.find(R"("ev":"config_change","what":"policy.set","by":"control")"), std::string::npos) << a;
+  EXPECT_NE(a.find(R"("ev":"config_change","what":"publish 0:8080","by":"control")"), std::string::npos) << a;
+  EXPECT_NE(a.find(R"("ev":"config_change","what":"unpublish 0:8080","by":"control")"), std::string::npos) << a;
+  EXPECT_NE(a.find(R"("ev":"config_change","what":"publish 0:9090/udp","by":"abi")"), std::string::npos) << a;
+  ::unlink(audit.c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST(CApi, SecretsAndCaOnAGatewayWithoutThem) {
+  moat_gateway* gw = make_gw();
+  moat_error err{};
+  EXPECT_EQ(moat_secret_rotate(gw, "GITHUB_TOKEN", "v", 1, &err), MOAT_ESTATE);
+  EXPECT_NE(std::string(err.message).find("no secret \"GITHUB_TOKEN\" is configured"), std::string::npos) << err.message;
+  EXPECT_EQ(moat_secret_rotate(gw, nullptr, "v", 1, &err), MOAT_EINVAL);
+  EXPECT_EQ(moat_secret_rotate(gw, "X", nullptr, 1, &err), MOAT_EINVAL);
+  EXPECT_EQ(moat_secret_rotate(nullptr, "X", "v", 1, &err), MOAT_EINVAL);
+  char* env = reinterpret_cast<char*>(1);
+  ASSERT_EQ(moat_guest_env(gw, &env), MOAT_OK);
+  ASSERT_NE(env, nullptr);
+  EXPECT_STREQ(env, "");
+  moat_free(env);
+  EXPECT_EQ(moat_guest_env(nullptr, &env), MOAT_EINVAL);
+  EXPECT_EQ(env, nullptr);
+  char* pem = reinterpret_cast<char*>(1);
+  EXPECT_EQ(moat_ca_pem(gw, &pem), MOAT_ESTATE);
+  EXPECT_EQ(pem, nullptr);
+  EXPECT_EQ(moat_ca_pem(gw, nullptr), MOAT_EINVAL);
   moat_gateway_free(gw);
 }
 
