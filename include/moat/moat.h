@@ -133,9 +133,14 @@ typedef struct moat_gateway_opts {
   uint32_t ring_frames;  /* frames per ring and direction; 0 = 1024; 1..65536 */
   uint32_t mtu;          /* guest link MTU; 0 = net.mtu from the config, else 1500 */
   const char *operator_config; /* R-MT-1 operator config path: NULL (not supported in this build) */
-  /* Log lines (level 0=error..4=trace). NULL = stderr. Not supported in this build: NULL only. */
+  /* This gateway's log lines ("moat: info: ...", no newline; level 0=error..4=trace) instead
+   * of stderr. Runs on the loop thread, and on the calling thread for lines a call into this
+   * gateway logs there (moat_gateway_new's warnings, "published ..."). NULL = stderr. */
   void (*log_cb)(void *userdata, int level, const char *line);
-  /* Audit events (JSON lines). Not supported in this build: NULL only. */
+  /* Audit events (R-OBS-3), one JSON object per call (no newline), in addition to audit.file
+   * and with the same audit.events filter. Runs on the loop thread; events emitted while no
+   * loop thread runs (gateway_start in moat_gateway_new, gateway_stop in moat_gateway_stop,
+   * config_change before start) run on the calling thread. May be NULL. */
   void (*audit_cb)(void *userdata, const char *json_line);
   /* The loop thread ended without moat_gateway_stop() (reason MOAT_TERM_*). Runs on the loop
    * thread. May be NULL. */

@@ -37,6 +37,16 @@ bool parse_log_level(std::string_view s, LogLevel* out) noexcept {
 void set_log_level(LogLevel l) noexcept { detail::g_log_level.store(static_cast<int>(l)); }
 LogLevel log_level() noexcept { return static_cast<LogLevel>(detail::g_log_level.load()); }
 
+namespace {
+thread_local LogSink t_sink;
+}  // namespace
+
+LogSink set_thread_log_sink(LogSink s) noexcept {
+  LogSink old = t_sink;
+  t_sink = s;
+  return old;
+}
+
 void log_write(LogLevel l, const char* fmt, ...) noexcept {
   static constexpr const char* names[] = {"error", "warning", "info", "debug", "trace"};
   char buf[8192];  // a stats snapshot is one line of ~2 KiB
@@ -46,6 +56,11 @@ void log_write(LogLevel l, const char* fmt, ...) noexcept {
   int m = std::vsnprintf(buf + n, sizeof buf - size_t(n) - 1, fmt, ap);
   va_end(ap);
   size_t len = size_t(n) + (m < 0 ? 0 : std::min(size_t(m), sizeof buf - size_t(n) - 2));
+  if (t_sink.fn) {
+    buf[len] = '\0';
+    t_sink.fn(t_sink.userdata, l, buf);
+    return;
+  }
   buf[len++] = '\n';
   // One write(2) per line so concurrent writers do not interleave within a line.
   ssize_t r = ::write(STDERR_FILENO, buf, len);

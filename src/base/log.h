@@ -19,6 +19,16 @@ inline bool log_enabled(LogLevel l) noexcept;
 
 void log_write(LogLevel l, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
 
+/// Where the calling thread's log lines go instead of stderr (the C ABI's log_cb, one per
+/// embedded gateway): `fn` gets the whole line ("moat: info: ...", no newline). Per thread,
+/// so gateways in one process keep their lines apart. fn null = stderr.
+struct LogSink {
+  void (*fn)(void* userdata, LogLevel level, const char* line) = nullptr;
+  void* userdata = nullptr;
+};
+/// Sets the calling thread's sink; returns the previous one (restore it when done).
+LogSink set_thread_log_sink(LogSink s) noexcept;
+
 namespace detail {
 extern std::atomic<int> g_log_level;
 /// Per-call-site limiter state; allow() returns the number of lines suppressed since the

@@ -103,10 +103,6 @@ int read_opts(const moat_gateway_opts* in, moat_gateway_opts* out, moat_error* e
                 "moat: error: opts.offloads: offloads are described by a virtio-net header; set opts.vnet_hdr_len to 10 or 12");
   if (out->operator_config)
     return fail(err, MOAT_EINVAL, "moat: error: opts.operator_config: not supported by this build; use NULL");
-  if (out->log_cb)
-    return fail(err, MOAT_EINVAL, "moat: error: opts.log_cb: not supported by this build; use NULL (logs go to stderr)");
-  if (out->audit_cb)
-    return fail(err, MOAT_EINVAL, "moat: error: opts.audit_cb: not supported by this build; use NULL");
   if (out->ring_frames > moat::transport::RingConfig::kMaxFrames)
     return fail(err, MOAT_EINVAL, "moat: error: opts.ring_frames: " + std::to_string(out->ring_frames) +
                                       " is above the limit of 65536");
@@ -160,6 +156,16 @@ moat_gateway* moat_gateway_new(const char* cfg, size_t len, int fmt, const moat_
     eo.mtu = o.mtu;
     eo.link.vnet_hdr_len = o.vnet_hdr_len;
     eo.link.guest_offloads = moat::transport::OffloadMask(o.offloads);
+    if (o.log_cb) {
+      auto cb = o.log_cb;
+      void* ud = o.userdata;
+      eo.on_log = [cb, ud](int level, const char* line) { cb(ud, level, line); };
+    }
+    if (o.audit_cb) {
+      auto cb = o.audit_cb;
+      void* ud = o.userdata;
+      eo.on_audit = [cb, ud](const std::string& line) { cb(ud, line.c_str()); };
+    }
     if (o.terminate_cb) {
       auto cb = o.terminate_cb;
       void* ud = o.userdata;

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <future>
+#include <optional>
 
 #include "base/log.h"
 #include "config/loader.h"
@@ -26,6 +27,23 @@ std::string join(const std::vector<config::UserError>& errs) {
   }
   return s;
 }
+
+/// Routes the calling thread's log lines to a gateway's log_cb for the scope's duration.
+class LogScope {
+ public:
+  explicit LogScope(LogSink s) noexcept : active_(s.fn != nullptr) {
+    if (active_) prev_ = set_thread_log_sink(s);
+  }
+  ~LogScope() {
+    if (active_) set_thread_log_sink(prev_);
+  }
+  LogScope(const LogScope&) = delete;
+  LogScope& operator=(const LogScope&) = delete;
+
+ private:
+  bool active_;
+  LogSink prev_;
+};
 
 CallError config_error(std::string msg) { return CallError{CallError::Kind::config, std::move(msg)}; }
 
@@ -97,6 +115,15 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   auto g = std::make_unique<EmbeddedGateway>(Private{});
   g->cfg_ = std::move(cfg);
   g->on_terminate_ = opts.on_terminate;
+  if (opts.on_log) {
+    g->on_log_ = opts.on_log;
+    g->log_sink_.fn = [](void* ud, LogLevel level, const char* line) {
+      static_cast<EmbeddedGateway*>(ud)->on_log_(int(level), line);
+    };
+    g->log_sink_.userdata = g.get();
+  }
+  std::optional<LogScope> log_scope;
+  log_scope.emplace(g->log_sink_);
   g->loop_ = std::make_unique<event::Loop>(g->clock_);
   auto ring = transport::RingTransport::create(g->counters_, opts.ring, opts.ring, opts.link);
   if (!ring) {
@@ -109,6 +136,7 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   // §5.2: a failure after outputs were created removes them again (as `moat run` does).
   std::vector<std::string> created;
   auto undo = [&](CallError e) -> Result<std::unique_ptr<EmbeddedGateway>, CallError> {
+    log_scope.reset();  // the sink points into g
     g.reset();  // closes the gateway, the capture and the audit sink first
     for (const auto& f : created) ::unlink(f.c_str());
     return unexpected(std::move(e));
@@ -128,16 +156,20 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
     link = std::move(p);
   }
   g->setup_ = app::flows_setup(g->cfg_, fam);
-  if (!g->cfg_.audit.file.empty()) {
-    // R-OBS-3 audit.file, as in `moat run`. (opts.audit_cb is not supported yet.)
-    const bool fresh = g->cfg_.audit.file != "-" && ::access(g->cfg_.audit.file.c_str(), F_OK) != 0;
-    auto fd = obs::AuditLog::open_sink(g->cfg_.audit.file);
-    if (!fd) {
-      std::string msg = fd.error();
-      if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
-      return undo(config_error(std::move(msg)));
+  if (!g->cfg_.audit.file.empty() || opts.on_audit) {
+    // R-OBS-3 audit.file, as in `moat run`, and/or opts.audit_cb.
+    UniqueFd sink;
+    if (!g->cfg_.audit.file.empty()) {
+      const bool fresh = g->cfg_.audit.file != "-" && ::access(g->cfg_.audit.file.c_str(), F_OK) != 0;
+      auto fd = obs::AuditLog::open_sink(g->cfg_.audit.file);
+      if (!fd) {
+        std::string msg = fd.error();
+        if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
+        return undo(config_error(std::move(msg)));
+      }
+      if (fresh) created.push_back(g->cfg_.audit.file);
+      sink = std::move(*fd);
     }
-    if (fresh) created.push_back(g->cfg_.audit.file);
     obs::AuditOptions ao;
     ao.file = g->cfg_.audit.file;
     ao.gateway = g->cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : g->cfg_.name;
@@ -145,7 +177,8 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
     ao.dns = g->cfg_.audit.dns == config::AuditDns::none  ? obs::AuditOptions::Dns::none
              : g->cfg_.audit.dns == config::AuditDns::all ? obs::AuditOptions::Dns::all
                                                           : obs::AuditOptions::Dns::denied;
-    g->audit_ = std::make_unique<obs::AuditLog>(std::move(*fd), ao, *g->loop_, g->counters_);
+    ao.line_sink = opts.on_audit;
+    g->audit_ = std::make_unique<obs::AuditLog>(std::move(sink), ao, *g->loop_, g->counters_);
     g->audit_->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
     g->setup_.audit_log = g->audit_.get();
   }
@@ -163,6 +196,7 @@ EmbeddedGateway::~EmbeddedGateway() { stop(); }
 
 Result<void, CallError> EmbeddedGateway::attach_fd(int fd, app::FdType kind) {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (started_ || stopped_)
     return unexpected(CallError{CallError::Kind::state, "moat: error: attach_fd: only before moat_gateway_start()"});
   if (fd_attached())
@@ -193,6 +227,7 @@ Result<void, CallError> EmbeddedGateway::attach_fd(int fd, app::FdType kind) {
 
 Result<void, CallError> EmbeddedGateway::start() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (started_ || stopped_) return unexpected(CallError{CallError::Kind::state, "moat: error: start: the gateway was already started"});
   // The link is final now (rings or an attached fd): register it and bring the link up.
   if (auto st = gateway_->start([this](const Errno& e) {
@@ -209,6 +244,7 @@ Result<void, CallError> EmbeddedGateway::start() {
                                                         st.error().message()});
   // Everything built so far happens-before the thread's first instruction (std::thread).
   thread_ = std::thread([this] {
+    set_thread_log_sink(log_sink_);
     loop_->run();
     if (!stop_requested_ && on_terminate_) on_terminate_(link_closed_ ? 2 /* MOAT_TERM_LINK_CLOSED */ : 1 /* MOAT_TERM_LINK_FAILED */);
     loop_exited_.store(true, std::memory_order_release);
@@ -219,6 +255,7 @@ Result<void, CallError> EmbeddedGateway::start() {
 
 void EmbeddedGateway::stop() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (stopped_) return;
   stopped_ = true;
   if (thread_.joinable()) {
@@ -263,6 +300,7 @@ Result<void, CallError> EmbeddedGateway::on_loop(const std::function<void()>& fn
 
 Result<std::string, CallError> EmbeddedGateway::stats_json() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   std::string out;
   if (auto r = on_loop([&] { out = stats_json_on_loop(); }); !r) return unexpected(r.error());
   return out;
@@ -302,6 +340,7 @@ std::string EmbeddedGateway::stats_json_on_loop() const {
 
 Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, PolicyFormat fmt) {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: policy update: the gateway is stopped"});
   policy::PolicyInputs inputs = cfg_.policy.inputs;
   if (fmt == PolicyFormat::rules) {
@@ -357,6 +396,7 @@ Result<std::vector<std::string>, CallError> EmbeddedGateway::publish(std::string
   auto p = parse_spec("publish", spec);
   if (!p) return unexpected(p.error());
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: publish: the gateway is stopped"});
   Result<std::vector<std::string>, ports::Publisher::ChangeError> r = std::vector<std::string>{};
   if (auto l = on_loop([&] { r = gateway_->flows()->publisher().add(*p); }); !l) return unexpected(l.error());
@@ -376,6 +416,7 @@ Result<size_t, CallError> EmbeddedGateway::unpublish(std::string_view spec) {
   auto p = parse_spec("unpublish", spec);
   if (!p) return unexpected(p.error());
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: unpublish: the gateway is stopped"});
   Result<size_t, ports::Publisher::ChangeError> r = size_t{0};
   if (auto l = on_loop([&] { r = gateway_->flows()->publisher().remove(*p); }); !l) return unexpected(l.error());
@@ -390,6 +431,7 @@ Result<size_t, CallError> EmbeddedGateway::unpublish(std::string_view spec) {
 
 Result<std::vector<std::string>, CallError> EmbeddedGateway::published() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!gateway_) return std::vector<std::string>{};
   std::vector<std::string> out;
   if (auto l = on_loop([&] { out = gateway_->flows()->publisher().describe(); }); !l) return unexpected(l.error());
@@ -402,6 +444,7 @@ namespace moat::capi {
 
 Result<std::shared_ptr<const policy::Engine>, CallError> EmbeddedGateway::policy_engine() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: policy: the gateway is stopped"});
   std::shared_ptr<const policy::Engine> e;
   if (auto r = on_loop([&] { e = gateway_->flows()->policy().snapshot(); }); !r) return unexpected(r.error());
@@ -410,12 +453,15 @@ Result<std::shared_ptr<const policy::Engine>, CallError> EmbeddedGateway::policy
 
 bool EmbeddedGateway::rebind_protection() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   return cfg_.dns.rebind_protection;
 }
 
 Result<void, CallError> EmbeddedGateway::audit_reopen() {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!audit_) return unexpected(CallError{CallError::Kind::not_found, "moat: error: audit.reopen: no audit file is configured (audit.file)"});
+  if (cfg_.audit.file.empty()) return {};  // audit_cb only: nothing to reopen
   Result<void, std::string> r;
   if (auto l = on_loop([&] { r = audit_->reopen(); }); !l) return unexpected(l.error());
   if (!r) return unexpected(CallError{CallError::Kind::io, "moat: error: " + r.error()});
@@ -424,6 +470,7 @@ Result<void, CallError> EmbeddedGateway::audit_reopen() {
 
 void EmbeddedGateway::config_change(std::string_view what, std::string_view by) {
   std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
   if (!audit_) return;
   (void)on_loop([&] { audit_->emit("config_change", [&](obs::JsonWriter& w) { w.str("what", what).str("by", by); }); });
 }

@@ -26,6 +26,7 @@
 #include "app/app.h"
 #include "app/gateway.h"
 #include "base/counters.h"
+#include "base/log.h"
 #include "config/config.h"
 #include "event/clock.h"
 #include "event/loop.h"
@@ -41,6 +42,11 @@ struct EmbedOptions {
   uint32_t mtu = 0;            ///< 0 = net.mtu, else kRingDefaultMtu
   /// Runs on the loop thread when the loop ends on its own (not through stop()).
   std::function<void(int reason)> on_terminate;
+  /// Log lines of this gateway (level 0=error..4=trace) instead of stderr: the loop
+  /// thread's, and those a control call logs on the calling thread. Null = stderr.
+  std::function<void(int level, const char* line)> on_log;
+  /// Audit events (JSON lines, R-OBS-3) in addition to audit.file; on the emitting thread.
+  std::function<void(const std::string& line)> on_audit;
 };
 
 /// R-ADDR-1: the in-process ring's default link MTU.
@@ -135,6 +141,8 @@ class EmbeddedGateway {
   std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
   std::unique_ptr<app::Gateway> gateway_;
   std::function<void(int)> on_terminate_;
+  std::function<void(int, const char*)> on_log_;
+  LogSink log_sink_;  // routes this thread's MOAT_LOG lines to on_log_ (fn null: stderr)
   std::thread thread_;
   bool started_ = false;
   std::atomic<bool> stopped_{false};

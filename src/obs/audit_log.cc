@@ -110,7 +110,10 @@ void AuditLog::emit(std::string_view ev, FunctionRef<void(JsonWriter&)> fields) 
   JsonWriter w(line_, false);
   w.str("gw", opt_.gateway).str("ev", ev);
   fields(w);
-  line_ += "}\n";
+  line_ += '}';
+  if (opt_.line_sink) opt_.line_sink(line_);
+  if (!fd_) return;  // callback only
+  line_ += '\n';
   if (head_ > 0 && buf_.size() + line_.size() > opt_.buffer_bytes) {
     buf_.erase(0, head_);  // compact: at most one memmove of < 1 MiB per overflow
     head_ = 0;
@@ -130,6 +133,7 @@ void AuditLog::schedule_flush(Duration delay) {
 }
 
 void AuditLog::flush() noexcept {
+  if (!fd_) return;
   while (head_ < buf_.size()) {
     const ssize_t n = ::write(fd_.get(), buf_.data() + head_, buf_.size() - head_);
     if (n > 0) {

@@ -16,6 +16,7 @@
 // Every line starts with the common fields `ts` (RFC 3339 UTC, µs), `gw` and `ev`; the
 // caller adds the rest through a JsonWriter (write_flow() for the flow fields).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,9 @@ struct AuditOptions {
   std::vector<std::string> events;  ///< empty = all but dns_query
   enum class Dns : uint8_t { none, denied, all } dns = Dns::denied;
   size_t buffer_bytes = size_t{1} << 20;
+  /// Also hands every line (without the newline) to this callback as it is emitted, on the
+  /// emitting thread (the C ABI's audit_cb). With an invalid fd it is the only sink.
+  std::function<void(const std::string& line)> line_sink;
 };
 
 /// The deciding rule of a verdict; `index` is nullopt for a default.

@@ -14,7 +14,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -834,6 +836,65 @@ TEST(CApi, SecretsAndCaOnAGatewayWithoutThem) {
   EXPECT_EQ(pem, nullptr);
   EXPECT_EQ(moat_ca_pem(gw, nullptr), MOAT_EINVAL);
   moat_gateway_free(gw);
+}
+
+
+// log_cb and audit_cb: the gateway's lines and events reach the embedder, not stderr/a file.
+struct Sinks {
+  std::mutex mu;
+  std::vector<std::pair<int, std::string>> logs;
+  std::vector<std::string> audit;
+  std::set<std::thread::id> audit_threads;
+};
+
+TEST(CApi, LogAndAuditCallbacks) {
+  Sinks sinks;
+  moat_gateway_opts o{};
+  o.struct_size = sizeof o;
+  o.userdata = &sinks;
+  o.log_cb = [](void* ud, int level, const char* line) {
+    auto* s = static_cast<Sinks*>(ud);
+    std::lock_guard lock(s->mu);
+    s->logs.emplace_back(level, line);
+  };
+  o.audit_cb = [](void* ud, const char* line) {
+    auto* s = static_cast<Sinks*>(ud);
+    std::lock_guard lock(s->mu);
+    s->audit.emplace_back(line);
+    s->audit_threads.insert(std::this_thread::get_id());
+  };
+  // No audit.file: the callback is the only audit sink.
+  moat_gateway* gw = make_gw(kV4Only, &o);
+  ASSERT_NE(gw, nullptr);
+  moat_error err{};
+  ASSERT_EQ(moat_gateway_start(gw, &err), MOAT_OK);
+  ASSERT_EQ(moat_publish(gw, "0:8080", &err), MOAT_OK) << err.message;
+  ASSERT_EQ(moat_policy_update(gw, "allow@example.com", 17, MOAT_FMT_RULES, 0, &err), MOAT_OK) << err.message;
+  char* out = nullptr;
+  ASSERT_EQ(moat_control(gw, R"({"id":1,"method":"audit.reopen"})", &out), MOAT_OK);
+  EXPECT_NE(std::string(out).find(R"("reopened":true)"), std::string::npos) << out;
+  moat_free(out);
+  moat_gateway_free(gw);
+
+  std::lock_guard lock(sinks.mu);
+  bool published = false;
+  for (const auto& [level, line] : sinks.logs) {
+    EXPECT_EQ(line.find('\n'), std::string::npos);
+    if (line.find("moat: info: published tcp 127.0.0.1:") == 0 && level == 2) published = true;
+  }
+  EXPECT_TRUE(published) << "log lines: " << sinks.logs.size();
+  ASSERT_GE(sinks.audit.size(), 4u);
+  EXPECT_NE(sinks.audit.front().find(R"("ev":"gateway_start")"), std::string::npos) << sinks.audit.front();
+  EXPECT_NE(sinks.audit.back().find(R"("ev":"gateway_stop")"), std::string::npos) << sinks.audit.back();
+  int changes = 0;
+  for (const auto& a : sinks.audit) {
+    EXPECT_EQ(a.front(), '{');
+    EXPECT_EQ(a.back(), '}');
+    if (a.find(R"("ev":"config_change")") != std::string::npos) ++changes;
+  }
+  EXPECT_EQ(changes, 2);  // publish + policy update, both by "abi"
+  // gateway_start/stop ran on this thread; config_change on the loop thread.
+  EXPECT_EQ(sinks.audit_threads.size(), 2u);
 }
 
 }  // namespace
