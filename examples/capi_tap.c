@@ -8,6 +8,7 @@
  *
  *   moat-capi-tap --config FILE [--netns PATH] [--ifname NAME] [--ready-file FILE]
  *                 [--stats-file FILE] [--max-seconds N] [--attach 1] [--vnet-hdr 1]
+ *                 [--control-in FIFO --control-out FILE]
  *
  * --config      TOML, or JSON when FILE ends in ".json" (the schema of `moat --config`)
  * --netns       create the TAP inside this network namespace (e.g. /run/netns/guest); moat's
@@ -21,6 +22,8 @@
  * --vnet-hdr 1  open the TAP with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM, TSO4, TSO6), and create
  *               the gateway with vnet_hdr_len 10 and the same offloads: virtio-net headers
  *               (partial checksums, TSO super-frames) pass between the TAP and the rings as is
+ * --control-in  a FIFO of control requests, one JSON object per line (SPEC R-CTL-2); each
+ * --control-out is answered with moat_control() and its response line appended to FILE
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -123,6 +126,7 @@ int main(int argc, char **argv) {
   const char *config = NULL, *netns = NULL, *ifname = "moat0", *ready = NULL, *stats = NULL;
   double max_seconds = 3600;
   int attach = 0, vnet_hdr = 0;
+  const char *control_in = NULL, *control_out = NULL;
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) { fprintf(stderr, "moat-capi-tap: %s needs a value\n", a); return 2; }
@@ -134,6 +138,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--max-seconds")) max_seconds = atof(v);
     else if (!strcmp(a, "--attach")) attach = atoi(v);
     else if (!strcmp(a, "--vnet-hdr")) vnet_hdr = atoi(v);
+    else if (!strcmp(a, "--control-in")) control_in = v;
+    else if (!strcmp(a, "--control-out")) control_out = v;
     else { fprintf(stderr, "moat-capi-tap: unknown option %s\n", a); return 2; }
   }
   if (moat_abi_version() != MOAT_ABI_VERSION) {
@@ -184,18 +190,46 @@ int main(int argc, char **argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  /* Control requests: O_RDWR keeps the FIFO open (no EOF storm) while writers come and go. */
+  int ctl = -1;
+  if (control_in && control_out) {
+    ctl = open(control_in, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (ctl < 0) fprintf(stderr, "moat-capi-tap: %s: %s\n", control_in, strerror(errno));
+  }
+  static char ctl_buf[65536];
+  size_t ctl_len = 0;
   if (ready && write_file(ready, "ready\n") != 0) fprintf(stderr, "moat-capi-tap: cannot write %s\n", ready);
 
   static unsigned char buf[12 + MAX_FRAME + 1];
   unsigned long long to_moat = 0, to_tap = 0, push_full = 0, tap_full = 0, gso_to_moat = 0, gso_to_tap = 0;
   const double deadline = now_s() + max_seconds;
-  struct pollfd pfd[2] = {{.fd = tap, .events = POLLIN}, {.fd = moat_rx_eventfd(gw), .events = POLLIN}};
+  struct pollfd pfd[3] = {{.fd = tap, .events = POLLIN}, {.fd = moat_rx_eventfd(gw), .events = POLLIN}, {.fd = -1, .events = POLLIN}};
   while (!g_stop && !g_term_reason && now_s() < deadline) {
+    if (ctl >= 0) { /* complete request lines -> moat_control -> one response line each */
+      ssize_t n = read(ctl, ctl_buf + ctl_len, sizeof ctl_buf - 1 - ctl_len);
+      if (n > 0) ctl_len += (size_t)n;
+      char *nl;
+      while ((nl = memchr(ctl_buf, '\n', ctl_len)) != NULL) {
+        *nl = '\0';
+        char *resp = NULL;
+        if (moat_control(gw, ctl_buf, &resp) == MOAT_OK) {
+          FILE *f = fopen(control_out, "a");
+          if (f) { fprintf(f, "%s\n", resp); fclose(f); }
+        }
+        moat_free(resp);
+        size_t used = (size_t)(nl - ctl_buf) + 1;
+        memmove(ctl_buf, nl + 1, ctl_len - used);
+        ctl_len -= used;
+      }
+      if (ctl_len == sizeof ctl_buf - 1) ctl_len = 0; /* an over-long line: drop it */
+    }
     if (attach) { /* moat reads and writes the TAP itself */
-      poll(NULL, 0, 200);
+      struct pollfd c = {.fd = ctl, .events = POLLIN};
+      poll(&c, ctl >= 0 ? 1 : 0, 200);
       continue;
     }
-    if (poll(pfd, 2, 200) < 0 && errno != EINTR) break;
+    pfd[2].fd = ctl;
+    if (poll(pfd, ctl >= 0 ? 3 : 2, 200) < 0 && errno != EINTR) break;
     /* guest -> moat: up to 64 frames per wake-up, like moat's own TAP transport. */
     for (int i = 0; i < 64; ++i) {
       ssize_t n = read(tap, buf, sizeof buf);
@@ -227,5 +261,6 @@ int main(int argc, char **argv) {
   if (vnet_hdr) fprintf(stderr, "moat-capi-tap: gso frames to moat %llu, to tap %llu\n", gso_to_moat, gso_to_tap);
   moat_gateway_free(gw);
   close(tap);
+  if (ctl >= 0) close(ctl);
   return 0;
 }

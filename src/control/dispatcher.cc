@@ -9,7 +9,7 @@
 
 namespace moat::control {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;  // responses keep "id" first and results their order
 
 std::string_view error_code_name(ErrorCode c) noexcept {
   switch (c) {

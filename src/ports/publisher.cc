@@ -131,9 +131,13 @@ Result<std::vector<std::string>, Publisher::ChangeError> Publisher::add(const co
 
 Result<size_t, Publisher::ChangeError> Publisher::remove(const config::PublishSpec& spec) {
   const size_t n = std::erase_if(listeners_, [&](const auto& l) { return same_binding(l->spec, spec); });
-  if (n == 0)
+  if (n == 0) {
+    std::string have;
+    for (const auto& d : describe()) have += (have.empty() ? "" : ", ") + d;
     return unexpected(ChangeError{ChangeError::Kind::not_found,
-                                  "unpublish \"" + spec.text + "\": no such published port; `stats`/describe lists them"});
+                                  "unpublish \"" + spec.text + "\": no such published port; published: " +
+                                      (have.empty() ? "none" : have)});
+  }
   return n;
 }
 
