@@ -9,16 +9,10 @@
 # evaluated on every SYN and every query before the host rule decides.)
 # Prints the medians and large / all. Needs root; everything stays in netbench's namespaces.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 out="${1:-/tmp/moat-policy-bench}"
 dur="${2:-4}"
 passes="${3:-2}"
-netbench="${NETBENCH:-$root/../shared/bench/netbench}"
-moat="$(readlink -f "${MOAT:-$root/build/src/cli/moat}")"
-[[ -x "$moat" ]] || { echo "bench: build moat first (make build)" >&2; exit 1; }
-[[ -x "$netbench" ]] || { echo "bench: netbench not found at $netbench" >&2; exit 1; }
-mkdir -p "$out"
+source "$(dirname "$0")/common.sh"
 
 # 1000 domain rules in a config file, 100 000 names in a block file.
 python3 - "$out" <<'PY'
@@ -36,10 +30,9 @@ with open(f"{out}/block.txt", "w") as f:
         f.write(f"0.0.0.0 ads{i}.tracker-{i % 101}.net\n")
 PY
 
-base="$moat attach --netns {netns_path} --ifname {ifname} --ipv4 {guest_ip}/{prefix} --gateway4 {gw_ip} --dns4 {dns_ip} --mtu {mtu} --ipv6-enable off -p 0.0.0.0:{fwd_port}:{fwd_port} --ready-file {ready_file} --log-level warn"
 declare -A variant=(
-  [all]="exec $base --profile all"
-  [large]="exec $base --config $out/large.toml --dns-block-file $out/block.txt"
+  [all]="exec $moat_attach --profile all"
+  [large]="exec $moat_attach --config $out/large.toml --dns-block-file $out/block.txt"
 )
 for p in $(seq 1 "$passes"); do
   for v in all large; do

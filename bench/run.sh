@@ -5,24 +5,17 @@
 # comparison with ratios moat / best peer (bench/compare.py). Needs root. Everything runs in
 # namespaces netbench creates; nothing leaves the machine.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 out="${1:-/tmp/moat-bench}"
 dur="${2:-4}"
 passes="${3:-2}"
 mtu="${4:-65520}"
 tests="${5:-tcp_out,tcp_out_p4,tcp_dl,tcp_in,tcp_in_ext,tcp_rr,tcp_rr_1cpu,tcp_crr,udp_out,dns,mem}"
-netbench="${NETBENCH:-$root/../shared/bench/netbench}"
-moat="$(readlink -f "${MOAT:-$root/build/src/cli/moat}")"
-[[ -x "$moat" ]] || { echo "bench: build moat first (make build)" >&2; exit 1; }
-[[ -x "$netbench" ]] || { echo "bench: netbench not found at $netbench" >&2; exit 1; }
-mkdir -p "$out"
+source "$(dirname "$0")/common.sh"
 
-# The custom-stack contract (../shared/bench/README.md): attach to the sandbox netns, configure
-# the TAP, map the gateway to host loopback, forward DNS to the host resolv.conf (netbench makes
-# it 127.0.0.1), publish the forward port on 0.0.0.0, write the ready file. --profile all: the
-# benchmark reaches host services through the gateway, which the default policy refuses.
-moat_cmd="exec $moat attach --netns {netns_path} --ifname {ifname} --ipv4 {guest_ip}/{prefix} --gateway4 {gw_ip} --dns4 {dns_ip} --mtu {mtu} --ipv6-enable off --profile all -p 0.0.0.0:{fwd_port}:{fwd_port} --ready-file {ready_file} --log-level warn"
+# The custom-stack contract (bench/common.sh; DNS goes to the host resolv.conf, which netbench
+# makes 127.0.0.1). --profile all: the benchmark reaches host services through the gateway,
+# which the default policy refuses.
+moat_cmd="exec $moat_attach --profile all"
 
 for p in $(seq 1 "$passes"); do
   for stack in moat pasta slirp4netns; do

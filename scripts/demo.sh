@@ -23,13 +23,8 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 # A dead-end uplink: moat sees IPv4 and IPv6 routes (R-ADDR-3) but nothing can leave.
-ip link set lo up
-ip link add deadend0 type veth peer name deadend1
-ip link set deadend0 up; ip link set deadend1 up
-ip addr add 198.18.0.1/24 dev deadend0
-ip -6 addr add 2001:db8:ffff::1/64 dev deadend0 nodad
-ip route add default via 198.18.0.254 dev deadend0
-ip -6 route add default via 2001:db8:ffff::fe dev deadend0
+source "$(dirname "$0")/lib/uplink.sh"
+moat_dead_end_uplink
 # moat relays guest pings through unprivileged ping sockets (R-ICMP-2); allow them here.
 sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 

@@ -32,12 +32,8 @@ g_cleanup() {
 }
 trap g_cleanup EXIT
 
-ip link set lo up
-ip link add h0 type veth peer name h1
-ip link set h0 up
-ip link set h1 up
-ip addr add 10.0.2.15/24 dev h0
-ip route add default via 10.0.2.2 dev h0
+source "$G_HERE/../../scripts/lib/uplink.sh"
+moat_dead_end_uplink --ipv4-only --names h0 h1 --ipv4 10.0.2.15/24 10.0.2.2
 sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 
 # g_bg LOGNAME CMD...: a background helper, killed by PID at exit.

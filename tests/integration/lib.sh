@@ -30,15 +30,9 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
-# The dead-end uplink: a veth pair whose ends are both here; the "router" addresses answer nothing.
-ip link set lo up
-ip link add deadend0 type veth peer name deadend1
-ip link set deadend0 up
-ip link set deadend1 up
-ip addr add 198.18.0.1/24 dev deadend0
-ip -6 addr add 2001:db8:ffff::1/64 dev deadend0 nodad
-ip route add default via 198.18.0.254 dev deadend0
-ip -6 route add default via 2001:db8:ffff::fe dev deadend0
+# The dead-end uplink (scripts/lib/uplink.sh): deadend0/deadend1, IPv4 and IPv6 default routes.
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/uplink.sh"
+moat_dead_end_uplink
 
 pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; T_FAILS=$((T_FAILS + 1)); }
