@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# boot-guest.sh --netdev SPEC --script T.sh [--env K=V]... [--timeout S] [--log FILE] [--cache DIR]
+# boot-guest.sh --netdev SPEC --script T.sh [--env K=V]... [--file PATH]... [--timeout S] [--log FILE]
+#                [--cache DIR]
 #
 # Boots the shared harness guest (../shared/guest: build-guest.sh's kernel + busybox initramfs,
-# /init, /lib/harness.sh) with ONE virtio-net NIC on the QEMU backend SPEC, e.g.
+# /init, /lib/harness.sh) with ONE virtio-net NIC on the QEMU backend SPEC (--file copies PATH
+# to /test/ in the guest, like run-guest.sh's), e.g.
 #   dgram,id=n0,local.type=unix,local.path=/tmp/vm.sock,remote.type=unix,remote.path=/tmp/moat.sock
 # It is run-guest.sh with the backend left open (run-guest.sh is fixed to -netdev stream), and
 # keeps its exit-status contract: the guest script's status from "@@HARNESS-EXIT rc=N"; 124 no
@@ -10,13 +12,14 @@
 # does not boot Linux on this kind of machine, see the shared README).
 set -uo pipefail
 SHARED_GUEST="${MOAT_SHARED_DIR:?}/guest"
-NETDEV="" SCRIPT="" TIMEOUT=180 LOG="" CACHE="${GUEST_CACHE:-/var/tmp/guest-harness-cache}" ENVS=()
+NETDEV="" SCRIPT="" TIMEOUT=180 LOG="" CACHE="${GUEST_CACHE:-/var/tmp/guest-harness-cache}" ENVS=() FILES=()
 die() { echo "[boot-guest] error: $*" >&2; exit 125; }
 while (($#)); do
   case "$1" in
     --netdev) NETDEV="$2"; shift 2 ;;
     --script) SCRIPT="$2"; shift 2 ;;
     --env) ENVS+=("$2"); shift 2 ;;
+    --file) FILES+=("$2"); shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
     --log) LOG="$2"; shift 2 ;;
     --cache) CACHE="$2"; shift 2 ;;
@@ -31,6 +34,7 @@ QPID=""
 trap '[[ -n "$QPID" ]] && kill "$QPID" 2>/dev/null; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/ovl/test"
 install -m 0755 "$SCRIPT" "$WORK/ovl/test/test.sh"
+for f in "${FILES[@]}"; do cp "$f" "$WORK/ovl/test/" || die "cannot copy $f"; done
 : > "$WORK/ovl/test/env"
 for kv in "${ENVS[@]}"; do
   [[ "$kv" == *=* && "${kv%%=*}" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad --env '$kv'"
