@@ -45,8 +45,10 @@
  *     never blocks, so that is at most one loop iteration).
  *   - moat_gateway_free() must be the last call on a gateway: no other call may be in
  *     flight or follow it.
- *   - Callbacks (terminate_cb) run on the gateway's loop thread; they must not block and
- *     must not call back into the same gateway.
+ *   - Callbacks (terminate_cb, log_cb, audit_cb) run on the gateway's loop thread (log_cb
+ *     and audit_cb also on a caller's thread for what a call logs or audits there while no
+ *     loop thread runs; see the fields); they must not block and must not call back into
+ *     the same gateway.
  *
  * Errors
  *   Functions return MOAT_OK (0) or a negative MOAT_E* code. Where a moat_error* is taken
