@@ -440,7 +440,6 @@ Result<FdType, std::string> detect_fd_type(int fd, const std::string& where) {
     ifreq ifr{};
     if (::ioctl(fd, TUNGETIFF, &ifr) == 0) {
       if ((ifr.ifr_flags & IFF_TAP) == 0) return unexpected(where + ": a TUN (layer 3) device; moat needs a TAP (IFF_TAP)");
-      if (ifr.ifr_flags & IFF_VNET_HDR) return unexpected(where + ": the TAP has IFF_VNET_HDR set, which --fd does not support yet");
       if ((ifr.ifr_flags & IFF_NO_PI) == 0) return unexpected(where + ": the TAP lacks IFF_NO_PI");
       return FdType::tap;
     }
@@ -448,16 +447,60 @@ Result<FdType, std::string> detect_fd_type(int fd, const std::string& where) {
   return unexpected(where + ": neither a socket nor a TAP device; give --fd-type tap|stream|dgram if it is one");
 }
 
+namespace {
+
+/// R-TR-6 on an inherited TAP fd: the header is what the fd was opened with (IFF_VNET_HDR,
+/// TUNGETVNETHDRSZ); `spec` is the mask the peer accepts and, as on run/attach, what moat
+/// asks the kernel for with TUNSETOFFLOAD (only to turn offloads on: an fd whose owner
+/// wants none keeps its own setting). Without IFF_VNET_HDR there is no header and no
+/// offload, whatever `spec` says (logged once at info).
+Result<transport::TapConfig, std::string> tap_fd_vnet(int fd, const std::string& where,
+                                                      const config::OffloadSpec& spec) {
+  transport::TapConfig tc;
+  const transport::OffloadMask mask = offload_mask(spec);
+  ifreq ifr{};
+  if (::ioctl(fd, TUNGETIFF, &ifr) != 0 || (ifr.ifr_flags & IFF_VNET_HDR) == 0) {
+    if (mask != 0) MOAT_LOG(info, "%s: the TAP has no IFF_VNET_HDR: no virtio-net header, no offloads", where.c_str());
+    return tc;
+  }
+  int hdr = 0;
+  if (::ioctl(fd, TUNGETVNETHDRSZ, &hdr) != 0)
+    return unexpected(where + ": cannot read the virtio-net header size (TUNGETVNETHDRSZ): " + std::strerror(errno));
+  if (hdr != int(transport::kVnetHdrLegacy) && hdr != int(transport::kVnetHdrV1))
+    return unexpected(where + ": the TAP's virtio-net header is " + std::to_string(hdr) +
+                      " bytes; moat supports 10 or 12 (TUNSETVNETHDRSZ)");
+  tc.vnet_hdr_len = size_t(hdr);
+  tc.guest_offloads = mask & (transport::kOffloadCsum | transport::kOffloadTso4 | transport::kOffloadTso6);
+  if (mask == 0) return tc;
+  if (auto st = transport::set_tap_offloads(fd, mask); !st) {
+    if (!spec.automatic)
+      return unexpected("--offloads: the TAP refused them (TUNSETOFFLOAD: " + std::string(st.error().message()) + ")");
+    MOAT_LOG(warn, "%s: TUNSETOFFLOAD failed (%s); using virtio-net headers without offloads", where.c_str(),
+             st.error().message());
+    tc.guest_offloads = 0;
+  }
+  return tc;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<transport::FrameTransport>, std::string> make_fd_link(UniqueFd fd, FdType type,
                                                                            Counters& counters,
-                                                                           const std::string& where) {
+                                                                           const std::string& where,
+                                                                           const config::OffloadSpec& offloads) {
   if (type == FdType::stream) {
     auto t = transport::QemuStreamTransport::from_connected_fd(std::move(fd), counters);
     if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
     return std::unique_ptr<transport::FrameTransport>(std::move(t).value());
   }
   // A TAP and a connected datagram/seqpacket socket share the one-frame-per-call semantics.
-  auto t = transport::TapTransport::create(std::move(fd), counters);
+  transport::TapConfig tc;
+  if (type == FdType::tap) {
+    auto v = tap_fd_vnet(fd.get(), where, offloads);
+    if (!v) return unexpected(v.error());
+    tc = *v;
+  }
+  auto t = transport::TapTransport::create(std::move(fd), counters, tc);
   if (!t) return unexpected(where + ": cannot serve: " + t.error().message());
   return std::unique_ptr<transport::FrameTransport>(std::move(t).value());
 }
@@ -494,7 +537,7 @@ Result<ServeLink, std::string> make_serve_link(const ServeOptions& o, Counters& 
   const FdType type = o.fd_type == FdType::detect ? *detected : o.fd_type;
   // The fd is ours from here on; it is not inherited by anything moat starts.
   ::fcntl(o.fd, F_SETFD, FD_CLOEXEC);
-  auto t = make_fd_link(UniqueFd(o.fd), type, counters, where);
+  auto t = make_fd_link(UniqueFd(o.fd), type, counters, where, o.cfg.transport.offloads);
   if (!t) return unexpected(t.error());
   s.link = std::move(t).value();
   s.description = std::string(type == FdType::stream ? "inherited stream fd "

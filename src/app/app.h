@@ -71,10 +71,12 @@ struct ServeOptions {
 /// TAP with IFF_NO_PI). Errors are §5.2 texts starting with `where` (e.g. "--fd 3").
 Result<FdType, std::string> detect_fd_type(int fd, const std::string& where);
 /// The guest link over an fd of a known type (serve --fd, the C ABI's moat_gateway_attach_fd):
-/// QEMU stream framing, or one frame per read/write (TAP, datagram). Takes `fd`.
-Result<std::unique_ptr<transport::FrameTransport>, std::string> make_fd_link(UniqueFd fd, FdType type,
-                                                                           Counters& counters,
-                                                                           const std::string& where);
+/// QEMU stream framing, or one frame per read/write (TAP, datagram). Takes `fd`. A TAP
+/// opened with IFF_VNET_HDR keeps its header (TUNGETVNETHDRSZ: 10 or 12) and `offloads`
+/// is what the peer accepts in frames moat sends (R-TR-6); the default is none.
+Result<std::unique_ptr<transport::FrameTransport>, std::string> make_fd_link(
+    UniqueFd fd, FdType type, Counters& counters, const std::string& where,
+    const config::OffloadSpec& offloads = config::OffloadSpec{.automatic = false});
 
 /// `moat run`: returns the process exit status of §5.1 (child's status, 125, 126, 127).
 int run_sandbox(const RunOptions& o);

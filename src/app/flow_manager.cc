@@ -60,6 +60,25 @@ bool LinkIo::send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_he
   return iface_.send_ipv6(src, dst, next_header, l4_len, fill);
 }
 
+flows::TxCaps LinkIo::tx_caps() const {
+  const transport::OffloadMask m = link_.guest_offloads();
+  flows::TxCaps c;
+  c.csum = (m & transport::kOffloadCsum) != 0;
+  c.tso4 = c.csum && (m & transport::kOffloadTso4) != 0;
+  c.tso6 = c.csum && (m & transport::kOffloadTso6) != 0;
+  return c;
+}
+
+bool LinkIo::send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
+                         const flows::TcpTxOffload& o) {
+  return iface_.send_tcp_v4(src, dst, l4_len, fill, stack::TcpOffload{o.gso_size, o.partial});
+}
+
+bool LinkIo::send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
+                         const flows::TcpTxOffload& o) {
+  return iface_.send_tcp_v6(src, dst, l4_len, fill, stack::TcpOffload{o.gso_size, o.partial});
+}
+
 bool LinkIo::send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) {
   const size_t total = wire::UdpRepr::kHeaderLen + payload.size();
   if (total > kMaxUdpDatagram - 20) return false;

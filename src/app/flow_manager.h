@@ -37,6 +37,13 @@ class LinkIo final : public flows::GuestIo {
   bool send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header, size_t l4_len,
                  FunctionRef<void(MutBytes)> fill) override;
   bool send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) override;
+  /// R-TR-6 from the link's guest_offloads(): TSO needs checksum offload as well (virtio
+  /// GUEST_TSO4/6 depend on GUEST_CSUM).
+  [[nodiscard]] flows::TxCaps tx_caps() const override;
+  bool send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
+                   const flows::TcpTxOffload& o) override;
+  bool send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
+                   const flows::TcpTxOffload& o) override;
   bool send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port,
                    Bytes payload) override;
   bool send_icmp_error_v4(const wire::Ipv4Repr& offending, Bytes offending_l4, Ipv4Addr src, uint8_t type,

@@ -64,6 +64,43 @@ void Gateway::send_to_guest(Bytes frame) {
   update_interest();
 }
 
+namespace {
+
+transport::VnetHeader vnet_header(const stack::TxOffload& o) noexcept {
+  transport::VnetHeader h;
+  if (o.partial) {
+    h.flags = transport::kVnetNeedsCsum;
+    h.csum_start = o.csum_start;
+    h.csum_offset = o.csum_offset;
+  }
+  switch (o.gso) {
+    case stack::TxOffload::Gso::none: break;
+    case stack::TxOffload::Gso::tcpv4: h.gso_type = transport::kVnetGsoTcpv4; break;
+    case stack::TxOffload::Gso::tcpv6: h.gso_type = transport::kVnetGsoTcpv6; break;
+  }
+  if (h.gso_type != transport::kVnetGsoNone) {
+    h.hdr_len = o.hdr_len;
+    h.gso_size = o.gso_size;
+  }
+  return h;
+}
+
+}  // namespace
+
+void Gateway::send_to_guest_offloaded(Bytes frame, const stack::TxOffload& o) {
+  if (gone_) return;
+  if (!link_->send_offloaded(frame, vnet_header(o))) {
+    counters_.drop(DropReason::queue_full);
+  } else {
+    if (o.partial) counters_.inc(Counter::link_to_guest_csum_partial);
+    if (o.gso != stack::TxOffload::Gso::none) {
+      counters_.inc(Counter::link_to_guest_gso_frames);
+      counters_.inc(Counter::tcp_tso_segments, o.segments(frame.size()));
+    }
+  }
+  update_interest();
+}
+
 void Gateway::on_io(uint32_t events) {
   if (gone_) return;
   Result<size_t> r = size_t{0};

@@ -39,6 +39,10 @@ class Gateway final : public stack::FrameSink, public event::IoHandler {
   Status start(std::function<void(const Errno&)> on_link_gone);
 
   void send_to_guest(Bytes frame) override;
+  /// R-TR-6: the frame goes out with a virtio-net header built from `o` (NEEDS_CSUM when
+  /// partial, gso_type TCPV4/TCPV6 for a super-frame). Counts link.to_guest.gso_frames,
+  /// tcp.tso_segments (the segments it stands for) and link.to_guest.csum_partial.
+  void send_to_guest_offloaded(Bytes frame, const stack::TxOffload& o) override;
   void on_io(uint32_t events) override;
 
   stack::Interface& interface() noexcept { return iface_; }

@@ -20,6 +20,8 @@ namespace moat {
   X(link_from_guest_bytes, "link.from_guest.bytes")     \
   X(link_to_guest_frames, "link.to_guest.frames")       \
   X(link_to_guest_bytes, "link.to_guest.bytes")         \
+  X(link_to_guest_gso_frames, "link.to_guest.gso_frames") \
+  X(link_to_guest_csum_partial, "link.to_guest.csum_partial") \
   X(queue_to_guest_high_water, "queue.to_guest.high_water") \
   X(transport_framing_errors, "transport.framing_errors") \
   X(arp_replies, "arp.replies")                         \
@@ -68,6 +70,7 @@ namespace moat {
   X(tcp_host_resource_errors, "tcp.host_resource_errors") \
   X(tcp_retransmits, "tcp.retransmits")                 \
   X(tcp_fast_retransmits, "tcp.fast_retransmits")       \
+  X(tcp_tso_segments, "tcp.tso_segments")               \
   X(tcp_challenge_acks, "tcp.challenge_acks")           \
   X(tcp_time_wait_evicted, "tcp.time_wait_evicted")     \
   X(limits_hits_max_flows, "limits.hits.max_flows")     \

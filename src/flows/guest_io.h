@@ -13,9 +13,40 @@
 
 namespace moat::flows {
 
+/// What the guest link accepts in frames moat sends it (R-TR-6), as the flow layer sees it.
+struct TxCaps {
+  bool csum = false;  ///< partial L4 checksums (virtio NEEDS_CSUM)
+  bool tso4 = false;  ///< TCP super-frames over IPv4 (implies partial checksums)
+  bool tso6 = false;  ///< TCP super-frames over IPv6
+  /// Largest TCP payload of one super-frame (TSO); 0 = as much as a 65535-byte IP packet holds.
+  uint32_t max_tso_payload = 0;
+};
+
+/// How one TCP segment uses those offloads (see send_tcp_v4/v6).
+struct TcpTxOffload {
+  uint16_t gso_size = 0;  ///< > 0: a super-frame the guest cuts into segments of this payload
+  bool partial = false;   ///< the checksum field holds the pseudo-header sum only
+};
+
 class GuestIo {
  public:
   virtual ~GuestIo() = default;
+  /// Offloads the link accepts; the default is none (plain, complete frames).
+  [[nodiscard]] virtual TxCaps tx_caps() const { return {}; }
+  /// One TCP packet that may use tx_caps(): with o.gso_size > 0 it may exceed the MTU (up
+  /// to a 65535-byte IP packet) as long as IP + TCP header + gso_size fits it; TSO frames
+  /// must be partial. `fill` writes the TCP header, payload and (partial) checksum. The
+  /// default, for links without offloads, takes only plain segments.
+  virtual bool send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes l4)> fill,
+                           const TcpTxOffload& o) {
+    if (o.gso_size != 0 || o.partial) return false;
+    return send_ipv4(src, dst, wire::kProtoTcp, l4_len, fill);
+  }
+  virtual bool send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len,
+                           FunctionRef<void(MutBytes l4)> fill, const TcpTxOffload& o) {
+    if (o.gso_size != 0 || o.partial) return false;
+    return send_ipv6(src, dst, wire::kProtoTcp, l4_len, fill);
+  }
   /// One IPv4 packet (20 + l4_len bytes) to the guest; `fill` writes the L4 header, payload
   /// and checksum into exactly l4_len bytes. False: not sent (too big for the MTU, or the
   /// to-guest queue dropped it).

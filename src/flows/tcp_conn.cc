@@ -564,20 +564,37 @@ bool TcpConn::drain_ooo(Instant now) {
 
 // ---- Output -----------------------------------------------------------------------------
 
-bool TcpConn::emit(const TcpRepr& r, size_t payload_len, FunctionRef<bool(MutBytes)> fill) {
+bool TcpConn::emit(const TcpRepr& r, size_t payload_len, FunctionRef<bool(MutBytes)> fill, const TcpTxOffload& off) {
   const size_t hl = r.header_len();
   bool ok = true;
   auto writer = [&](MutBytes l4) {
     if (payload_len > 0) ok = fill(l4.subspan(hl, payload_len));
+    if (off.partial) {
+      // The guest's kernel trusts a partial checksum (virtio NEEDS_CSUM), so a segment
+      // whose payload could not be read cannot be spoiled through it: it is sent as an
+      // old duplicate instead (ending at snd_una, which the guest already has), which a
+      // receiver discards and answers with an ACK (RFC 9293 §3.10.7.4).
+      TcpRepr h = r;
+      if (!ok) h.seq = snd_una_ - uint32_t(payload_len);
+      if (key_.guest.is_v6) h.emit_v6_partial(l4, key_.remote.v6, key_.guest.v6);
+      else h.emit_v4_partial(l4, key_.remote.v4, key_.guest.v4);
+      return;
+    }
     if (key_.guest.is_v6) r.emit_v6(l4, key_.remote.v6, key_.guest.v6);
     else r.emit_v4(l4, key_.remote.v4, key_.guest.v4);
     // The frame is already committed; if its payload could not be read, spoil the
     // checksum so the guest drops it rather than taking garbage as data.
     if (!ok) l4[kTcpChecksumOff] ^= std::byte{0xff};
   };
-  const bool sent = key_.guest.is_v6
-                        ? io_->send_ipv6(key_.remote.v6, key_.guest.v6, wire::kProtoTcp, hl + payload_len, writer)
-                        : io_->send_ipv4(key_.remote.v4, key_.guest.v4, wire::kProtoTcp, hl + payload_len, writer);
+  const size_t l4_len = hl + payload_len;
+  bool sent;
+  if (off.partial || off.gso_size != 0) {
+    sent = key_.guest.is_v6 ? io_->send_tcp_v6(key_.remote.v6, key_.guest.v6, l4_len, writer, off)
+                            : io_->send_tcp_v4(key_.remote.v4, key_.guest.v4, l4_len, writer, off);
+  } else {
+    sent = key_.guest.is_v6 ? io_->send_ipv6(key_.remote.v6, key_.guest.v6, wire::kProtoTcp, l4_len, writer)
+                            : io_->send_ipv4(key_.remote.v4, key_.guest.v4, wire::kProtoTcp, l4_len, writer);
+  }
   return sent && ok;
 }
 
@@ -632,7 +649,7 @@ void TcpConn::send_rst_to_guest() {
   emit(r, 0, [](MutBytes) { return true; });
 }
 
-bool TcpConn::send_data(SeqNum seq, size_t len, bool psh) {
+bool TcpConn::send_data(SeqNum seq, size_t len, bool psh, const TcpTxOffload& offload) {
   TcpRepr r = header(psh ? (tf::ack | tf::psh) : tf::ack, seq);
   const size_t off = size_t(uint32_t(seq - peer_head_));
   const bool ok = emit(r, len, [&](MutBytes p) {
@@ -642,7 +659,7 @@ bool TcpConn::send_data(SeqNum seq, size_t len, bool psh) {
       return false;
     }
     return *n == p.size();
-  });
+  }, offload);
   if (ok) {
     ack_pending_ = false;  // the segment carries the ACK
     full_segments_unacked_ = 0;
@@ -689,14 +706,36 @@ void TcpConn::push(Instant now) {
   const SeqNum avail_end = peer_head_ + uint32_t(std::min(peer_known_, limit));
   const SeqNum wnd_end = snd_una_ + snd_wnd_;
   const SeqNum end = seq_min(avail_end, wnd_end);
+  // R-TR-6: what the link takes. A super-frame always has a partial checksum (Linux's tun
+  // requires NEEDS_CSUM with GSO); plain segments have one when checksum offload is on.
+  const TxCaps caps = io_->tx_caps();
+  const bool tso = key_.guest.is_v6 ? caps.tso6 : caps.tso4;
+  uint32_t tso_max = 0;  // payload of the largest super-frame, a multiple of snd_mss_
+  if (tso) {
+    // Data segments carry no TCP options: a 65535-byte IP packet holds this much payload.
+    const uint32_t ip_hdr = key_.guest.is_v6 ? wire::Ipv6Repr::kHeaderLen : wire::Ipv4Repr::kHeaderLen;
+    tso_max = 0xffff - ip_hdr - uint32_t(wire::TcpRepr::kHeaderLen);
+    if (caps.max_tso_payload != 0) tso_max = std::min(tso_max, caps.max_tso_payload);
+    tso_max -= tso_max % snd_mss_;
+  }
   while (snd_nxt_ < end) {
     if (io_->output_blocked()) {
       blocked_on_output_ = true;
       break;
     }
-    const uint32_t len = std::min<uint32_t>(uint32_t(end - snd_nxt_), snd_mss_);
+    const uint32_t left = uint32_t(end - snd_nxt_);
+    uint32_t len = std::min<uint32_t>(left, snd_mss_);
+    TcpTxOffload off;
+    off.partial = caps.csum;
+    if (tso && left > snd_mss_ && tso_max > snd_mss_) {
+      // Every segment the guest cuts is snd_mss_ bytes except the burst's very last one,
+      // exactly what the loop below would have sent one by one.
+      len = std::min(left, tso_max);
+      off.gso_size = snd_mss_;
+      off.partial = true;
+    }
     const bool psh = snd_nxt_ + len == end;
-    if (!send_data(snd_nxt_, len, psh)) break;
+    if (!send_data(snd_nxt_, len, psh, off)) break;
     if (!timing_ && snd_nxt_ >= snd_max_) {
       timing_ = true;
       rtt_seq_ = snd_nxt_;

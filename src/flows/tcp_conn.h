@@ -23,7 +23,11 @@
 //
 // Sending (R-TCP-7): segments of at most min(guest MSS, own MSS), up to the guest's
 // window, PSH on the last of a burst; payload is peeked from the peer straight into the
-// frame. Go-back-N from snd_una on RTO (RFC 6298) and after 3 duplicate ACKs
+// frame. When the link takes TSO for the flow's family (GuestIo::tx_caps, R-TR-6) a burst
+// goes out as super-frames of up to ~64 KiB, gso_size = that MSS, every segment but the
+// burst's last full-sized, partial checksum; sequence bookkeeping is exactly that of the
+// segments the guest cuts them into. With checksum offload alone, data segments carry
+// partial checksums. Go-back-N from snd_una on RTO (RFC 6298) and after 3 duplicate ACKs
 // (RFC 5681 §3.2). Zero-window persist probes (RFC 9293 §3.8.6.1).
 // Receiving (R-TCP-8): in-order in-window payload is written to the peer; out-of-order
 // payload inside the advertised window is kept in a bounded OooQueue (when the owner gave
@@ -267,14 +271,15 @@ class TcpConn {
 
   // Output.
   void push(Instant now);
-  bool send_data(wire::SeqNum seq, size_t len, bool psh);
+  bool send_data(wire::SeqNum seq, size_t len, bool psh, const TcpTxOffload& off = {});
   bool send_flags(uint8_t flags, wire::SeqNum seq, std::optional<wire::SeqNum> ack = std::nullopt);
   wire::TcpRepr header(uint8_t flags, wire::SeqNum seq) noexcept;
   void send_syn(bool with_ack);
   void send_ack();
   void send_challenge_ack();
   void send_rst_to_guest();
-  bool emit(const wire::TcpRepr& r, size_t payload_len, FunctionRef<bool(MutBytes payload)> fill);
+  bool emit(const wire::TcpRepr& r, size_t payload_len, FunctionRef<bool(MutBytes payload)> fill,
+            const TcpTxOffload& off = {});
   uint16_t window_field() noexcept;
   void update_window() noexcept;
 

@@ -8,6 +8,7 @@
 #include "stack/interface.h"
 #include "wire/icmpv4.h"
 #include "wire/icmpv6.h"
+#include "wire/tcp.h"
 
 namespace moat::stack {
 
@@ -32,8 +33,18 @@ MacAddr ipv4_multicast_mac(Ipv4Addr a) noexcept {
 
 }  // namespace
 
+bool Interface::fits_link(size_t ip_hdr, size_t l4_len, const TcpOffload* tcp) const noexcept {
+  // R-TR-1: a to-guest IP packet never exceeds the MTU (nor 65535 bytes) ...
+  if (l4_len > 0xffff - ip_hdr) return false;
+  if (l4_len <= cfg_.mtu - std::min<size_t>(cfg_.mtu, ip_hdr)) return true;
+  // ... unless it is a TSO super-frame (R-TR-6) the guest will cut into MTU-sized segments.
+  // The TCP header is at least 20 bytes; send_frame() re-checks with the real one.
+  return tcp != nullptr && tcp->gso_size > 0 && tcp->partial &&
+         ip_hdr + wire::TcpRepr::kHeaderLen + tcp->gso_size <= cfg_.mtu;
+}
+
 bool Interface::send_frame(const MacAddr& dst_mac, uint16_t ethertype, size_t payload_len,
-                           FunctionRef<bool(MutBytes)> fill) {
+                           FunctionRef<bool(MutBytes)> fill, const TcpOffload* tcp) {
   if (sending_) {
     // A fill callback or the sink tried to send while frame_buf_ is in use: a bug in
     // the caller. Count it and refuse instead of corrupting the frame being built.
@@ -58,16 +69,46 @@ bool Interface::send_frame(const MacAddr& dst_mac, uint16_t ethertype, size_t pa
     MOAT_LOG_RATELIMITED(error, "stack: failed to build a frame to the guest (ethertype 0x%04x)", ethertype);
     return false;
   }
-  sink_.send_to_guest(frame);  // link.to_guest.* are counted by the transport
+  if (tcp == nullptr) {
+    sink_.send_to_guest(frame);  // link.to_guest.* are counted by the transport
+    sending_ = false;
+    return true;
+  }
+  // An offloaded TCP packet: describe it for the sink (virtio-net header fields, R-TR-6).
+  const bool v6 = ethertype == wire::kEtherTypeIpv6;
+  const size_t l4_start = wire::EthernetRepr::kHeaderLen + (v6 ? wire::Ipv6Repr::kHeaderLen : wire::Ipv4Repr::kHeaderLen);
+  const size_t tcp_hl = size_t(load_u8(frame.data() + l4_start + 12) >> 4) * 4;
+  TxOffload o;
+  o.partial = tcp->partial;
+  o.csum_start = uint16_t(l4_start);
+  o.csum_offset = uint16_t(wire::TcpRepr::kChecksumOffset);
+  o.hdr_len = uint16_t(l4_start + tcp_hl);
+  const size_t payload = frame.size() - o.hdr_len;
+  if (tcp->gso_size > 0 && payload > tcp->gso_size) {
+    o.gso = v6 ? TxOffload::Gso::tcpv6 : TxOffload::Gso::tcpv4;
+    o.gso_size = tcp->gso_size;
+    if (o.hdr_len - wire::EthernetRepr::kHeaderLen + size_t{o.gso_size} > cfg_.mtu) {
+      // Segments the guest would cut would exceed its MTU: a bug in the caller.
+      sending_ = false;
+      counters_.inc(Counter::internal_errors);
+      MOAT_LOG_RATELIMITED(error, "stack: TSO gso_size %u too big for MTU %u (bug)", unsigned{o.gso_size}, cfg_.mtu);
+      return false;
+    }
+  } else if (frame.size() - wire::EthernetRepr::kHeaderLen > cfg_.mtu) {
+    sending_ = false;
+    return false;  // not a super-frame after all, and too big
+  }
+  sink_.send_to_guest_offloaded(frame, o);
   sending_ = false;
   return true;
 }
 
 bool Interface::send_ipv4_to(const MacAddr& dst_mac, Ipv4Addr src, Ipv4Addr dst, uint8_t protocol, size_t l4_len,
-                             FunctionRef<bool(MutBytes)> fill, const Ipv4SendOptions& options) {
+                             FunctionRef<bool(MutBytes)> fill, const Ipv4SendOptions& options,
+                             const TcpOffload* tcp) {
   constexpr size_t kHdr = wire::Ipv4Repr::kHeaderLen;
-  // R-TR-1: to-guest frames never exceed MTU + 14.
-  if (l4_len > cfg_.mtu - std::min<size_t>(cfg_.mtu, kHdr) || l4_len > 0xffff - kHdr) return false;
+  // R-TR-1: to-guest frames never exceed MTU + 14 (TSO super-frames aside, R-TR-6).
+  if (!fits_link(kHdr, l4_len, tcp)) return false;
   wire::Ipv4Repr ip;
   ip.src = src;
   ip.dst = dst;
@@ -81,13 +122,14 @@ bool Interface::send_ipv4_to(const MacAddr& dst_mac, Ipv4Addr src, Ipv4Addr dst,
   ip.payload_len = static_cast<uint16_t>(l4_len);
   return send_frame(dst_mac, wire::kEtherTypeIpv4, kHdr + l4_len, [&](MutBytes packet) {
     return ip.emit(packet.first(kHdr)) && fill(packet.subspan(kHdr));
-  });
+  }, tcp);
 }
 
 bool Interface::send_ipv6_to(const MacAddr& dst_mac, const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header,
-                             size_t l4_len, FunctionRef<bool(MutBytes)> fill, uint8_t hop_limit) {
+                             size_t l4_len, FunctionRef<bool(MutBytes)> fill, uint8_t hop_limit,
+                             const TcpOffload* tcp) {
   constexpr size_t kHdr = wire::Ipv6Repr::kHeaderLen;
-  if (l4_len > cfg_.mtu - std::min<size_t>(cfg_.mtu, kHdr) || l4_len > 0xffff) return false;
+  if (!fits_link(kHdr, l4_len, tcp)) return false;
   wire::Ipv6Repr ip;
   ip.src = src;
   ip.dst = dst;
@@ -96,7 +138,7 @@ bool Interface::send_ipv6_to(const MacAddr& dst_mac, const Ipv6Addr& src, const 
   ip.payload_len = static_cast<uint32_t>(l4_len);
   return send_frame(dst_mac, wire::kEtherTypeIpv6, kHdr + l4_len, [&](MutBytes packet) {
     return ip.emit(packet.first(kHdr)) && fill(packet.subspan(kHdr));
-  });
+  }, tcp);
 }
 
 bool Interface::send_ipv4(Ipv4Addr src, Ipv4Addr dst, uint8_t protocol, size_t l4_len,
@@ -117,6 +159,22 @@ bool Interface::send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next
     fill(l4);
     return true;
   }, hop_limit);
+}
+
+bool Interface::send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes l4)> fill,
+                            const TcpOffload& o) {
+  return send_ipv4_to(guest_mac_, src, dst, wire::kProtoTcp, l4_len, [&](MutBytes l4) {
+    fill(l4);
+    return true;
+  }, Ipv4SendOptions{}, &o);
+}
+
+bool Interface::send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len,
+                            FunctionRef<void(MutBytes l4)> fill, const TcpOffload& o) {
+  return send_ipv6_to(guest_mac_, src, dst, wire::kProtoTcp, l4_len, [&](MutBytes l4) {
+    fill(l4);
+    return true;
+  }, 64, &o);
 }
 
 bool Interface::send_icmp_error_v4(const wire::Ipv4Repr& offending, Bytes offending_l4, Ipv4Addr src, uint8_t type,

@@ -26,12 +26,41 @@
 
 namespace moat::stack {
 
+/// How one to-guest frame uses the offloads the guest link accepts (R-TR-6). Plain data,
+/// so stack/ need not know the transport: app::Gateway maps it to a virtio-net header.
+struct TxOffload {
+  enum class Gso : uint8_t { none, tcpv4, tcpv6 };
+  Gso gso = Gso::none;
+  uint16_t gso_size = 0;     ///< TCP payload bytes per segment of a super-frame
+  uint16_t hdr_len = 0;      ///< Ethernet + IP + TCP header bytes (super-frames)
+  bool partial = false;      ///< the L4 checksum field holds only the pseudo-header sum
+  uint16_t csum_start = 0;   ///< from the Ethernet header: where the L4 checksum starts
+  uint16_t csum_offset = 0;  ///< from csum_start: where the checksum field is
+  /// Number of wire segments this frame becomes (1 unless a super-frame).
+  [[nodiscard]] size_t segments(size_t frame_len) const noexcept {
+    if (gso == Gso::none || gso_size == 0 || frame_len <= hdr_len) return 1;
+    return (frame_len - hdr_len + gso_size - 1) / gso_size;
+  }
+};
+
+/// What the caller of Interface::send_tcp_v4/v6 asks for: a super-frame (gso_size > 0)
+/// and/or a partial checksum. The Interface derives the rest from the frame.
+struct TcpOffload {
+  uint16_t gso_size = 0;  ///< 0: one ordinary segment
+  bool partial = false;   ///< the checksum field holds the pseudo-header sum only
+};
+
 /// Where finished to-guest frames go (the transport, or a test capture). The span is only
 /// valid during the call: the Interface reuses one buffer for every frame it builds.
 class FrameSink {
  public:
   virtual ~FrameSink() = default;
   virtual void send_to_guest(Bytes frame) = 0;
+  /// A frame that uses the guest's offloads (only what the link said it accepts). A sink
+  /// without offload support keeps the default, which takes plain frames only.
+  virtual void send_to_guest_offloaded(Bytes frame, const TxOffload& o) {
+    if (o.gso == TxOffload::Gso::none && !o.partial) send_to_guest(frame);
+  }
 };
 
 /// Receives IP packets that are not for the gateway's own services (TCP/UDP/ICMP flows).
@@ -111,6 +140,15 @@ class Interface {
   bool send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header, size_t l4_len,
                  FunctionRef<void(MutBytes l4)> fill, uint8_t hop_limit = 64);
 
+  /// One TCP segment or TSO super-frame using the guest's offloads (R-TR-6). With
+  /// o.gso_size > 0 the packet may exceed the MTU, up to a 65535-byte IP packet, provided
+  /// each segment it becomes (IP + TCP header + gso_size) fits the MTU; without it the
+  /// MTU rule of send_ipv4/6 holds. The TCP header length is read from what `fill` wrote.
+  bool send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes l4)> fill,
+                   const TcpOffload& o);
+  bool send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len, FunctionRef<void(MutBytes l4)> fill,
+                   const TcpOffload& o);
+
   /// ICMPv4 error (type/code, e.g. kIcmpDestUnreachable/3 port unreachable) from `src` to
   /// the sender of `offending` (a guest packet as handed to PacketHandler::on_ipv4).
   /// The quote is the offending IP header (re-emitted without options) plus as much of
@@ -149,13 +187,21 @@ class Interface {
   void on_dhcp6(const wire::Ipv6Repr& ip, Bytes udp_payload, Instant now);
 
   // egress.cc: framing into frame_buf_.
+  // `tcp` non-null: a TCP packet with offloads (send_tcp_v4/v6); TSO lifts the MTU check.
   bool send_ipv4_to(const MacAddr& dst_mac, Ipv4Addr src, Ipv4Addr dst, uint8_t protocol, size_t l4_len,
-                    FunctionRef<bool(MutBytes)> fill, const Ipv4SendOptions& options);
+                    FunctionRef<bool(MutBytes)> fill, const Ipv4SendOptions& options,
+                    const TcpOffload* tcp = nullptr);
   bool send_ipv6_to(const MacAddr& dst_mac, const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header,
-                    size_t l4_len, FunctionRef<bool(MutBytes)> fill, uint8_t hop_limit);
+                    size_t l4_len, FunctionRef<bool(MutBytes)> fill, uint8_t hop_limit,
+                    const TcpOffload* tcp = nullptr);
+  /// True when an IP packet of ip_hdr + l4_len bytes may go to the guest: within the MTU,
+  /// or a TSO super-frame (R-TR-1/R-TR-6) whose segments each fit the MTU.
+  [[nodiscard]] bool fits_link(size_t ip_hdr, size_t l4_len, const TcpOffload* tcp) const noexcept;
   /// The one place frames are built; `fill` writes the Ethernet payload and returns false
-  /// if its emitter failed, in which case nothing is sent.
-  bool send_frame(const MacAddr& dst_mac, uint16_t ethertype, size_t payload_len, FunctionRef<bool(MutBytes)> fill);
+  /// if its emitter failed, in which case nothing is sent. `tcp` non-null: the frame is an
+  /// offloaded TCP packet (its TxOffload is derived from the frame once filled).
+  bool send_frame(const MacAddr& dst_mac, uint16_t ethertype, size_t payload_len, FunctionRef<bool(MutBytes)> fill,
+                  const TcpOffload* tcp = nullptr);
 
   const LinkConfig cfg_;
   FrameSink& sink_;

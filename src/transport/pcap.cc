@@ -123,7 +123,7 @@ Status PcapWriter::close() {
 // ---- PcapTap ----
 
 PcapTap::PcapTap(std::unique_ptr<FrameTransport> inner, std::optional<PcapWriter> writer)
-    : inner_(std::move(inner)), writer_(std::move(writer)) {
+    : inner_(std::move(inner)), writer_(std::move(writer)), csum_copy_(kMaxFrameLen) {
   MOAT_CHECK(inner_ != nullptr);
 }
 
@@ -159,7 +159,17 @@ bool PcapTap::send(Bytes frame) {
 
 bool PcapTap::send_offloaded(Bytes frame, const VnetHeader& h) {
   const bool accepted = inner_->send_offloaded(frame, h);
-  if (accepted && writer_) writer_->write(frame);
+  if (!accepted || !writer_) return accepted;
+  if (h.needs_csum() && frame.size() <= csum_copy_.size()) {
+    // Record what the guest's stack sees once the device completed the checksum.
+    MutBytes copy(csum_copy_.data(), frame.size());
+    std::memcpy(copy.data(), frame.data(), frame.size());
+    if (complete_checksum(copy, h.csum_start, h.csum_offset)) {
+      writer_->write(copy);
+      return accepted;
+    }
+  }
+  writer_->write(frame);
   return accepted;
 }
 

@@ -103,7 +103,10 @@ class PcapWriter {
 /// (written or queued), so records follow the order moat emitted them; dropped frames are
 /// not recorded. Frames the inner transport drops on receive (runts) are not recorded.
 /// Capture can be started and stopped at runtime (pcap.start / pcap.stop); without a
-/// writer PcapTap only forwards.
+/// writer PcapTap only forwards. Offloaded to-guest frames (R-TR-6) are recorded as the
+/// guest receives them before segmentation: a TSO super-frame stays one record (IP total
+/// length up to 65535), but a partial checksum is completed in the recorded copy, so
+/// every checksum in the capture verifies.
 class PcapTap final : public FrameTransport {
  public:
   explicit PcapTap(std::unique_ptr<FrameTransport> inner, std::optional<PcapWriter> writer = std::nullopt);
@@ -131,6 +134,7 @@ class PcapTap final : public FrameTransport {
  private:
   std::unique_ptr<FrameTransport> inner_;
   std::optional<PcapWriter> writer_;
+  std::vector<std::byte> csum_copy_;  ///< kMaxFrameLen: an offloaded frame with its checksum completed
 };
 
 }  // namespace moat::transport

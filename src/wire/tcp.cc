@@ -105,6 +105,11 @@ void finish(Checksum c, MutBytes out) noexcept {
   store_be16(out.data() + kChecksumOff, c.finish());
 }
 
+// finish() leaves the complement of the folded sum; the partial field is the folded sum.
+void finish_partial(Checksum c, MutBytes out) noexcept {
+  store_be16(out.data() + kChecksumOff, uint16_t(~c.finish()));
+}
+
 }  // namespace
 
 Result<TcpRepr, ParseError> TcpRepr::parse(Bytes segment, Bytes* payload) noexcept {
@@ -146,6 +151,18 @@ bool TcpRepr::emit_v4(MutBytes out, Ipv4Addr src, Ipv4Addr dst) const noexcept {
 bool TcpRepr::emit_v6(MutBytes out, const Ipv6Addr& src, const Ipv6Addr& dst) const noexcept {
   if (out.size() > 0xffffffffu || !write_header(*this, out)) return false;
   finish(pseudo_header_v6(src, dst, kProtoTcp, uint32_t(out.size())), out);
+  return true;
+}
+
+bool TcpRepr::emit_v4_partial(MutBytes out, Ipv4Addr src, Ipv4Addr dst) const noexcept {
+  if (out.size() > 0xffff || !write_header(*this, out)) return false;
+  finish_partial(pseudo_header_v4(src, dst, kProtoTcp, uint16_t(out.size())), out);
+  return true;
+}
+
+bool TcpRepr::emit_v6_partial(MutBytes out, const Ipv6Addr& src, const Ipv6Addr& dst) const noexcept {
+  if (out.size() > 0xffffffffu || !write_header(*this, out)) return false;
+  finish_partial(pseudo_header_v6(src, dst, kProtoTcp, uint32_t(out.size())), out);
   return true;
 }
 

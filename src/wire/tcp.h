@@ -86,6 +86,14 @@ struct TcpRepr {
   /// written, if out < header_len() (or > 65535 bytes for IPv4).
   bool emit_v4(MutBytes out, Ipv4Addr src, Ipv4Addr dst) const noexcept;
   bool emit_v6(MutBytes out, const Ipv6Addr& src, const Ipv6Addr& dst) const noexcept;
+  /// Checksum offload (R-TR-6, virtio NEEDS_CSUM): writes the header, and in the checksum
+  /// field only the folded, uncomplemented pseudo-header sum for out.size() bytes, which
+  /// is what a virtio device or the kernel completes (and keeps correct when it splits a
+  /// TSO super-frame). The payload is neither read nor summed.
+  bool emit_v4_partial(MutBytes out, Ipv4Addr src, Ipv4Addr dst) const noexcept;
+  bool emit_v6_partial(MutBytes out, const Ipv6Addr& src, const Ipv6Addr& dst) const noexcept;
+  /// Offset of the checksum field in the header (RFC 9293 §3.1): virtio's csum_offset.
+  static constexpr size_t kChecksumOffset = 16;
 
   friend bool operator==(const TcpRepr&, const TcpRepr&) = default;
 };

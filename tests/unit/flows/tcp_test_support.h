@@ -30,6 +30,7 @@ struct Emitted {
   IpAddr src, dst;
   uint8_t proto = 0;
   Buf l4;
+  TcpTxOffload offload;  // send_tcp_v4/v6 only
   // ICMP errors
   bool icmp_error = false;
   uint8_t type = 0, code = 0;
@@ -48,12 +49,29 @@ class FakeGuestIo final : public GuestIo {
 
   bool send_ipv4(Ipv4Addr src, Ipv4Addr dst, uint8_t proto, size_t l4_len, FunctionRef<void(MutBytes)> fill) override {
     if (l4_len + 20 > mtu_value) return false;
+    last_offload = {};
     return record(false, src, dst, proto, l4_len, fill);
   }
   bool send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t nh, size_t l4_len,
                  FunctionRef<void(MutBytes)> fill) override {
     if (l4_len + 40 > mtu_value) return false;
+    last_offload = {};
     return record(true, src, dst, nh, l4_len, fill);
+  }
+  // R-TR-6: what the fake link accepts; default none (plain frames, like before).
+  TxCaps caps;
+  [[nodiscard]] TxCaps tx_caps() const override { return caps; }
+  bool send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
+                   const TcpTxOffload& o) override {
+    if (!offload_ok(20, l4_len, o)) return false;
+    last_offload = o;
+    return record(false, src, dst, wire::kProtoTcp, l4_len, fill);
+  }
+  bool send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
+                   const TcpTxOffload& o) override {
+    if (!offload_ok(40, l4_len, o)) return false;
+    last_offload = o;
+    return record(true, src, dst, wire::kProtoTcp, l4_len, fill);
   }
   bool send_udp_v4(Ipv4Addr, Ipv4Addr, uint16_t, uint16_t, Bytes) override { return true; }
   bool send_udp_v6(const Ipv6Addr&, const Ipv6Addr&, uint16_t, uint16_t, Bytes) override { return true; }
@@ -87,6 +105,15 @@ class FakeGuestIo final : public GuestIo {
   [[nodiscard]] uint32_t mtu() const override { return mtu_value; }
 
  private:
+  // The rules the real Interface enforces: offloads only as advertised, TSO frames partial,
+  // each cut segment within the MTU, the whole packet within 65535 bytes.
+  bool offload_ok(size_t ip_hdr, size_t l4_len, const TcpTxOffload& o) const {
+    if (o.partial && !caps.csum && !caps.tso4 && !caps.tso6) return false;
+    if (o.gso_size == 0) return ip_hdr + l4_len <= mtu_value;
+    return o.partial && (ip_hdr == 20 ? caps.tso4 : caps.tso6) && ip_hdr + l4_len <= 0xffff &&
+           ip_hdr + 20 + o.gso_size <= mtu_value;
+  }
+  TcpTxOffload last_offload;
   bool record(bool v6, IpAddr src, IpAddr dst, uint8_t proto, size_t l4_len, FunctionRef<void(MutBytes)> fill) {
     if (blocked) return false;
     ++sent;
@@ -101,6 +128,8 @@ class FakeGuestIo final : public GuestIo {
     e.src = src;
     e.dst = dst;
     e.proto = proto;
+    e.offload = last_offload;
+    last_offload = {};
     e.l4.resize(l4_len);
     fill(MutBytes(e.l4));
     out.push_back(std::move(e));

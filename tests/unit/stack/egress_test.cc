@@ -1,5 +1,6 @@
 // Egress helpers used by the flow layer: send_ipv4/6 and ICMP errors (R-ICMP-3).
 #include "stack_fixture.h"
+#include "wire/tcp.h"
 
 namespace moat::stack {
 namespace {
@@ -30,6 +31,56 @@ TEST_F(StackTest, SendIpv4BuildsFrameAroundL4) {
   ASSERT_TRUE(u);
   EXPECT_EQ(u->dst_port, 40000);
   EXPECT_TRUE(test::bytes_equal(got, test::span(payload)));
+}
+
+// R-TR-1 / R-TR-6: only a TSO super-frame may exceed the MTU, and only so far that each
+// segment the guest cuts (IP + TCP header + gso_size) fits it and the IP packet fits 65535.
+TEST_F(StackTest, TcpSuperFrameMayExceedMtu) {
+  cfg.mtu = 1500;
+  make();
+  wire::TcpRepr h;
+  h.src_port = 443;
+  h.dst_port = 40000;
+  h.flags = wire::tcp_flags::ack;
+  auto fill4 = [&](MutBytes l4) { h.emit_v4_partial(l4, kRemote, g.guest4); };
+  auto fill6 = [&](MutBytes l4) { h.emit_v6_partial(l4, kRemote6, g.guest6); };
+  const TcpOffload tso{1460, true};
+  ASSERT_TRUE(iface->send_tcp_v4(kRemote, g.guest4, 20 + 43800, fill4, tso));
+  ASSERT_EQ(sink.frames.size(), 1u);
+  EXPECT_EQ(sink.frames[0].size(), 14u + 20 + 20 + 43800);
+  const TxOffload& o = sink.offloads[0];
+  EXPECT_EQ(o.gso, TxOffload::Gso::tcpv4);
+  EXPECT_EQ(o.gso_size, 1460);
+  EXPECT_TRUE(o.partial);
+  EXPECT_EQ(o.csum_start, 34);
+  EXPECT_EQ(o.csum_offset, 16);
+  EXPECT_EQ(o.hdr_len, 54);
+  EXPECT_EQ(o.segments(sink.frames[0].size()), 30u);
+  auto r = test::as_ipv4(out(0));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ip.payload_len, 20u + 43800);
+  // IPv6: csum_start after the 40-byte header.
+  ASSERT_TRUE(iface->send_tcp_v6(kRemote6, g.guest6, 20 + 65000, fill6, TcpOffload{1440, true}));
+  EXPECT_EQ(sink.offloads.back().gso, TxOffload::Gso::tcpv6);
+  EXPECT_EQ(sink.offloads.back().csum_start, 54);
+  EXPECT_EQ(sink.offloads.back().hdr_len, 74);
+  // Refused: no TSO (plain, partial or not) beyond the MTU; a gso_size whose segments would
+  // exceed the MTU; a packet beyond 65535 bytes; TSO without a partial checksum.
+  EXPECT_FALSE(iface->send_tcp_v4(kRemote, g.guest4, 1481, fill4, TcpOffload{0, true}));
+  EXPECT_FALSE(iface->send_tcp_v4(kRemote, g.guest4, 1481, fill4, TcpOffload{}));
+  EXPECT_FALSE(iface->send_tcp_v4(kRemote, g.guest4, 20 + 4000, fill4, TcpOffload{1461, true}));
+  EXPECT_FALSE(iface->send_tcp_v4(kRemote, g.guest4, 0xffff - 19, fill4, tso));
+  EXPECT_FALSE(iface->send_tcp_v6(kRemote6, g.guest6, 0xffff - 39, fill6, TcpOffload{1440, true}));
+  EXPECT_FALSE(iface->send_tcp_v4(kRemote, g.guest4, 20 + 4000, fill4, TcpOffload{1460, false}));
+  EXPECT_FALSE(iface->send_tcp_v6(kRemote6, g.guest6, 20 + 4000, fill6, TcpOffload{1441, true}));
+  EXPECT_EQ(sink.frames.size(), 2u);
+  // A partial checksum within the MTU: no GSO, NEEDS_CSUM only.
+  ASSERT_TRUE(iface->send_tcp_v4(kRemote, g.guest4, 1480, fill4, TcpOffload{0, true}));
+  EXPECT_EQ(sink.offloads.back().gso, TxOffload::Gso::none);
+  EXPECT_TRUE(sink.offloads.back().partial);
+  // A "super-frame" of one segment is sent without GSO.
+  ASSERT_TRUE(iface->send_tcp_v4(kRemote, g.guest4, 20 + 1000, fill4, tso));
+  EXPECT_EQ(sink.offloads.back().gso, TxOffload::Gso::none);
 }
 
 TEST_F(StackTest, SendIpv4CanEmitFragments) {

@@ -13,7 +13,15 @@ namespace moat::stack {
 
 struct CaptureSink : FrameSink {
   std::vector<test::Buf> frames;
-  void send_to_guest(Bytes frame) override { frames.push_back(test::to_buf(frame)); }
+  std::vector<TxOffload> offloads;  ///< one per frame; default for plain ones
+  void send_to_guest(Bytes frame) override {
+    frames.push_back(test::to_buf(frame));
+    offloads.emplace_back();
+  }
+  void send_to_guest_offloaded(Bytes frame, const TxOffload& o) override {
+    frames.push_back(test::to_buf(frame));
+    offloads.push_back(o);
+  }
 };
 
 struct RecordingHandler : PacketHandler {
