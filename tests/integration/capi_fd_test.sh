@@ -6,7 +6,10 @@
 #  * --vnet-hdr 1: the TAP has IFF_VNET_HDR + TUNSETOFFLOAD(CSUM, TSO4, TSO6) and the gateway
 #    vnet_hdr_len 10 with the same offloads, so the guest kernel's TSO super-frames and
 #    partial checksums go through the rings as is: a 4 MiB upload (with half-close reply) and
-#    a 2 MiB download intact, GSO frames seen from the guest, no drop.vnet_hdr.
+#    a 2 MiB download intact, GSO frames seen from the guest, no drop.vnet_hdr. To the guest,
+#    moat's TCP sends TSO super-frames (guest_offloads() = the mask): a 24 MiB download
+#    arrives intact and the pulled frames carried gso_type (counted by the example and in
+#    link.to_guest.gso_frames).
 # moat-it-timeout: 150
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
@@ -16,6 +19,8 @@ BRIDGE="$(readlink -f "$(dirname "$MOAT")/../../examples/moat-capi-tap")"
 www="$T_DIR/www"; mkdir -p "$www"
 python3 -c 'import random; open("'"$www"'/blob.bin","wb").write(random.Random(7).randbytes(2*1024*1024+777))'
 want_blob="$(sha256sum < "$www/blob.bin" | cut -d' ' -f1)"
+python3 -c 'import random; open("'"$www"'/big.bin","wb").write(random.Random(8).randbytes(24*1024*1024+101))'
+want_big="$(sha256sum < "$www/big.bin" | cut -d' ' -f1)"
 start_bg http timeout 140 python3 -m http.server --bind 127.0.0.1 --directory "$www" 18080
 start_bg sink "$NP" serve-sink --port 18082 --ready-file "$T_DIR/sink.ready" --max-seconds 140
 start_bg dns "$NP" dns --port 15353 --name capi-fd.example.com --addr 93.184.216.34 --ready-file "$T_DIR/dns.ready" --max-seconds 140
@@ -92,15 +97,25 @@ ip netns exec capivnet curl -sS --max-time 30 -o "$T_DIR/blob-vnet.bin" http://1
 set -e
 check "vnet: 2 MiB download succeeds (rc $c)" test $c -eq 0
 check "vnet: 2 MiB body sha256 matches" test "$(sha256sum < "$T_DIR/blob-vnet.bin" | cut -d' ' -f1)" = "$want_blob"
+set +e
+ip netns exec capivnet curl -sS --max-time 60 -o "$T_DIR/big-vnet.bin" http://100.96.0.1:18080/big.bin; c=$?
+set -e
+check "vnet: 24 MiB bulk download (TSO super-frames to the guest) succeeds (rc $c)" test $c -eq 0
+check "vnet: 24 MiB body sha256 matches" test "$(sha256sum < "$T_DIR/big-vnet.bin" | cut -d' ' -f1)" = "$want_big"
+rm -f "$T_DIR/big-vnet.bin"
 stop_bridge "$VNET_PID" vnet
 grep 'gso frames' "$T_DIR/vnet.log" || true
 check "vnet: the guest sent GSO super-frames through the rings" \
   bash -c "grep -Eq 'gso frames to moat [1-9][0-9]*,' '$T_DIR/vnet.log'"
+check "vnet: moat sent TSO super-frames to the guest through the rings (pulled with gso_type set)" \
+  bash -c "grep -Eq 'gso frames to moat [0-9]+, to tap [1-9][0-9]*' '$T_DIR/vnet.log'"
 python3 - "$T_DIR/vnet-stats.json" > "$T_DIR/vnet.check" <<'PY' || true
 import json, sys
 s = json.load(open(sys.argv[1]))
 print("vnet_hdr_drops", s["drops"]["vnet_hdr"])
+print("gso_to_guest_ok", int(s["counters"].get("link.to_guest.gso_frames", 0) > 0))
 PY
 cat "$T_DIR/vnet.check"
 check "vnet: no drop.vnet_hdr" grep -q '^vnet_hdr_drops 0$' "$T_DIR/vnet.check"
+check "vnet: link.to_guest.gso_frames > 0" grep -q '^gso_to_guest_ok 1$' "$T_DIR/vnet.check"
 finish
