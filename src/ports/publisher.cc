@@ -93,7 +93,7 @@ Publisher::~Publisher() = default;
 
 Result<void, std::string> Publisher::bind_all(const std::vector<config::PublishSpec>& specs) {
   for (const auto& spec : specs) {
-    if (auto r = bind_spec(spec); !r) {
+    if (auto r = bind_spec(spec, "--publish"); !r) {
       listeners_.clear();
       return r;
     }
@@ -122,7 +122,7 @@ Result<std::vector<std::string>, Publisher::ChangeError> Publisher::add(const co
     }
   }
   const size_t before = listeners_.size();
-  if (auto r = bind_spec(spec); !r) return unexpected(ChangeError{ChangeError::Kind::bind, r.error()});
+  if (auto r = bind_spec(spec, "publish"); !r) return unexpected(ChangeError{ChangeError::Kind::bind, r.error()});
   std::vector<std::string> lines;
   auto all = describe();
   for (size_t i = before; i < all.size(); ++i) lines.push_back(std::move(all[i]));
@@ -141,7 +141,7 @@ Result<size_t, Publisher::ChangeError> Publisher::remove(const config::PublishSp
   return n;
 }
 
-Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec) {
+Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec, std::string_view where) {
   const size_t before = listeners_.size();
   {
     for (uint32_t i = 0; i < spec.count; ++i) {
@@ -156,7 +156,7 @@ Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec) 
       auto fail = [&](const char* what) -> Result<void, std::string> {
         int e = errno;
         listeners_.resize(before);  // close what this spec bound
-        std::string msg = "--publish \"" + spec.text + "\": " + what + " " +
+        std::string msg = std::string(where) + " \"" + spec.text + "\": " + what + " " +
                           (spec.bind.is_v6 ? "[" + spec.bind.to_string() + "]" : spec.bind.to_string()) + ":" +
                           std::to_string(want) + ": " + std::strerror(e);
         if (e == EACCES && want < 1024)
@@ -184,7 +184,7 @@ Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec) 
       l->watch = std::move(w).value();
       bool loopback = spec.bind.is_v6 ? spec.bind.v6.is_loopback() : spec.bind.v4.is_loopback();
       if (!loopback)
-        MOAT_LOG(warn, "--publish \"%s\": listening on a non-loopback address (%s)", spec.text.c_str(),
+        MOAT_LOG(warn, "%.*s \"%s\": listening on a non-loopback address (%s)", int(where.size()), where.data(), spec.text.c_str(),
                  spec.bind.to_string().c_str());
       listeners_.push_back(std::move(l));
     }

@@ -85,7 +85,8 @@ class Publisher {
   bool source_for(const IpAddr& peer, uint16_t peer_port, IpAddr* guest_dst, IpAddr* src, uint16_t* src_port);
   bool admit(const IpAddr& peer, uint16_t peer_port, uint16_t guest_port, bool tcp);
   /// Binds every port of `spec` and appends the listeners; on failure closes only those.
-  Result<void, std::string> bind_spec(const config::PublishSpec& spec);
+  /// Errors start with `where` ("--publish" at start-up, "publish" at runtime) and the spec.
+  Result<void, std::string> bind_spec(const config::PublishSpec& spec, std::string_view where);
 
   event::Loop& loop_;
   flows::TcpEngine& tcp_;

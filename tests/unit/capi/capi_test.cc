@@ -720,6 +720,20 @@ TEST(CApi, PublishAndUnpublishAtRuntime) {
   ::close(c);
   // Published again after the unpublish: the port is free for it.
   EXPECT_EQ(moat_publish(gw, spec.c_str(), &err), MOAT_OK) << err.message;
+  // A port someone else holds: MOAT_EIO, one line naming the spec and errno.
+  int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  socklen_t sl = sizeof sa;
+  ::getsockname(busy, reinterpret_cast<sockaddr*>(&sa), &sl);
+  const std::string taken = std::to_string(ntohs(sa.sin_port)) + ":22";
+  EXPECT_EQ(moat_publish(gw, taken.c_str(), &err), MOAT_EIO);
+  EXPECT_EQ(std::string(err.message).rfind("moat: error: publish \"" + taken + "\": bind 127.0.0.1:", 0), 0u) << err.message;
+  EXPECT_NE(std::string(err.message).find("in use"), std::string::npos) << err.message;
+  ::close(busy);
   moat_gateway_free(gw);
 }
 
