@@ -18,6 +18,10 @@
 #include <vector>
 
 #include "transport/tap.h"
+#include "wire/checksum.h"
+#include "wire/ethernet.h"
+#include "wire/ipv4.h"
+#include "wire/tcp.h"
 
 namespace moat::transport {
 namespace {
@@ -299,6 +303,73 @@ TEST_F(PcapTapTest, StartAtRuntime) {
   EXPECT_TRUE(pcap.send(f));
   ASSERT_TRUE(pcap.flush_capture().has_value());
   EXPECT_EQ(read_file(path_).size(), 24u + 16u + 60u);
+}
+
+// R-TR-6: an offloaded to-guest frame goes to the link untouched (header + partial checksum)
+// and is recorded as the guest sees it after the device completed the checksum.
+TEST_F(PcapTapTest, OffloadedFrameIsRecordedWithCompletedChecksum) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd guest(sv[1]);
+  Counters counters;
+  TapConfig tc;
+  tc.vnet_hdr_len = kVnetHdrLegacy;
+  tc.guest_offloads = kOffloadCsum | kOffloadTso4;
+  auto tap = TapTransport::create(UniqueFd(sv[0]), counters, tc);
+  ASSERT_TRUE(tap.has_value());
+  auto writer = PcapWriter::open(path_);
+  ASSERT_TRUE(writer.has_value());
+  PcapTap pcap(std::move(tap).value(), std::move(writer).value());
+  EXPECT_EQ(pcap.guest_offloads(), kOffloadCsum | kOffloadTso4);
+
+  // A 3000-byte-payload super-frame (gso_size 1000) with a partial TCP checksum.
+  const Ipv4Addr src = Ipv4Addr::from_octets(1, 2, 3, 4), dst = Ipv4Addr::from_octets(100, 96, 0, 2);
+  constexpr size_t kPayload = 3000, kL4 = 20 + kPayload, kLen = 14 + 20 + kL4;
+  std::vector<std::byte> frame(kLen);
+  wire::EthernetRepr eth;
+  eth.ethertype = wire::kEtherTypeIpv4;
+  ASSERT_TRUE(eth.emit(MutBytes(frame.data(), 14)));
+  wire::Ipv4Repr ip;
+  ip.src = src;
+  ip.dst = dst;
+  ip.protocol = wire::kProtoTcp;
+  ip.payload_len = uint16_t(kL4);
+  ASSERT_TRUE(ip.emit(MutBytes(frame.data() + 14, 20)));
+  for (size_t i = 0; i < kPayload; ++i) frame[54 + i] = std::byte(uint8_t(i * 13));
+  wire::TcpRepr tcp;
+  tcp.src_port = 443;
+  tcp.dst_port = 40000;
+  tcp.flags = wire::tcp_flags::ack;
+  const MutBytes l4(frame.data() + 34, kL4);
+  ASSERT_TRUE(tcp.emit_v4_partial(l4, src, dst));
+  VnetHeader h;
+  h.flags = kVnetNeedsCsum;
+  h.gso_type = kVnetGsoTcpv4;
+  h.hdr_len = 54;
+  h.gso_size = 1000;
+  h.csum_start = 34;
+  h.csum_offset = 16;
+  ASSERT_TRUE(pcap.send_offloaded(frame, h));
+
+  // The link got header + the frame unchanged.
+  std::vector<std::byte> got(kLen + 64);
+  ASSERT_EQ(::recv(guest.get(), got.data(), got.size(), 0), ssize_t(kVnetHdrLegacy + kLen));
+  const VnetHeader gh = VnetHeader::parse(Bytes(got.data(), kVnetHdrLegacy));
+  EXPECT_EQ(gh.gso_type, kVnetGsoTcpv4);
+  EXPECT_EQ(gh.gso_size, 1000);
+  EXPECT_EQ(gh.csum_start, 34);
+  EXPECT_EQ(std::memcmp(got.data() + kVnetHdrLegacy, frame.data(), kLen), 0);
+
+  // The record: same length, the checksum now verifies over pseudo-header + segment.
+  ASSERT_TRUE(pcap.flush_capture().has_value());
+  const auto file = read_file(path_);
+  ASSERT_EQ(file.size(), 24u + 16u + kLen);
+  const std::byte* rec = file.data() + 24 + 16;
+  wire::Checksum c = wire::pseudo_header_v4(src, dst, wire::kProtoTcp, uint16_t(kL4));
+  c.add(Bytes(rec + 34, kL4));
+  EXPECT_EQ(c.finish(), 0);
+  EXPECT_NE(std::memcmp(rec + 34 + 16, frame.data() + 34 + 16, 2), 0) << "the recorded checksum was completed";
+  EXPECT_EQ(std::memcmp(rec + 54, frame.data() + 54, kPayload), 0);
 }
 
 }  // namespace
