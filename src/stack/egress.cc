@@ -76,8 +76,18 @@ bool Interface::send_frame(const MacAddr& dst_mac, uint16_t ethertype, size_t pa
   }
   // An offloaded TCP packet: describe it for the sink (virtio-net header fields, R-TR-6).
   const bool v6 = ethertype == wire::kEtherTypeIpv6;
-  const size_t l4_start = wire::EthernetRepr::kHeaderLen + (v6 ? wire::Ipv6Repr::kHeaderLen : wire::Ipv4Repr::kHeaderLen);
-  const size_t tcp_hl = size_t(load_u8(frame.data() + l4_start + 12) >> 4) * 4;
+  const size_t l4_start =
+      wire::EthernetRepr::kHeaderLen + (v6 ? wire::Ipv6Repr::kHeaderLen : wire::Ipv4Repr::kHeaderLen);
+  const size_t tcp_hl = frame.size() >= l4_start + wire::TcpRepr::kHeaderLen
+                            ? size_t(load_u8(frame.data() + l4_start + 12) >> 4) * 4
+                            : 0;
+  if (tcp_hl < wire::TcpRepr::kHeaderLen || l4_start + tcp_hl > frame.size()) {
+    // The fill did not write a TCP header: a bug in the caller, not something to send.
+    sending_ = false;
+    counters_.inc(Counter::internal_errors);
+    MOAT_LOG_RATELIMITED(error, "stack: offloaded frame without a TCP header (bug)");
+    return false;
+  }
   TxOffload o;
   o.partial = tcp->partial;
   o.csum_start = uint16_t(l4_start);
