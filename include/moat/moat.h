@@ -189,7 +189,7 @@ MOAT_API int moat_gateway_attach_fd(moat_gateway *gw, int fd, int kind, moat_err
  * MOAT_OK: taken. MOAT_EAGAIN: the ring is full and the frame was NOT taken; drop it as a
  * lossy NIC would rather than stall the virtqueue (R-TR-7). MOAT_EINVAL: NULL arguments, or a
  * length outside vnet_hdr_len + 14..65550 (counted as drop.runt / drop.oversize).
- * MOAT_ESTATE: stopped.
+ * MOAT_ESTATE: stopped, or an fd is the guest link (moat_gateway_attach_fd).
  */
 MOAT_API int moat_push_frame(moat_gateway *gw, const void *frame, size_t len);
 
@@ -197,7 +197,7 @@ MOAT_API int moat_push_frame(moat_gateway *gw, const void *frame, size_t len);
  * moat -> guest: copies the oldest to-guest frame into buf (single consumer).
  * MOAT_OK: *len = its length (with the virtio-net header, if any). MOAT_EAGAIN: nothing to
  * pull. MOAT_ENOSPC: cap is too small, *len = the required length (header included) and the
- * frame stays at the head. MOAT_EINVAL: NULL arguments.
+ * frame stays at the head. MOAT_EINVAL: NULL arguments. MOAT_ESTATE: an fd is the guest link.
  * Frames already in the ring can still be pulled after moat_gateway_stop().
  */
 MOAT_API int moat_pull_frame(moat_gateway *gw, void *buf, size_t cap, size_t *len);
@@ -205,7 +205,8 @@ MOAT_API int moat_pull_frame(moat_gateway *gw, void *buf, size_t cap, size_t *le
 /*
  * An eventfd (owned by the gateway; do not close or read-modify it) that polls readable while
  * frames may await moat_pull_frame(). Pull until MOAT_EAGAIN before polling again: the pull
- * that finds the ring empty resets it, so no wake-up is lost. Negative MOAT_EINVAL for NULL.
+ * that finds the ring empty resets it, so no wake-up is lost. Negative MOAT_EINVAL for NULL,
+ * MOAT_ESTATE when an fd is the guest link.
  */
 MOAT_API int moat_rx_eventfd(moat_gateway *gw);
 
