@@ -35,6 +35,9 @@ struct Backend final : control::Backend {
   control::MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() override { return engine; }
   bool rebind_protection() override { return true; }
   control::MethodResult<void> policy_set(const std::string&, PolicyFormat) override { return {}; }
+  control::MethodResult<std::vector<Pin>> dns_pins() override {
+    return std::vector<Pin>{{"a.example", Ipv4Addr::from_octets(1, 2, 3, 4), 1000}};
+  }
   control::MethodResult<void> audit_reopen() override {
     return moat::unexpected(control::MethodError{control::ErrorCode::not_found, "no audit file"});
   }

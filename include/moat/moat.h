@@ -273,9 +273,11 @@ MOAT_API int moat_unpublish(moat_gateway *gw, const char *spec, moat_error *err)
  *   policy.explain   params {"dst": "HOST:PORT[/tcp|udp|icmp]", "sni"?, "ip"?, "pin"?: ["NAME=IP"],
  *                    "ingress"?: bool, "src"?} -> {"lines": [...], "allowed", "verdict", "rule"}
  *                    (the report of `moat policy explain`)
+ *   dns.pins         params {"name"?, "address"?} -> {"pins": [{"name","address","expires_in_s"}],
+ *                    "truncated"} (live R-DNS-6 pins, sorted, at most 10000)
  *   audit.reopen     -> {"reopened": true}; not_found without audit.file
  *   shutdown         moat_gateway_stop(), then {"stopped": true}
- * The other R-CTL-3 methods (flows, policy.reload, dns.pins, secrets.*, rate.set, pcap.*,
+ * The other R-CTL-3 methods (flows, policy.reload, secrets.*, rate.set, pcap.*,
  * events.subscribe) answer unknown_method "not supported by this build". publish, unpublish
  * and policy.set emit the audit event config_change (by "control"); moat_publish,
  * moat_unpublish and moat_policy_update emit it with by "abi".

@@ -451,6 +451,23 @@ Result<std::shared_ptr<const policy::Engine>, CallError> EmbeddedGateway::policy
   return e;
 }
 
+Result<std::vector<EmbeddedGateway::PinEntry>, CallError> EmbeddedGateway::dns_pins() {
+  std::lock_guard lock(ctl_mu_);
+  LogScope log_scope(log_sink_);
+  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: dns.pins: the gateway is stopped"});
+  std::vector<PinEntry> out;
+  if (auto r = on_loop([&] {
+        const Instant now = loop_->now();
+        gateway_->flows()->pin_set().for_each([&](std::string_view n, const IpAddr& a, Instant e) {
+          out.push_back(PinEntry{std::string(n), a,
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(e - now).count()});
+        });
+      });
+      !r)
+    return unexpected(r.error());
+  return out;
+}
+
 bool EmbeddedGateway::rebind_protection() {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
@@ -517,6 +534,14 @@ class Backend final : public control::Backend {
     return wrap(g_.update_policy(text, f));
   }
   control::MethodResult<void> audit_reopen() override { return wrap(g_.audit_reopen()); }
+  control::MethodResult<std::vector<Pin>> dns_pins() override {
+    auto r = g_.dns_pins();
+    if (!r) return unexpected(method_error(r.error()));
+    std::vector<Pin> out;
+    out.reserve(r->size());
+    for (auto& e : *r) out.push_back(Pin{std::move(e.name), e.address, e.expires_in_ms});
+    return out;
+  }
   control::MethodResult<void> shutdown() override {
     g_.stop();
     return {};

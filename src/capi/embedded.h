@@ -111,6 +111,13 @@ class EmbeddedGateway {
   /// The policy snapshot in force (state error once stopped).
   Result<std::shared_ptr<const policy::Engine>, CallError> policy_engine();
   [[nodiscard]] bool rebind_protection();
+  /// Live DNS pins (R-DNS-6) as (name, address, ms until expiry).
+  struct PinEntry {
+    std::string name;
+    IpAddr address;
+    int64_t expires_in_ms;
+  };
+  Result<std::vector<PinEntry>, CallError> dns_pins();
   /// R-OBS-3 audit.reopen on the loop thread; not_found without an audit file.
   Result<void, CallError> audit_reopen();
   /// The `config_change` audit event (R-OBS-3): `what` changed, `by` "abi" or "control".

@@ -1,5 +1,6 @@
 #include "control/dispatcher.h"
 
+#include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -169,6 +170,7 @@ class Call {
     if (m == "policy.get") return no_params(m, [&] { return policy_get(); });
     if (m == "policy.set") return policy_set();
     if (m == "policy.explain") return policy_explain();
+    if (m == "dns.pins") return dns_pins();
     if (m == "audit.reopen")
       return no_params(m, [&]() -> MethodResult<Json> {
         if (auto r = b_.audit_reopen(); !r) return unexpected(r.error());
@@ -182,7 +184,7 @@ class Call {
     // The other R-CTL-3 methods need pieces this build does not have (flow listing, DNS pin
     // export, secrets, rate limits, runtime pcap, event streaming, a start-up config file).
     static constexpr std::string_view kNotInBuild[] = {
-        "flows",        "policy.reload", "dns.pins",  "secrets.env",  "secrets.rotate",   "secrets.remove",
+        "flows",        "policy.reload", "secrets.env",  "secrets.rotate",   "secrets.remove",
         "secrets.set_hosts", "rate.set", "pcap.start", "pcap.stop", "events.subscribe"};
     for (auto n : kNotInBuild)
       if (m == n) return unexpected(MethodError{ErrorCode::unknown_method, m + ": not supported by this build"});
@@ -237,6 +239,51 @@ class Call {
     if (!r) return unexpected(r.error());
     b_.config_change("unpublish " + *spec);
     return Json{{"closed", *r}};
+  }
+
+  /// R-CTL-3 dns.pins: live pins, optionally for one name and/or address, sorted, at most
+  /// kMaxPins (then "truncated": true).
+  MethodResult<Json> dns_pins() {
+    static constexpr size_t kMaxPins = 10000;
+    if (auto r = only({"name", "address"}); !r) return unexpected(r.error());
+    auto name = p_.opt_string("name");
+    if (!name) return unexpected(name.error());
+    auto addr_text = p_.opt_string("address");
+    if (!addr_text) return unexpected(addr_text.error());
+    std::optional<std::string> want_name;
+    if (*name) {
+      auto n = policy::normalize_name(**name);
+      if (!n) return unexpected(bad_params("params.name: \"" + **name + "\": " + n.error().what));
+      want_name = *n;
+    }
+    std::optional<IpAddr> want_addr;
+    if (*addr_text) {
+      auto a = IpAddr::parse(**addr_text);
+      if (!a) return unexpected(bad_params("params.address: \"" + **addr_text + "\" is not an IP address"));
+      want_addr = policy::normalize(*a);
+    }
+    auto pins = b_.dns_pins();
+    if (!pins) return unexpected(pins.error());
+    std::erase_if(*pins, [&](const Backend::Pin& p) {
+      return (want_name && p.name != *want_name) || (want_addr && !(policy::normalize(p.address) == *want_addr));
+    });
+    std::sort(pins->begin(), pins->end(), [](const Backend::Pin& a, const Backend::Pin& b) {
+      return a.name != b.name ? a.name < b.name : a.address.to_string() < b.address.to_string();
+    });
+    const bool truncated = pins->size() > kMaxPins;
+    if (truncated) pins->resize(kMaxPins);
+    Json list = Json::array();
+    for (const auto& p : *pins) {
+      Json j = Json::object();
+      j["name"] = p.name;
+      j["address"] = p.address.to_string();
+      j["expires_in_s"] = double(p.expires_in_ms) / 1000.0;
+      list.push_back(std::move(j));
+    }
+    Json out = Json::object();
+    out["pins"] = std::move(list);
+    out["truncated"] = truncated;
+    return out;
   }
 
   MethodResult<Json> policy_get() {

@@ -60,6 +60,14 @@ class Backend {
   enum class PolicyFormat { toml, json, rules };
   /// `policy.set` (R-POL-12): validate, then swap; a failure leaves the old policy.
   virtual MethodResult<void> policy_set(const std::string& text, PolicyFormat fmt) = 0;
+  /// One live DNS pin (R-DNS-6) for `dns.pins`.
+  struct Pin {
+    std::string name;
+    IpAddr address;
+    int64_t expires_in_ms = 0;
+  };
+  /// `dns.pins`: every live pin of the gateway.
+  virtual MethodResult<std::vector<Pin>> dns_pins() = 0;
   /// `audit.reopen` (R-OBS-3). not_found when no audit file is configured.
   virtual MethodResult<void> audit_reopen() = 0;
   /// `shutdown` (R-CLI-5): stop gracefully. The response is produced after it returns.

@@ -35,6 +35,22 @@ bool PinSet::any_pin_matches(const IpAddr& a, FunctionRef<bool(std::string_view)
   return false;
 }
 
+void PinSet::for_each(FunctionRef<void(std::string_view name, const IpAddr& addr, Instant expiry)> fn) const {
+  const Instant now = loop_.now();
+  for (const auto& [k, pins] : by_addr_) {
+    IpAddr a;
+    if (k.b[0] == 6) {
+      Ipv6Addr v6;
+      std::memcpy(v6.bytes.data(), k.b.data() + 1, 16);
+      a = v6;
+    } else {
+      a = Ipv4Addr{load_be32(reinterpret_cast<const std::byte*>(k.b.data() + 1))};
+    }
+    for (const Pin& p : pins)
+      if (p.expiry > now) fn(p.name, a, p.expiry);
+  }
+}
+
 std::vector<std::string> PinSet::names_of(const IpAddr& a) const {
   std::vector<std::string> out;
   any_pin_matches(a, [&](std::string_view n) {

@@ -51,6 +51,8 @@ class PinSet final : public policy::PinLookup {
   size_t live();
   /// Every live name of `a` (for explain and tests).
   std::vector<std::string> names_of(const IpAddr& a) const;
+  /// Calls `fn` for each live pin (control `dns.pins`, R-CTL-3), in no particular order.
+  void for_each(FunctionRef<void(std::string_view name, const IpAddr& addr, Instant expiry)> fn) const;
 
   static constexpr size_t kMaxChain = 16;
 

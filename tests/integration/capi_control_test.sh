@@ -4,7 +4,8 @@
 # guest, running a TCP sink on port 80) and answers control requests from a FIFO with
 # moat_control(). The test publishes a host port at runtime, moves data host -> guest
 # through it, holds a connection open across `unpublish` (it must survive while new
-# connections are refused), reads policy.get / policy.explain, and checks the audit trail.
+# connections are refused), reads policy.get / policy.explain and dns.pins (after a guest
+# lookup through the gateway), and checks the audit trail.
 # moat-it-timeout: 120
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
@@ -95,6 +96,11 @@ check "the connection established before unpublish completed intact" grep -qx OK
 r="$(ctl 5 '{"id":5,"method":"unpublish","params":{"spec":"127.0.0.1:18090:80"}}')"
 check "unpublish of a spec no longer published -> not_found (got $r)" bash -c "grep -q '\"code\":\"not_found\"' <<< '$r'"
 
+ans="$(G kdig @100.96.0.1 +notcp +timeout=3 +retry=1 moat-test.example.com A +short 2>&1 || true)"
+check "guest resolves through the gateway (got '$ans')" test "$ans" = "93.184.216.34"
+r="$(ctl 20 '{"id":20,"method":"dns.pins","params":{"name":"moat-test.example.com"}}')"
+check "dns.pins lists the pin the answer created (got $r)" \
+  bash -c "grep -q '\"name\":\"moat-test.example.com\",\"address\":\"93.184.216.34\",\"expires_in_s\":' <<< '$r'"
 r="$(ctl 6 '{"id":6,"method":"policy.get"}')"
 check "policy.get lists the config rule with its origin" \
   bash -c "grep -q '{\"index\":0,\"origin\":\"config\",\"rule\":\"allow@\*.github.com:tcp:443\"}' <<< '$r'"

@@ -73,6 +73,11 @@ struct FakeBackend final : Backend {
     }
     return {};
   }
+  MethodResult<std::vector<Pin>> dns_pins() override {
+    return std::vector<Pin>{{"b.example", Ipv4Addr::from_octets(1, 2, 3, 4), 1500},
+                            {"a.example", Ipv4Addr::from_octets(5, 6, 7, 8), 299000},
+                            {"a.example", Ipv4Addr::from_octets(1, 2, 3, 4), 1000}};
+  }
   MethodResult<void> audit_reopen() override {
     calls.push_back("audit.reopen");
     return unexpected(MethodError{ErrorCode::not_found, "moat: error: audit.reopen: no audit file is configured"});
@@ -135,7 +140,7 @@ TEST_F(DispatcherTest, UnknownAndUnsupportedMethods) {
   Json r = call(R"({"id":1,"method":"frobnicate"})");
   EXPECT_EQ(r["error"]["code"], "unknown_method");
   EXPECT_NE(r["error"]["message"].get<std::string>().find("frobnicate"), std::string::npos);
-  for (const char* m : {"flows", "dns.pins", "secrets.rotate", "rate.set", "pcap.start", "events.subscribe", "policy.reload"}) {
+  for (const char* m : {"flows", "secrets.rotate", "rate.set", "pcap.start", "events.subscribe", "policy.reload"}) {
     r = call(std::string(R"({"id":1,"method":")") + m + "\"}");
     EXPECT_EQ(r["error"]["code"], "unknown_method") << m;
     EXPECT_NE(r["error"]["message"].get<std::string>().find("not supported by this build"), std::string::npos) << m;
@@ -243,6 +248,24 @@ TEST_F(DispatcherTest, PolicyExplainIsTheCliReport) {
                           R"({"dst":"1.2.3.4:80","sni":"a..b"})"}) {
     EXPECT_EQ(error_code(std::string(R"({"id":1,"method":"policy.explain","params":)") + bad + "}"), "invalid_params") << bad;
   }
+}
+
+TEST_F(DispatcherTest, DnsPinsSortedAndFiltered) {
+  Json r = call(R"({"id":1,"method":"dns.pins"})");
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  const auto& p = r["result"]["pins"];
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0]["name"], "a.example");
+  EXPECT_EQ(p[0]["address"], "1.2.3.4");
+  EXPECT_EQ(p[0]["expires_in_s"], 1.0);
+  EXPECT_EQ(p[2]["name"], "b.example");
+  EXPECT_FALSE(r["result"]["truncated"].get<bool>());
+  EXPECT_EQ(call(R"({"id":1,"method":"dns.pins","params":{"name":"A.Example."}})")["result"]["pins"].size(), 2u);
+  EXPECT_EQ(call(R"({"id":1,"method":"dns.pins","params":{"address":"::ffff:1.2.3.4"}})")["result"]["pins"].size(), 2u);
+  EXPECT_EQ(call(R"({"id":1,"method":"dns.pins","params":{"name":"a.example","address":"5.6.7.8"}})")["result"]["pins"].size(),
+            1u);
+  EXPECT_EQ(error_code(R"({"id":1,"method":"dns.pins","params":{"address":"nope"}})"), "invalid_params");
+  EXPECT_EQ(error_code(R"({"id":1,"method":"dns.pins","params":{"name":"a..b"}})"), "invalid_params");
 }
 
 TEST_F(DispatcherTest, AuditReopenAndShutdown) {

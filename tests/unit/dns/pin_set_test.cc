@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 namespace moat::dns {
 namespace {
 
@@ -43,6 +45,27 @@ TEST_F(PinSetTest, PinsQueryNameAndClampsTtl) {
   clock.advance(2s);
   EXPECT_FALSE(pinned(v4(93, 184, 216, 34), "www.example.com"));
   EXPECT_EQ(pins.live(), 0u);
+}
+
+TEST_F(PinSetTest, ForEachListsLivePinsWithAddressAndExpiry) {
+  pins.pin("a.test", v4(1, 2, 3, 4), 400s);
+  pins.pin("b.test", v4(1, 2, 3, 4), 300s);
+  Ipv6Addr six;
+  six.bytes[0] = 0x20;
+  six.bytes[1] = 0x01;
+  six.bytes[15] = 1;
+  pins.pin("c.test", IpAddr(six), 500s);
+  std::map<std::string, std::pair<IpAddr, Instant>> seen;
+  pins.for_each([&](std::string_view n, const IpAddr& a, Instant e) { seen[std::string(n)] = {a, e}; });
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen["a.test"].first, IpAddr(v4(1, 2, 3, 4)));
+  EXPECT_EQ(seen["c.test"].first, IpAddr(six));
+  EXPECT_EQ(seen["a.test"].second - loop.now(), Duration(400s));
+  clock.advance(350s);  // b.test expired
+  seen.clear();
+  pins.for_each([&](std::string_view n, const IpAddr&, Instant) { seen[std::string(n)] = {}; });
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen.count("b.test"), 0u);
 }
 
 TEST_F(PinSetTest, MaxTtlClamp) {
