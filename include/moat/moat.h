@@ -173,8 +173,10 @@ MOAT_API int moat_gateway_start(moat_gateway *gw, moat_error *err);
  * Makes `fd` the gateway's guest link instead of the rings, with the transports of
  * `moat serve --fd` (R-TR-5): `kind` MOAT_FD_TAP, MOAT_FD_STREAM or MOAT_FD_DGRAM, which must
  * match what the fd is (else MOAT_EINVAL with a message). Only before moat_gateway_start()
- * and only once (MOAT_ESTATE otherwise), and only for a gateway created with vnet_hdr_len 0
- * (MOAT_EINVAL). Ownership: the library duplicates `fd` (F_DUPFD_CLOEXEC) and closes its
+ * and only once (MOAT_ESTATE otherwise). A TAP opened with IFF_VNET_HDR keeps its own header
+ * size (TUNGETVNETHDRSZ, 10 or 12) and gets opts.offloads with TUNSETOFFLOAD (MOAT_EIO if it
+ * refuses them); socket fds carry plain frames, so they need opts.vnet_hdr_len 0
+ * (MOAT_EINVAL otherwise). Ownership: the library duplicates `fd` (F_DUPFD_CLOEXEC) and closes its
  * duplicate at stop; the caller keeps and may close its own (for a socket, the link ends
  * only when every duplicate of the peer is closed). The shared file description is set
  * O_NONBLOCK. Afterwards moat_push_frame(), moat_pull_frame() and moat_rx_eventfd() return

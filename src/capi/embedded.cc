@@ -201,11 +201,11 @@ Result<void, CallError> EmbeddedGateway::attach_fd(int fd, app::FdType kind) {
     return unexpected(CallError{CallError::Kind::state, "moat: error: attach_fd: only before moat_gateway_start()"});
   if (fd_attached())
     return unexpected(CallError{CallError::Kind::state, "moat: error: attach_fd: an fd is attached already"});
-  if (ring_->vnet_hdr_len() != 0)
-    return unexpected(CallError{CallError::Kind::invalid,
-                                "moat: error: attach_fd: opts.vnet_hdr_len and opts.offloads describe the rings; an "
-                                "attached fd carries plain frames in this build, so create the gateway with 0"});
   const std::string where = "attach_fd " + std::to_string(fd);
+  if (kind != app::FdType::tap && ring_->vnet_hdr_len() != 0)
+    return unexpected(CallError{CallError::Kind::invalid,
+                                "moat: error: " + where + ": a socket fd carries plain frames in this build (no "
+                                "virtio-net header); create the gateway with opts.vnet_hdr_len 0"});
   auto detected = app::detect_fd_type(fd, where);
   if (!detected) return unexpected(CallError{CallError::Kind::invalid, "moat: error: " + detected.error()});
   auto name = [](app::FdType t) {
@@ -217,7 +217,15 @@ Result<void, CallError> EmbeddedGateway::attach_fd(int fd, app::FdType kind) {
   UniqueFd own(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
   if (!own)
     return unexpected(CallError{CallError::Kind::io, "moat: error: " + where + ": cannot duplicate: " + Errno::last().message()});
-  auto t = app::make_fd_link(std::move(own), kind, counters_, where);
+  // A TAP opened with IFF_VNET_HDR keeps its own header size; opts.offloads (what the guest
+  // accepts) are set on it with TUNSETOFFLOAD, as `serve --fd --offloads` does.
+  const transport::OffloadMask m = ring_->guest_offloads();
+  config::OffloadSpec spec{.automatic = false,
+                           .csum = (m & transport::kOffloadCsum) != 0,
+                           .tso4 = (m & transport::kOffloadTso4) != 0,
+                           .tso6 = (m & transport::kOffloadTso6) != 0,
+                           .uso = (m & transport::kOffloadUso) != 0};
+  auto t = app::make_fd_link(std::move(own), kind, counters_, where, spec);
   if (!t) return unexpected(CallError{CallError::Kind::io, "moat: error: " + t.error()});
   fd_link_ = std::move(t).value();
   link_switch_->retarget(*fd_link_);

@@ -10,6 +10,8 @@
 #    moat's TCP sends TSO super-frames (guest_offloads() = the mask): a 24 MiB download
 #    arrives intact and the pulled frames carried gso_type (counted by the example and in
 #    link.to_guest.gso_frames).
+#  * --attach 1 --vnet-hdr 1: an IFF_VNET_HDR TAP handed to moat_gateway_attach_fd keeps its
+#    header and gets opts.offloads: the 24 MiB download arrives intact as TSO super-frames.
 # moat-it-timeout: 150
 source "$(dirname "$0")/lib.sh" "$@"
 NP="$(cd "$(dirname "$0")" && pwd)/tools/netpeer.py"
@@ -118,4 +120,29 @@ PY
 cat "$T_DIR/vnet.check"
 check "vnet: no drop.vnet_hdr" grep -q '^vnet_hdr_drops 0$' "$T_DIR/vnet.check"
 check "vnet: link.to_guest.gso_frames > 0" grep -q '^gso_to_guest_ok 1$' "$T_DIR/vnet.check"
+
+# --- attach_fd with an IFF_VNET_HDR TAP: TSO to the guest over the attached fd -------------
+new_netns capiattvnet
+start_bg attvnet "$BRIDGE" --config "$T_DIR/gw.json" --netns /run/netns/capiattvnet --ifname eth0 --attach 1 --vnet-hdr 1 \
+  --ready-file "$T_DIR/attvnet.ready" --stats-file "$T_DIR/attvnet-stats.json" --max-seconds 120
+ATTVNET_PID=$BG_PID
+check "attach+vnet: ready" wait_for 10 test -s "$T_DIR/attvnet.ready"
+setup_guest capiattvnet
+check "attach+vnet: guest pings the gateway" ip netns exec capiattvnet ping -c 2 -W 3 100.96.0.1
+set +e
+ip netns exec capiattvnet curl -sS --max-time 60 -o "$T_DIR/big-att.bin" http://100.96.0.1:18080/big.bin; c=$?
+set -e
+check "attach+vnet: 24 MiB download succeeds (rc $c)" test $c -eq 0
+check "attach+vnet: 24 MiB body sha256 matches" test "$(sha256sum < "$T_DIR/big-att.bin" | cut -d' ' -f1)" = "$want_big"
+rm -f "$T_DIR/big-att.bin"
+stop_bridge "$ATTVNET_PID" attach+vnet
+python3 - "$T_DIR/attvnet-stats.json" > "$T_DIR/attvnet.check" <<'PY' || true
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("gso_to_guest_ok", int(s["counters"].get("link.to_guest.gso_frames", 0) > 0))
+print("vnet_hdr_drops", s["drops"]["vnet_hdr"])
+PY
+cat "$T_DIR/attvnet.check"
+check "attach+vnet: TSO super-frames went to the attached TAP, no drop.vnet_hdr" \
+  bash -c "grep -q '^gso_to_guest_ok 1$' '$T_DIR/attvnet.check' && grep -q '^vnet_hdr_drops 0$' '$T_DIR/attvnet.check'"
 finish

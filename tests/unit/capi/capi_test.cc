@@ -639,17 +639,20 @@ TEST(CApi, AttachFdDatagramAndRefusals) {
   ::close(sv[0]);
   ::close(sv[1]);
 
-  // A gateway with a virtio-net header on its rings refuses an fd (plain frames only), and
-  // an fd that is no socket or TAP is refused with a message.
+  // A socket fd carries plain frames: a gateway with a virtio-net header refuses it; an fd
+  // that is no socket or TAP is refused with a message.
   moat_gateway_opts o{};
   o.struct_size = sizeof o;
   o.vnet_hdr_len = 12;
   gw = make_gw(kV4Only, &o);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  EXPECT_EQ(moat_gateway_attach_fd(gw, sv[0], MOAT_FD_DGRAM, &err), MOAT_EINVAL);
+  EXPECT_NE(std::string(err.message).find("vnet_hdr_len 0"), std::string::npos) << err.message;
+  ::close(sv[0]);
+  ::close(sv[1]);
+  moat_gateway_free(gw);
   int pipefd[2];
   ASSERT_EQ(::pipe2(pipefd, O_CLOEXEC), 0);
-  EXPECT_EQ(moat_gateway_attach_fd(gw, pipefd[0], MOAT_FD_TAP, &err), MOAT_EINVAL);
-  EXPECT_NE(std::string(err.message).find("vnet_hdr_len"), std::string::npos) << err.message;
-  moat_gateway_free(gw);
   gw = make_gw();
   EXPECT_EQ(moat_gateway_attach_fd(gw, pipefd[0], MOAT_FD_TAP, &err), MOAT_EINVAL);
   EXPECT_NE(std::string(err.message).find("neither a socket nor a TAP"), std::string::npos) << err.message;
