@@ -638,45 +638,11 @@ int cmd_policy_check(const std::vector<std::string>& args) {
 }
 
 /// --dst HOST:PORT[/tcp|/udp|/icmp] (R-CLI-8); IPv6 as [ADDR]:PORT; ICMP needs no port.
-struct Dst {
-  std::string host;
-  std::optional<uint16_t> port;
-  std::string proto = "tcp";
-};
-
+using Dst = policy::ExplainDst;
 Err parse_dst(std::string_view v, Dst* d) {
-  std::string_view s = v;
-  if (auto slash = s.rfind('/'); slash != std::string_view::npos && s.find(']', slash) == std::string_view::npos) {
-    std::string_view p = s.substr(slash + 1);
-    if (p != "tcp" && p != "udp" && p != "icmp")
-      return UserError{"--dst", quote(p) + " is not one of tcp, udp, icmp", "write HOST:PORT/udp"};
-    d->proto = std::string(p);
-    s = s.substr(0, slash);
-  }
-  std::string_view host = s, port;
-  if (!s.empty() && s.front() == '[') {
-    auto close = s.find(']');
-    if (close == std::string_view::npos) return UserError{"--dst", quote(v) + " has no closing ']'", ""};
-    host = s.substr(1, close - 1);
-    std::string_view rest = s.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return UserError{"--dst", quote(v) + " is not HOST:PORT", "write [2001:db8::1]:443"};
-      port = rest.substr(1);
-    }
-  } else if (auto colon = s.rfind(':'); colon != std::string_view::npos) {
-    if (s.find(':') != colon) return UserError{"--dst", quote(v) + ": an IPv6 address needs brackets", "write [2001:db8::1]:443"};
-    host = s.substr(0, colon);
-    port = s.substr(colon + 1);
-  }
-  d->host = std::string(host);  // may be empty for --ingress (only the guest port matters)
-  if (port.empty()) {
-    if (d->proto != "icmp") return UserError{"--dst", quote(v) + " has no port", "write HOST:PORT[/tcp|/udp|/icmp]"};
-    return std::nullopt;
-  }
-  uint32_t pn = 0;
-  if (auto e = parse_u32("--dst", port, 1, 65535, &pn)) return e;
-  if (d->proto == "icmp") return UserError{"--dst", "ICMP has no port", "write HOST/icmp"};
-  d->port = uint16_t(pn);
+  auto r = policy::parse_explain_dst(v);
+  if (!r) return UserError{"--dst", quote(v) + " " + r.error().what, r.error().hint};
+  *d = std::move(*r);
   return std::nullopt;
 }
 

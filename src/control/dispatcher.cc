@@ -107,50 +107,15 @@ Json rule_json(const policy::Rule& r, size_t index) {
   return j;
 }
 
-/// policy.explain's destination: HOST:PORT[/tcp|/udp|/icmp], [IPv6]:PORT, HOST/icmp — the
-/// syntax of `moat policy explain --dst` (R-CLI-8).
-struct Dst {
-  std::string host;
-  std::optional<uint16_t> port;
-  std::string proto = "tcp";
-};
-
-Result<Dst, MethodError> parse_dst(std::string_view v) {
-  Dst d;
-  std::string_view s = v;
-  auto err = [&](const std::string& what) { return unexpected(bad_params("params.dst: \"" + std::string(v) + "\" " + what)); };
-  if (auto slash = s.rfind('/'); slash != std::string_view::npos && s.find(']', slash) == std::string_view::npos) {
-    std::string_view p = s.substr(slash + 1);
-    if (p != "tcp" && p != "udp" && p != "icmp") return err("has a protocol other than tcp, udp, icmp");
-    d.proto = std::string(p);
-    s = s.substr(0, slash);
+/// policy.explain's destination, in the syntax of `moat policy explain --dst` (R-CLI-8).
+Result<policy::ExplainDst, MethodError> parse_dst(std::string_view v) {
+  auto d = policy::parse_explain_dst(v);
+  if (!d) {
+    std::string m = "params.dst: \"" + std::string(v) + "\" " + d.error().what;
+    if (!d.error().hint.empty()) m += "; " + d.error().hint;
+    return unexpected(bad_params(m));
   }
-  std::string_view host = s, port;
-  if (!s.empty() && s.front() == '[') {
-    auto close = s.find(']');
-    if (close == std::string_view::npos) return err("has no closing ']'");
-    host = s.substr(1, close - 1);
-    std::string_view rest = s.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return err("is not HOST:PORT");
-      port = rest.substr(1);
-    }
-  } else if (auto colon = s.rfind(':'); colon != std::string_view::npos) {
-    if (s.find(':') != colon) return err("is an IPv6 address without brackets; write [2001:db8::1]:443");
-    host = s.substr(0, colon);
-    port = s.substr(colon + 1);
-  }
-  d.host = std::string(host);
-  if (port.empty()) {
-    if (d.proto != "icmp") return err("has no port; write HOST:PORT[/tcp|/udp|/icmp]");
-    return d;
-  }
-  if (d.proto == "icmp") return err("gives a port to ICMP; write HOST/icmp");
-  unsigned pn = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), pn);
-  if (ec != std::errc{} || end != port.data() + port.size() || pn < 1 || pn > 65535) return err("has a bad port");
-  d.port = uint16_t(pn);
-  return d;
+  return *d;
 }
 
 class Call {

@@ -1,5 +1,7 @@
 #include "policy/explain.h"
 
+#include <charconv>
+
 namespace moat::policy {
 
 void StaticPins::add(std::string name, const IpAddr& a) { pins_.emplace_back(std::move(name), normalize(a)); }
@@ -112,6 +114,47 @@ ExplainReport explain_report(const Engine& e, const ExplainRequest& rq, const Pi
   }
   rep.allowed = rep.verdict.allowed();
   return rep;
+}
+
+Result<ExplainDst, ExplainDstError> parse_explain_dst(std::string_view v) {
+  ExplainDst d;
+  std::string_view s = v;
+  auto err = [](std::string what, std::string hint = {}) {
+    return unexpected(ExplainDstError{std::move(what), std::move(hint)});
+  };
+  if (auto slash = s.rfind('/'); slash != std::string_view::npos && s.find(']', slash) == std::string_view::npos) {
+    std::string_view p = s.substr(slash + 1);
+    if (p != "tcp" && p != "udp" && p != "icmp") return err("has a protocol other than tcp, udp, icmp", "write HOST:PORT/udp");
+    d.proto = std::string(p);
+    s = s.substr(0, slash);
+  }
+  std::string_view host = s, port;
+  if (!s.empty() && s.front() == '[') {
+    auto close = s.find(']');
+    if (close == std::string_view::npos) return err("has no closing ']'");
+    host = s.substr(1, close - 1);
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return err("is not HOST:PORT", "write [2001:db8::1]:443");
+      port = rest.substr(1);
+    }
+  } else if (auto colon = s.rfind(':'); colon != std::string_view::npos) {
+    if (s.find(':') != colon) return err("is an IPv6 address without brackets", "write [2001:db8::1]:443");
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  d.host = std::string(host);
+  if (port.empty()) {
+    if (d.proto != "icmp") return err("has no port", "write HOST:PORT[/tcp|/udp|/icmp]");
+    return d;
+  }
+  if (d.proto == "icmp") return err("gives a port to ICMP", "write HOST/icmp");
+  unsigned pn = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), pn);
+  if (ec != std::errc{} || end != port.data() + port.size() || pn < 1 || pn > 65535)
+    return err("has a port outside 1..65535");
+  d.port = uint16_t(pn);
+  return d;
 }
 
 }  // namespace moat::policy

@@ -2,11 +2,14 @@
 // `moat policy explain` (SPEC R-POL-14, R-CLI-8): the whole report, assembled from the same
 // Engine calls the data path makes (decide, explain, select_path, decide_dns,
 // rebind_exception). Pure: the caller supplies pins and prints the lines.
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "base/result.h"
 #include "policy/engine.h"
 
 namespace moat::policy {
@@ -23,6 +26,20 @@ class StaticPins final : public PinLookup {
  private:
   std::vector<std::pair<std::string, IpAddr>> pins_;
 };
+
+/// An explain destination, `HOST:PORT[/tcp|/udp|/icmp]`, `[IPv6]:PORT`, `HOST/icmp` (R-CLI-8),
+/// as `moat policy explain --dst` and the control method policy.explain take it. `host` may be
+/// empty (ingress: only the guest port matters); ICMP has no port, TCP and UDP need one.
+struct ExplainDst {
+  std::string host;
+  std::optional<uint16_t> port;
+  std::string proto = "tcp";
+};
+/// Why a destination was refused: `what` follows the quoted text; `hint` may be empty.
+struct ExplainDstError {
+  std::string what, hint;
+};
+Result<ExplainDst, ExplainDstError> parse_explain_dst(std::string_view v);
 
 struct ExplainRequest {
   Query query;              ///< direction, address, port, protocol; `src` is ignored
