@@ -213,9 +213,11 @@ void add_dns_flags(config::Config& c, std::vector<Flag>& f) {
                [&d](std::string_view v) -> Err {
                  auto t = config::parse_duration(v);
                  if (!t) return UserError{"--dns-timeout", quote(v) + " is not a duration", "write e.g. 2s or 500ms"};
-                 if (*t < std::chrono::milliseconds(10) || *t > std::chrono::seconds(60))
-                   return UserError{"--dns-timeout", std::string(v) + " is out of range", "expected 10ms-60s"};
+                 if (*t < config::DnsConfig::kTimeoutMin || *t > config::DnsConfig::kTimeoutMax)
+                   return UserError{"--dns-timeout", std::string(v) + " is out of range", "expected 100ms-30s"};
                  d.timeout = *t;
+                 // No flag sets dns.deadline: a longer attempt stretches it rather than
+                 // contradicting it (the file key is checked against the file's deadline).
                  if (d.deadline < d.timeout) d.deadline = d.timeout;
                  return std::nullopt;
                }});

@@ -86,6 +86,8 @@ enum class DirectQueries : uint8_t { target, upstream, deny };  ///< dns.direct_
 /// [dns] (SPEC §3.7, §4.2). Upstreams live in FlowConfig::dns_upstreams / resolv_conf.
 struct DnsConfig {
   Duration timeout = std::chrono::seconds(2);   ///< per attempt
+  /// dns.timeout's valid range, for the file key and --dns-timeout alike.
+  static constexpr Duration kTimeoutMin = std::chrono::milliseconds(100), kTimeoutMax = std::chrono::seconds(30);
   Duration deadline = std::chrono::seconds(5);  ///< whole query
   bool rebind_protection = true;
   std::vector<std::string> block;        ///< exact names or "*.suffix", normalised

@@ -597,7 +597,7 @@ class Loader {
         {"resolv_conf", [this, &fl](const Value& v, const std::string& p) { get_path(v, p, &fl.resolv_conf); }},
         {"timeout",
          [this, &d](const Value& v, const std::string& p) {
-           duration(v, p, std::chrono::milliseconds(100), std::chrono::seconds(30), "100ms-30s", &d.timeout);
+           duration(v, p, DnsConfig::kTimeoutMin, DnsConfig::kTimeoutMax, "100ms-30s", &d.timeout);
          }},
         {"deadline",
          [this, &d](const Value& v, const std::string& p) {
