@@ -119,7 +119,7 @@ typedef struct moat_error {
 #define MOAT_TERM_LINK_CLOSED 2 /* an attached fd reached its end (EOF, ECONNRESET, the TAP went away) */
 
 /* Kinds for moat_gateway_attach_fd(). */
-#define MOAT_FD_TAP 1    /* a TAP device fd (IFF_TAP | IFF_NO_PI, without IFF_VNET_HDR) */
+#define MOAT_FD_TAP 1    /* a TAP device fd (IFF_TAP | IFF_NO_PI; with IFF_VNET_HDR its header is kept) */
 #define MOAT_FD_STREAM 2 /* a connected SOCK_STREAM socket with QEMU framing (4-byte BE length) */
 #define MOAT_FD_DGRAM 3  /* a connected SOCK_DGRAM / SOCK_SEQPACKET socket: one frame per datagram */
 

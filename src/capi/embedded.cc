@@ -12,6 +12,7 @@
 #include "config/loader.h"
 #include "control/dispatcher.h"
 #include "obs/audit_log.h"
+#include "obs/json.h"
 #include "policy/engine.h"
 #include "policy/rule.h"
 #include "transport/pcap.h"
@@ -46,23 +47,6 @@ class LogScope {
 };
 
 CallError config_error(std::string msg) { return CallError{CallError::Kind::config, std::move(msg)}; }
-
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
 
 /// R-ADDR-2 messages name the config keys (the C ABI has no flags).
 config::NetSources key_sources() {
@@ -316,17 +300,17 @@ Result<std::string, CallError> EmbeddedGateway::stats_json() {
 
 std::string EmbeddedGateway::stats_json_on_loop() const {
   std::string s = "{\"gateway\":";
-  json_string(s, cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : cfg_.name);
+  obs::append_json_string(s, cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : cfg_.name);
   s += ",\"counters\":{";
   for (size_t i = 0; i < kCounterCount; ++i) {
     if (i) s += ',';
-    json_string(s, counter_name(Counter(i)));
+    obs::append_json_string(s, counter_name(Counter(i)));
     s += ':' + std::to_string(counters_.values[i]);
   }
   s += "},\"drops\":{";
   for (size_t i = 0; i < kDropReasonCount; ++i) {
     if (i) s += ',';
-    json_string(s, drop_reason_name(DropReason(i)));
+    obs::append_json_string(s, drop_reason_name(DropReason(i)));
     s += ':' + std::to_string(counters_.drops[i]);
   }
   s += "},\"drop.total\":" + std::to_string(counters_.total_drops());
@@ -437,15 +421,6 @@ Result<size_t, CallError> EmbeddedGateway::unpublish(std::string_view spec) {
   return *r;
 }
 
-Result<std::vector<std::string>, CallError> EmbeddedGateway::published() {
-  std::lock_guard lock(ctl_mu_);
-  LogScope log_scope(log_sink_);
-  if (!gateway_) return std::vector<std::string>{};
-  std::vector<std::string> out;
-  if (auto l = on_loop([&] { out = gateway_->flows()->publisher().describe(); }); !l) return unexpected(l.error());
-  return out;
-}
-
 }  // namespace moat::capi
 
 namespace moat::capi {
@@ -524,7 +499,7 @@ class Backend final : public control::Backend {
     utsname u{};
     if (::uname(&u) == 0) {
       s += ",\"kernel\":";
-      json_string(s, u.release);
+      obs::append_json_string(s, u.release);
     }
     s += ",\"features\":{\"vnet_hdr\":[10,12],\"offloads\":[\"csum\",\"tso4\",\"tso6\",\"uso\"],\"tls\":false,\"secrets\":false}}";
     return s;
@@ -532,7 +507,6 @@ class Backend final : public control::Backend {
   control::MethodResult<std::string> stats_json() override { return wrap(g_.stats_json()); }
   control::MethodResult<std::vector<std::string>> publish(const std::string& spec) override { return wrap(g_.publish(spec)); }
   control::MethodResult<size_t> unpublish(const std::string& spec) override { return wrap(g_.unpublish(spec)); }
-  control::MethodResult<std::vector<std::string>> published() override { return wrap(g_.published()); }
   control::MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() override { return wrap(g_.policy_engine()); }
   bool rebind_protection() override { return g_.rebind_protection(); }
   control::MethodResult<void> policy_set(const std::string& text, PolicyFormat fmt) override {

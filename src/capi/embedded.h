@@ -101,8 +101,6 @@ class EmbeddedGateway {
   /// R-PUB-6: closes the listeners of an equal published spec; established TCP flows go on.
   /// Errors: config (syntax), not_found, state.
   Result<size_t, CallError> unpublish(std::string_view spec);
-  /// The published listeners (describe() lines).
-  Result<std::vector<std::string>, CallError> published();
 
   enum class PolicyFormat { toml, json, rules };
   /// R-POL-12: validate, then swap on the loop thread. A failure leaves the old policy.

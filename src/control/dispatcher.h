@@ -51,8 +51,6 @@ class Backend {
   virtual MethodResult<std::vector<std::string>> publish(const std::string& spec) = 0;
   /// `unpublish`: closes the listeners of an equal spec; returns how many.
   virtual MethodResult<size_t> unpublish(const std::string& spec) = 0;
-  /// The published listeners (for the publish/unpublish results).
-  virtual MethodResult<std::vector<std::string>> published() = 0;
   /// The policy snapshot in force (policy.get, policy.explain).
   virtual MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() = 0;
   /// dns.rebind_protection, for policy.explain.

@@ -53,7 +53,6 @@ struct FakeBackend final : Backend {
     calls.push_back("unpublish " + spec);
     return maybe_fail(size_t{1});
   }
-  MethodResult<std::vector<std::string>> published() override { return std::vector<std::string>{}; }
   MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() override { return engine; }
   bool rebind_protection() override { return true; }
   MethodResult<void> policy_set(const std::string& text, PolicyFormat fmt) override {
