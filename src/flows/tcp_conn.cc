@@ -14,9 +14,6 @@ namespace tf = wire::tcp_flags;
 
 namespace {
 
-// RFC 9293 §3.1: checksum offset in the TCP header. Used only to spoil a segment whose
-// payload could not be read (see emit()).
-constexpr size_t kTcpChecksumOff = 16;
 // R-TCP-2: MSS assumed when the guest sends none.
 constexpr uint16_t kDefaultMss4 = 536, kDefaultMss6 = 1220;
 // Cap on what we believe the peer holds, keeping sequence arithmetic far from 2^31.
@@ -584,7 +581,7 @@ bool TcpConn::emit(const TcpRepr& r, size_t payload_len, FunctionRef<bool(MutByt
     else r.emit_v4(l4, key_.remote.v4, key_.guest.v4);
     // The frame is already committed; if its payload could not be read, spoil the
     // checksum so the guest drops it rather than taking garbage as data.
-    if (!ok) l4[kTcpChecksumOff] ^= std::byte{0xff};
+    if (!ok) l4[wire::TcpRepr::kChecksumOffset] ^= std::byte{0xff};
   };
   const size_t l4_len = hl + payload_len;
   bool sent;

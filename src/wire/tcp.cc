@@ -8,7 +8,7 @@ namespace {
 
 // RFC 9293 §3.1 header layout.
 constexpr size_t kSrcPortOff = 0, kDstPortOff = 2, kSeqOff = 4, kAckOff = 8, kDataOffOff = 12, kFlagsOff = 13,
-                 kWindowOff = 14, kChecksumOff = 16, kUrgentOff = 18;
+                 kWindowOff = 14, kUrgentOff = 18;
 
 // Option lengths, kind and length octets included.
 constexpr uint8_t kMssLen = 4, kWindowScaleLen = 3, kSackPermittedLen = 2, kTimestampsLen = 10;
@@ -102,12 +102,12 @@ bool write_header(const TcpRepr& r, MutBytes out) noexcept {
 
 void finish(Checksum c, MutBytes out) noexcept {
   c.add(out);
-  store_be16(out.data() + kChecksumOff, c.finish());
+  store_be16(out.data() + TcpRepr::kChecksumOffset, c.finish());
 }
 
 // finish() leaves the complement of the folded sum; the partial field is the folded sum.
 void finish_partial(Checksum c, MutBytes out) noexcept {
-  store_be16(out.data() + kChecksumOff, uint16_t(~c.finish()));
+  store_be16(out.data() + TcpRepr::kChecksumOffset, uint16_t(~c.finish()));
 }
 
 }  // namespace

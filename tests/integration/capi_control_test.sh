@@ -23,6 +23,7 @@ cat > "$T_DIR/gw.json" <<JSON
 }
 JSON
 mkfifo "$T_DIR/ctl.in"
+exec 3<>"$T_DIR/ctl.in"  # read-write: writing never blocks, even if the bridge is gone
 : > "$T_DIR/ctl.out"
 new_netns capictl
 start_bg bridge "$BRIDGE" --config "$T_DIR/gw.json" --netns /run/netns/capictl --ifname eth0 \
@@ -40,7 +41,7 @@ check "guest sink ready" wait_for 10 test -s "$T_DIR/gsink.ready"
 # ctl ID JSON: sends one request, waits for the response line with that id, prints it.
 ctl() {
   local id=$1 req=$2
-  printf '%s\n' "$req" > "$T_DIR/ctl.in"
+  printf '%s\n' "$req" >&3
   wait_for 10 grep -q "^{\"id\":$id," "$T_DIR/ctl.out" || true
   grep "^{\"id\":$id," "$T_DIR/ctl.out" | head -1
 }
