@@ -1,12 +1,8 @@
 // TcpEngine scenarios with real host sockets on 127.0.0.1 (SPEC §3.4).
-#include <net/if.h>
-#include <sched.h>
-#include <sys/ioctl.h>
-
-#include <cstring>
 #include <poll.h>
 
 #include "tcp_engine_fixture.h"
+#include "unit/flows/netns_child.h"
 
 namespace moat::flows::test {
 namespace {
@@ -490,45 +486,43 @@ TEST_F(TcpEngineTest, PeekFallbackWithoutPeekOff) {
 }
 
 TEST_F(TcpEngineTest, ConnectTimeoutSendsIcmpHostUnreachable) {
-  // Tests never send to addresses off this machine: dial 192.0.2.1 from a private network
-  // namespace of this test process (only loopback, no routes), where the connect fails
-  // with ENETUNREACH at once, which maps to ICMP like a timeout does.
-  if (::unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "needs CAP_SYS_ADMIN for a private network namespace";
-  {
-    UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq ifr{};
-    std::strcpy(ifr.ifr_name, "lo");
-    ASSERT_EQ(::ioctl(s.get(), SIOCGIFFLAGS, &ifr), 0);
-    ifr.ifr_flags = short(ifr.ifr_flags | IFF_UP);
-    ASSERT_EQ(::ioctl(s.get(), SIOCSIFFLAGS, &ifr), 0);
-  }
-  cfg.connect_timeout = std::chrono::seconds(5);
-  start();
-  TcpRepr r;
-  r.src_port = gport;
-  r.dst_port = 9;
-  r.seq = gseq;
-  r.flags = tf::syn;
-  Buf l4(r.header_len());
-  wire::Ipv4Repr ip;
-  ip.src = guest4;
-  ip.dst = Ipv4Addr::from_octets(192, 0, 2, 1);
-  ip.protocol = wire::kProtoTcp;
-  r.emit_v4(MutBytes(l4), ip.src, ip.dst);
-  engine->on_segment_v4(ip, Bytes(l4), now());
-  advance(std::chrono::seconds(6));
-  bool icmp = false;
-  for (auto& e : io.out) {
-    if (e.icmp_error) {
-      icmp = true;
-      EXPECT_EQ(e.type, 3);
-      EXPECT_TRUE(e.code == 1 || e.code == 0 || e.code == 13);
-      EXPECT_EQ(e.l4.size(), 20u);  // the SYN's header is quoted
+  // Tests never send to addresses off this machine: dial 192.0.2.1 from a forked child in a
+  // private network namespace (only loopback, no routes), where the connect fails with
+  // ENETUNREACH at once, which maps to ICMP like a timeout does. The child keeps the
+  // namespace change away from the tests that run after this one.
+  const std::string err = moat::flows::testing::in_new_netns([this]() -> std::string {
+    CHILD_CHECK(moat::flows::testing::bring_lo_up());
+    cfg.connect_timeout = std::chrono::seconds(5);
+    start();
+    TcpRepr r;
+    r.src_port = gport;
+    r.dst_port = 9;
+    r.seq = gseq;
+    r.flags = tf::syn;
+    Buf l4(r.header_len());
+    wire::Ipv4Repr ip;
+    ip.src = guest4;
+    ip.dst = Ipv4Addr::from_octets(192, 0, 2, 1);
+    ip.protocol = wire::kProtoTcp;
+    r.emit_v4(MutBytes(l4), ip.src, ip.dst);
+    engine->on_segment_v4(ip, Bytes(l4), now());
+    advance(std::chrono::seconds(6));
+    bool icmp = false;
+    for (auto& e : io.out) {
+      if (e.icmp_error) {
+        icmp = true;
+        CHILD_CHECK(e.type == 3);
+        CHILD_CHECK(e.code == 1 || e.code == 0 || e.code == 13);
+        CHILD_CHECK(e.l4.size() == 20u);  // the SYN's header is quoted
+      }
     }
-  }
-  EXPECT_TRUE(icmp);
-  EXPECT_EQ(engine->active_flows(), 0u);
-  EXPECT_EQ(engine->pending_connects(), 0u);
+    CHILD_CHECK(icmp);
+    CHILD_CHECK(engine->active_flows() == 0u);
+    CHILD_CHECK(engine->pending_connects() == 0u);
+    return "";
+  });
+  if (err == "unshare(CLONE_NEWNET) failed") GTEST_SKIP() << "needs CAP_SYS_ADMIN for a private network namespace";
+  EXPECT_EQ(err, "");
 }
 
 TEST_F(TcpEngineTest, PublishedPortOpensTowardGuest) {
