@@ -98,7 +98,7 @@ extern "C" {
 /* Input formats for moat_gateway_new() and moat_policy_update(). */
 #define MOAT_FMT_TOML 0
 #define MOAT_FMT_JSON 1
-#define MOAT_FMT_RULES 2 /* policy only: rule strings (R-POL-15), comma- or newline-separated */
+#define MOAT_FMT_RULES 2 /* policy only: rule strings (R-POL-15), comma- or newline-separated, # comments */
 
 /* Offload bits for moat_gateway_opts.offloads (R-TR-6): what the guest accepts in frames it
  * pulls. Non-zero needs opts.vnet_hdr_len 10 or 12. */

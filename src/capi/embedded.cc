@@ -337,22 +337,12 @@ Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, Po
   policy::PolicyInputs inputs = cfg_.policy.inputs;
   if (fmt == PolicyFormat::rules) {
     // Rule strings replace the rules; profiles, defaults and the block list stay.
-    std::vector<policy::Rule> rules;
-    size_t start = 0;
-    while (start <= text.size()) {
-      size_t nl = text.find('\n', start);
-      if (nl == std::string_view::npos) nl = text.size();
-      std::string_view line = text.substr(start, nl - start);
-      start = nl + 1;
-      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      auto r = policy::parse_rules(line, policy::Origin::cli);
-      if (!r) {
-        const size_t n = rules.size() + r.error().rule_index_in_value + 1;
-        return unexpected(config_error(policy::format_rule_error("rule #" + std::to_string(n), r.error())));
-      }
-      for (auto& rule : *r) rules.push_back(std::move(rule));
+    auto parsed = policy::parse_rules_text(text, policy::Origin::cli, 1);
+    if (!parsed) {
+      const auto& e = parsed.error().front();
+      return unexpected(config_error(policy::format_rule_error("rule #" + std::to_string(e.rule_number), e.error)));
     }
-    inputs.cli = std::move(rules);
+    inputs.cli = std::move(*parsed);
     inputs.config.clear();
   } else {
     // The document's [policy] replaces the policy; the DNS block list is not part of it.

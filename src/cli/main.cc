@@ -544,30 +544,13 @@ std::vector<UserError> load_rules_file(const std::string& path, std::vector<poli
   std::vector<UserError> errs;
   std::string text;
   if (!read_small_file(path, &text, &errs)) return errs;
-  size_t line_no = 0, pos = 0;
-  while (pos < text.size() && errs.size() < 20) {
-    size_t nl = text.find('\n', pos);
-    std::string_view line(text.data() + pos, (nl == std::string::npos ? text.size() : nl) - pos);
-    pos = nl == std::string::npos ? text.size() : nl + 1;
-    ++line_no;
-    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    auto r = policy::parse_rules(line, policy::Origin::config);
-    if (!r) {
-      const auto& e = r.error();
-      // Column in the line: start of the rule_index_in_value'th comma piece, trimmed.
-      size_t start = 0;
-      for (size_t k = 0; k < e.rule_index_in_value; ++k) {
-        size_t c = line.find(',', start);
-        if (c == std::string_view::npos) break;
-        start = c + 1;
-      }
-      while (start < line.size() && (line[start] == ' ' || line[start] == '\t')) ++start;
-      errs.push_back({path + ":" + std::to_string(line_no) + ":" + std::to_string(start + e.column), e.what, e.hint});
-      continue;
-    }
-    for (auto& rule : *r) out->push_back(std::move(rule));
+  auto r = policy::parse_rules_text(text, policy::Origin::config, 20);
+  if (!r) {
+    for (const auto& e : r.error())
+      errs.push_back({path + ":" + std::to_string(e.line) + ":" + std::to_string(e.column), e.error.what, e.error.hint});
+    return errs;
   }
+  for (auto& rule : *r) out->push_back(std::move(rule));
   return errs;
 }
 

@@ -564,6 +564,38 @@ class RuleParser {
 
 }  // namespace
 
+Result<std::vector<Rule>, std::vector<RulesTextError>> parse_rules_text(std::string_view text, Origin origin,
+                                                                         size_t max_errors) {
+  std::vector<Rule> rules;
+  std::vector<RulesTextError> errs;
+  size_t line_no = 0, pos = 0;
+  while (pos < text.size() && errs.size() < max_errors) {
+    const size_t nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    auto r = parse_rules(line, origin);
+    if (!r) {
+      RuleError e = r.error();
+      // Where the failing comma piece starts in the line, its leading blanks skipped.
+      size_t start = 0;
+      for (size_t k = 0; k < e.rule_index_in_value; ++k) {
+        const size_t c = line.find(',', start);
+        if (c == std::string_view::npos) break;
+        start = c + 1;
+      }
+      while (start < line.size() && (line[start] == ' ' || line[start] == '\t')) ++start;
+      errs.push_back({line_no, start + e.column, rules.size() + e.rule_index_in_value + 1, std::move(e)});
+      continue;
+    }
+    for (auto& rule : *r) rules.push_back(std::move(rule));
+  }
+  if (!errs.empty()) return unexpected(std::move(errs));
+  return rules;
+}
+
 Result<std::vector<Rule>, RuleError> parse_rules(std::string_view value, Origin origin) {
   std::vector<Rule> out;
   size_t index = 0;

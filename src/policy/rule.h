@@ -103,6 +103,22 @@ struct RuleError {
 /// normalised and given `origin`. Stops at the first error.
 Result<std::vector<Rule>, RuleError> parse_rules(std::string_view value, Origin origin);
 
+/// A failure in rules text: the 1-based line, the column in that line where the failing
+/// rule's text starts plus the error's column, and the rule's number counting every rule
+/// of the text before it (1-based).
+struct RulesTextError {
+  size_t line = 1;
+  size_t column = 1;
+  size_t rule_number = 1;
+  RuleError error;
+};
+
+/// Rules text, as a `--rules-file` holds it and MOAT_FMT_RULES / policy.set pass it: one
+/// parse_rules() value per line, `#` to the end of a line is a comment, blank lines are
+/// skipped. Parsing goes on after a bad line until `max_errors` errors are collected.
+Result<std::vector<Rule>, std::vector<RulesTextError>> parse_rules_text(std::string_view text, Origin origin,
+                                                                         size_t max_errors);
+
 /// How a RuleError is placed after `where`: the CLI form quotes the rule and its column
 /// (`--rule #2 "TEXT" col 12`), the config form uses the caller's FILE:LINE:COL: KEY.PATH.
 enum class ErrorStyle : uint8_t { cli, config };

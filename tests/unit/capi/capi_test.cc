@@ -462,7 +462,8 @@ TEST(CApi, PolicyUpdateValidatesThenSwapsOnTheLoop) {
   moat_error err{};
   EXPECT_EQ(policy_generation(gw), 0);
 
-  std::string rules = "allow@host:tcp:8080\ndeny@metadata, allow@*.example.com:tcp:443\n";
+  // Rules text as a --rules-file holds it: # comments and blank lines are skipped.
+  std::string rules = "# from the VMM\nallow@host:tcp:8080\n\ndeny@metadata, allow@*.example.com:tcp:443  # web\n";
   ASSERT_EQ(moat_policy_update(gw, rules.data(), rules.size(), MOAT_FMT_RULES, 0, &err), MOAT_OK) << err.message;
   EXPECT_EQ(policy_generation(gw), 1);
 

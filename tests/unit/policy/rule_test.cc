@@ -264,4 +264,27 @@ TEST(EditDistance, Basics) {
 }
 
 }  // namespace
+TEST(RulesText, CommentsBlankLinesAndCommaListsPerLine) {
+  auto r = parse_rules_text("# header\n\n  allow@api.example.com:tcp:443 # the API\r\ndeny@*.ads.example, allow@public\n",
+                            Origin::config, 20);
+  ASSERT_TRUE(r) << r.error().front().error.what;
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].text, "allow@api.example.com:tcp:443");
+  EXPECT_EQ((*r)[2].origin, Origin::config);
+}
+
+TEST(RulesText, ErrorsNameLineColumnAndRuleNumberAndParsingGoesOn) {
+  auto r = parse_rules_text("allow@public\nallow@a.example, bogus@x\n# ok\nalso-bad\n", Origin::cli, 20);
+  ASSERT_FALSE(r);
+  ASSERT_EQ(r.error().size(), 2u);
+  EXPECT_EQ(r.error()[0].line, 2u);
+  EXPECT_EQ(r.error()[0].column, 18u);  // "bogus@x" starts at column 18
+  EXPECT_EQ(r.error()[0].rule_number, 3u);
+  EXPECT_EQ(r.error()[1].line, 4u);
+  EXPECT_EQ(r.error()[1].column, 1u);
+  auto first = parse_rules_text("bad\nworse\n", Origin::cli, 1);
+  ASSERT_FALSE(first);
+  EXPECT_EQ(first.error().size(), 1u);
+}
+
 }  // namespace moat::policy
