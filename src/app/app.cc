@@ -183,7 +183,6 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.deny_response = c.policy.deny_response;
   s.first_flight_timeout = c.policy.first_flight_timeout;
   s.dns = c.dns;
-  s.dns_block = c.dns.block_list;
   s.audit = c.audit;
   auto& p = s.publish;
   if (f.ipv4) p.guest4 = n.ipv4_address;

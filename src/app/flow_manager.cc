@@ -2,7 +2,6 @@
 
 #include <sys/random.h>
 
-#include <cctype>
 
 #include <cstring>
 
@@ -155,8 +154,6 @@ dns::ForwarderConfig forwarder_config(const FlowsSetup& s) {
   const auto& d = s.destinations;
   dns::ForwarderConfig f;
   f.upstreams = s.dns_upstreams;
-  if (f.upstreams.empty())
-    for (const auto& e : d.dns_upstreams) f.upstreams.push_back(dns::Upstream{e.addr, e.port, false});
   f.local_addrs = host_addrs(d).addrs;
   if (d.ipv4_active) f.gateway_addrs.push_back(IpAddr(d.gateway4));
   if (d.ipv6_active) f.gateway_addrs.push_back(IpAddr(d.gateway6));
@@ -171,13 +168,10 @@ dns::ForwarderConfig forwarder_config(const FlowsSetup& s) {
     case config::DirectQueries::deny: f.direct_queries = dns::DirectQueries::deny; break;
   }
   f.max_inflight = s.dns.max_inflight;
-  for (const auto& [name, addrs] : s.dns.hosts) {
-    std::string n = name;
-    for (auto& ch : n) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-    if (!n.empty() && n.back() == '.') n.pop_back();
+  for (const auto& [name, addrs] : s.dns.hosts) {  // names normalised by the config loader / --dns-host
     std::vector<IpAddr> a;
     for (const auto& x : addrs) a.push_back(policy::normalize(x));
-    f.hosts.emplace_back(std::move(n), std::move(a));
+    f.hosts.emplace_back(name, std::move(a));
   }
   return f;
 }
@@ -202,7 +196,7 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
       policy_(setup.policy ? setup.policy : default_policy(setup.destinations)),
       audit_(setup.audit_log),
       pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins}),
-      block_(setup.dns_block),
+      block_(setup.dns.block_list),
       refuse_alt_ports_(setup.dns.refuse_alt_ports),
       deny_silently_(setup.deny_response == config::DenyResponse::drop),
       admission_(policy_, [this]() -> const policy::PinLookup& { return pins(); }, counters, setup.audit_log,

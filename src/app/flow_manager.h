@@ -92,8 +92,6 @@ struct FlowsSetup {
   config::AuditConfig audit;
   /// The DNS upstreams with their transport (the same list as destinations.dns_upstreams).
   std::vector<dns::Upstream> dns_upstreams;
-  /// dns.block + block files + block_doh, compiled once (null = empty).
-  std::shared_ptr<const dns::BlockList> dns_block;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
   obs::AuditLog* audit_log = nullptr;
 };
