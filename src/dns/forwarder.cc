@@ -102,8 +102,7 @@ uint16_t Forwarder::random_id() {
   return rnd_[--rnd_left_];
 }
 
-void Forwarder::reply_now(const Client& c, AnswerSink& sink, const Query& q, std::vector<std::byte> answer,
-                         bool) {
+void Forwarder::reply_now(const Client& c, AnswerSink& sink, const Query& q, std::vector<std::byte> answer) {
   if (c.transport == Transport::udp && truncate_to(answer, q.udp_limit(), q.has_opt))
     counters_.inc(Counter::dns_truncated);
   sink.on_answer(c, std::move(answer));
@@ -136,7 +135,7 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
     ev.kind = DnsEvent::Kind::blocked;
     ev.rcode = Rcode::nxdomain;
     emit(ev);
-    reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::nxdomain), false);
+    reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::nxdomain));
     return true;
   }
   // 2. Name policy (R-POL-8). A deny is NXDOMAIN, never REFUSED.
@@ -149,7 +148,7 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
     ev.rcode = Rcode::nxdomain;
     ev.verdict = verdict;
     emit(ev);
-    reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::nxdomain), false);
+    reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::nxdomain));
     return true;
   }
   // 3. Inactive family.
@@ -157,7 +156,7 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
   const bool is_aaaa = q.question.qclass == kClassIn && q.question.qtype == kTypeAaaa;
   if ((is_a && !cfg_.ipv4_active) || (is_aaaa && !cfg_.ipv6_active)) {
     counters_.inc(Counter::dns_nodata_family);
-    reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::noerror), false);
+    reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::noerror));
     return true;
   }
   // 4. Local names: authoritative, pinned, never forwarded.
@@ -175,7 +174,7 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
       ev.pinned = is_a || is_aaaa;
       emit(ev);
     }
-    reply_now(c, sink, q, build_local(q, *local), true);
+    reply_now(c, sink, q, build_local(q, *local));
     return true;
   }
   // 5. Upstream choice.
@@ -189,7 +188,7 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
     if (targets.empty()) {
       counters_.inc(Counter::dns_servfail);
       MOAT_LOG_RATELIMITED(warn, "dns: no upstream resolver configured; answering SERVFAIL");
-      reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::servfail), false);
+      reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::servfail));
       return true;
     }
   } else {
@@ -210,7 +209,7 @@ bool Forwarder::on_query(const Client& c, Bytes msg, AnswerSink& sink) {
       ev.kind = DnsEvent::Kind::denied;
       ev.rcode = Rcode::nxdomain;
       emit(ev);
-      reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::nxdomain), false);
+      reply_now(c, sink, q, build_empty(q.header, &q.question, q.has_opt, Rcode::nxdomain));
       return true;
     }
     targets.push_back(Upstream{policy::normalize(c.server), c.server_port, c.transport == Transport::tcp});
@@ -263,7 +262,7 @@ void Forwarder::start_attempt(uint32_t slot) {
   const Instant now = loop_.now();
   if (p.next >= p.targets.size() || now >= p.deadline) {
     counters_.inc(Counter::dns_servfail);
-    finish(p, build_empty(p.query.header, &p.query.question, p.query.has_opt, Rcode::servfail), Rcode::servfail);
+    finish(p, build_empty(p.query.header, &p.query.question, p.query.has_opt, Rcode::servfail));
     return;
   }
   if (p.next > 0) counters_.inc(Counter::dns_failovers);
@@ -332,7 +331,7 @@ void Forwarder::on_timer(uint32_t slot, uint32_t gen) {
     // The whole query ran out of time (R-DNS-4): SERVFAIL.
     if (p.fd) counters_.inc(Counter::dns_upstream_timeouts);
     counters_.inc(Counter::dns_servfail);
-    finish(p, build_empty(p.query.header, &p.query.question, p.query.has_opt, Rcode::servfail), Rcode::servfail);
+    finish(p, build_empty(p.query.header, &p.query.question, p.query.has_opt, Rcode::servfail));
     return;
   }
   attempt_failed(p, true);
@@ -435,7 +434,7 @@ void Forwarder::on_upstream_answer(Pending& p, Bytes msg, const Response& r) {
         ev.address = rec.addr;
         ev.rcode = Rcode::nxdomain;
         emit(ev);
-        finish(p, build_empty(p.query.header, &qq, p.query.has_opt, Rcode::nxdomain), Rcode::nxdomain);
+        finish(p, build_empty(p.query.header, &qq, p.query.has_opt, Rcode::nxdomain));
         return;
       }
     }
@@ -449,10 +448,10 @@ void Forwarder::on_upstream_answer(Pending& p, Bytes msg, const Response& r) {
   ev.rcode = r.header.rcode();
   ev.latency = loop_.now() - p.started;
   if (audit_all_) emit(ev);
-  finish(p, std::move(answer), r.header.rcode());
+  finish(p, std::move(answer));
 }
 
-void Forwarder::finish(Pending& p, std::vector<std::byte> answer, Rcode) {
+void Forwarder::finish(Pending& p, std::vector<std::byte> answer) {
   // 9. The guest's ID back; UDP answers cut to the guest's limit (R-DNS-5).
   set_id(answer, p.query.header.id);
   if (p.client.transport == Transport::udp && truncate_to(answer, p.query.udp_limit(), p.query.has_opt))

@@ -144,9 +144,9 @@ class Forwarder {
   void on_timer(uint32_t slot, uint32_t gen);
   void attempt_failed(Pending& p, bool timeout);
   void on_upstream_answer(Pending& p, Bytes msg, const Response& r);
-  void finish(Pending& p, std::vector<std::byte> answer, Rcode rcode);
+  void finish(Pending& p, std::vector<std::byte> answer);
   void release(Pending& p);
-  void reply_now(const Client& c, AnswerSink& sink, const Query& q, std::vector<std::byte> answer, bool aa_local);
+  void reply_now(const Client& c, AnswerSink& sink, const Query& q, std::vector<std::byte> answer);
   void emit(const DnsEvent& e) const {
     if (audit_) audit_(e);
   }
