@@ -60,8 +60,6 @@ bool has_route(int family) {
   return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
 }
 
-}  // namespace
-
 /// transport.offloads (R-TR-6) as a mask: `auto` asks for CSUM, TSO4 and TSO6.
 transport::OffloadMask offload_mask(const config::OffloadSpec& o) {
   using namespace transport;
@@ -69,6 +67,41 @@ transport::OffloadMask offload_mask(const config::OffloadSpec& o) {
   return OffloadMask((o.csum ? kOffloadCsum : 0) | (o.tso4 ? kOffloadTso4 : 0) | (o.tso6 ? kOffloadTso6 : 0) |
                      (o.uso ? kOffloadUso : 0));
 }
+
+/// R-TR-6 on a TAP fd, moat's own (run/attach) or an inherited one: the header is what the
+/// fd was opened with (IFF_VNET_HDR, TUNGETVNETHDRSZ); `spec` is the mask the peer accepts
+/// and what moat asks the kernel for with TUNSETOFFLOAD (only to turn offloads on: an fd
+/// whose owner wants none keeps its own setting). Without IFF_VNET_HDR there is no header and no
+/// offload, whatever `spec` says (logged once at info).
+Result<transport::TapConfig, std::string> tap_fd_vnet(int fd, const std::string& where,
+                                                      const config::OffloadSpec& spec) {
+  transport::TapConfig tc;
+  const transport::OffloadMask mask = offload_mask(spec);
+  ifreq ifr{};
+  if (::ioctl(fd, TUNGETIFF, &ifr) != 0 || (ifr.ifr_flags & IFF_VNET_HDR) == 0) {
+    if (mask != 0) MOAT_LOG(info, "%s: the TAP has no IFF_VNET_HDR: no virtio-net header, no offloads", where.c_str());
+    return tc;
+  }
+  int hdr = 0;
+  if (::ioctl(fd, TUNGETVNETHDRSZ, &hdr) != 0)
+    return unexpected(where + ": cannot read the virtio-net header size (TUNGETVNETHDRSZ): " + std::strerror(errno));
+  if (hdr != int(transport::kVnetHdrLegacy) && hdr != int(transport::kVnetHdrV1))
+    return unexpected(where + ": the TAP's virtio-net header is " + std::to_string(hdr) +
+                      " bytes; moat supports 10 or 12 (TUNSETVNETHDRSZ)");
+  tc.vnet_hdr_len = size_t(hdr);
+  tc.guest_offloads = mask & (transport::kOffloadCsum | transport::kOffloadTso4 | transport::kOffloadTso6);
+  if (mask == 0) return tc;
+  if (auto st = transport::set_tap_offloads(fd, mask); !st) {
+    if (!spec.automatic)
+      return unexpected("--offloads: the TAP refused them (TUNSETOFFLOAD: " + std::string(st.error().message()) + ")");
+    MOAT_LOG(warn, "%s: TUNSETOFFLOAD failed (%s); using virtio-net headers without offloads", where.c_str(),
+             st.error().message());
+    tc.guest_offloads = 0;
+  }
+  return tc;
+}
+
+}  // namespace
 
 stack::LinkConfig link_config(const config::Config& c, const Families& f) {
   stack::LinkConfig l;
@@ -285,23 +318,10 @@ struct Runtime {
 
   /// Error: one line for "moat: error: ...".
   Result<void, std::string> init(UniqueFd tap_fd, const config::Config& c, const Families& f, Outputs& out) {
-    // R-TR-6: the TAP was created with IFF_VNET_HDR iff offloads are on; TUNSETOFFLOAD says
-    // what moat takes from the guest, and the TAP takes every offload moat sends.
-    transport::TapConfig tc;
-    const transport::OffloadMask mask = offload_mask(c.transport.offloads);
-    if (mask != 0) {
-      tc.vnet_hdr_len = transport::kVnetHdrLegacy;  // the TAP default (no TUNSETVNETHDRSZ)
-      tc.guest_offloads = mask & (transport::kOffloadCsum | transport::kOffloadTso4 | transport::kOffloadTso6);
-      if (auto s = transport::set_tap_offloads(tap_fd.get(), mask); !s) {
-        if (!c.transport.offloads.automatic)
-          return unexpected("--offloads: the TAP refused them (TUNSETOFFLOAD: " + std::string(s.error().message()) + ")");
-        MOAT_LOG(warn, "offloads: TUNSETOFFLOAD failed (%s); using virtio-net headers without offloads",
-                 s.error().message());
-        (void)transport::set_tap_offloads(tap_fd.get(), 0);
-        tc.guest_offloads = 0;
-      }
-    }
-    auto tap = transport::TapTransport::create(std::move(tap_fd), counters, tc);
+    // R-TR-6: the TAP was created with IFF_VNET_HDR iff offloads are on.
+    auto tc = tap_fd_vnet(tap_fd.get(), "the TAP", c.transport.offloads);
+    if (!tc) return unexpected(tc.error());
+    auto tap = transport::TapTransport::create(std::move(tap_fd), counters, *tc);
     if (!tap) return unexpected(std::string("cannot serve the TAP: ") + tap.error().message());
     return init(std::move(tap).value(), c, f, out, "the TAP");
   }
@@ -446,42 +466,6 @@ Result<FdType, std::string> detect_fd_type(int fd, const std::string& where) {
   return unexpected(where + ": neither a socket nor a TAP device; give --fd-type tap|stream|dgram if it is one");
 }
 
-namespace {
-
-/// R-TR-6 on an inherited TAP fd: the header is what the fd was opened with (IFF_VNET_HDR,
-/// TUNGETVNETHDRSZ); `spec` is the mask the peer accepts and, as on run/attach, what moat
-/// asks the kernel for with TUNSETOFFLOAD (only to turn offloads on: an fd whose owner
-/// wants none keeps its own setting). Without IFF_VNET_HDR there is no header and no
-/// offload, whatever `spec` says (logged once at info).
-Result<transport::TapConfig, std::string> tap_fd_vnet(int fd, const std::string& where,
-                                                      const config::OffloadSpec& spec) {
-  transport::TapConfig tc;
-  const transport::OffloadMask mask = offload_mask(spec);
-  ifreq ifr{};
-  if (::ioctl(fd, TUNGETIFF, &ifr) != 0 || (ifr.ifr_flags & IFF_VNET_HDR) == 0) {
-    if (mask != 0) MOAT_LOG(info, "%s: the TAP has no IFF_VNET_HDR: no virtio-net header, no offloads", where.c_str());
-    return tc;
-  }
-  int hdr = 0;
-  if (::ioctl(fd, TUNGETVNETHDRSZ, &hdr) != 0)
-    return unexpected(where + ": cannot read the virtio-net header size (TUNGETVNETHDRSZ): " + std::strerror(errno));
-  if (hdr != int(transport::kVnetHdrLegacy) && hdr != int(transport::kVnetHdrV1))
-    return unexpected(where + ": the TAP's virtio-net header is " + std::to_string(hdr) +
-                      " bytes; moat supports 10 or 12 (TUNSETVNETHDRSZ)");
-  tc.vnet_hdr_len = size_t(hdr);
-  tc.guest_offloads = mask & (transport::kOffloadCsum | transport::kOffloadTso4 | transport::kOffloadTso6);
-  if (mask == 0) return tc;
-  if (auto st = transport::set_tap_offloads(fd, mask); !st) {
-    if (!spec.automatic)
-      return unexpected("--offloads: the TAP refused them (TUNSETOFFLOAD: " + std::string(st.error().message()) + ")");
-    MOAT_LOG(warn, "%s: TUNSETOFFLOAD failed (%s); using virtio-net headers without offloads", where.c_str(),
-             st.error().message());
-    tc.guest_offloads = 0;
-  }
-  return tc;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<transport::FrameTransport>, std::string> make_fd_link(UniqueFd fd, FdType type,
                                                                            Counters& counters,
