@@ -48,6 +48,20 @@ policy::Query PolicyAdmission::query(const flows::FlowInfo& f) const {
   return q;
 }
 
+namespace {
+/// R-DNS-1: TCP/53 to any address is answered by moat's DNS forwarder (the DialPlan points at
+/// its loopback listener), which applies name policy (R-POL-8) and the direct-query egress
+/// check (R-DNS-3 step 5) to every query, so such a flow is not judged by its address.
+bool dns_redirected(const flows::FlowInfo& f) {
+  return !f.ingress && f.proto == flows::FlowProto::tcp && f.remote_port == 53;
+}
+}  // namespace
+
+policy::Verdict PolicyAdmission::open_verdict(const flows::FlowInfo& f) const {
+  if (dns_redirected(f)) return policy::Verdict{policy::Action::allow, std::nullopt};
+  return policy_.get().decide(query(f), pins_());
+}
+
 policy::Verdict PolicyAdmission::decide_counted(const flows::FlowInfo& f) {
   const policy::Verdict v = policy_.get().decide(query(f), pins_());
   counters_.inc(v.allowed() ? Counter::policy_allow : Counter::policy_deny);
@@ -55,11 +69,9 @@ policy::Verdict PolicyAdmission::decide_counted(const flows::FlowInfo& f) {
 }
 
 flows::TcpPath PolicyAdmission::tcp_syn(const flows::FlowInfo& f) {
-  // R-DNS-1: TCP/53 to any address is answered by moat's DNS forwarder (the DialPlan points
-  // at its loopback listener), which applies name policy (R-POL-8) and the direct-query
-  // egress check (R-DNS-3 step 5) to every query; a SYN-time verdict would only turn
-  // NXDOMAIN into a RST and send DNS bytes through the first-flight gate.
-  if (f.remote_port == 53) {
+  // A SYN-time verdict on DNS would only turn NXDOMAIN into a RST and send DNS bytes
+  // through the first-flight gate.
+  if (dns_redirected(f)) {
     counters_.inc(Counter::tcp_path_fast);
     return flows::TcpPath::fast;
   }
@@ -121,12 +133,12 @@ bool PolicyAdmission::ingress(const flows::FlowInfo& f) {
 
 void PolicyAdmission::flow_opened(const flows::FlowInfo& f) {
   if (!audit_ || !audit_->wants("flow_open")) return;
-  audit("flow_open", f, policy_.get().decide(query(f), pins_()), !f.ingress, "");
+  audit("flow_open", f, open_verdict(f), !f.ingress, "");
 }
 
 void PolicyAdmission::flow_closed(const flows::FlowInfo& f, const flows::CloseInfo& c) {
   if (!audit_ || !audit_->wants("flow_close")) return;
-  audit("flow_close", f, policy_.get().decide(query(f), pins_()), !f.ingress, "", &c);
+  audit("flow_close", f, open_verdict(f), !f.ingress, "", &c);
 }
 
 void PolicyAdmission::audit(std::string_view ev, const flows::FlowInfo& f, const policy::Verdict& v,

@@ -40,6 +40,9 @@ class PolicyAdmission final : public flows::Admission {
  private:
   policy::Query query(const flows::FlowInfo& f) const;
   policy::Verdict decide_counted(const flows::FlowInfo& f);
+  /// The verdict an admitted TCP flow is audited with: the DNS forwarder's (allow, no rule)
+  /// for TCP/53, else the policy's for the flow as it stands.
+  policy::Verdict open_verdict(const flows::FlowInfo& f) const;
   void audit(std::string_view ev, const flows::FlowInfo& f, const policy::Verdict& v, bool with_path,
              std::string_view reason, const flows::CloseInfo* close = nullptr);
 

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "app/policy_admission.h"
+#include "obs/audit_log.h"
 #include "unit/flows/tcp_engine_fixture.h"
 #include "unit/sniff/client_hello_builder.h"
 
@@ -266,6 +267,34 @@ TEST_F(PolicyPathsTest, WithoutAPinNoNameCanAllowSoTheSynIsRejected) {
   send(tf::syn, gseq, SeqNum{0});
   Seg s = expect_recv();
   EXPECT_EQ(s.h.flags, tf::rst | tf::ack);
+}
+
+TEST_F(PolicyPathsTest, DnsOverTcpIsAuditedAsTheForwarderAdmitsItNotByItsAddress) {
+  // R-DNS-1: TCP/53 to any address goes to moat's forwarder (fast path, no SYN verdict);
+  // its flow_open / flow_close lines say allow, while another port to the same denied
+  // address is audited with the policy's deny.
+  start_with("", policy::Action::deny);
+  std::vector<std::string> lines;
+  obs::AuditOptions o;
+  o.gateway = "t";
+  o.line_sink = [&](const std::string& l) { lines.push_back(l); };
+  obs::AuditLog log(UniqueFd{}, o, loop, counters);
+  PolicyAdmission a(*ref, [this]() -> const policy::PinLookup& { return pins; }, counters, &log,
+                    config::DenyResponse::reject, std::chrono::seconds(1));
+  flows::FlowInfo f;
+  f.guest = IpAddr(guest4);
+  f.remote = IpAddr(Ipv4Addr::from_octets(10, 9, 8, 7));
+  f.guest_port = 40000;
+  f.remote_port = 53;
+  EXPECT_EQ(a.tcp_syn(f), flows::TcpPath::fast);
+  a.flow_opened(f);
+  a.flow_closed(f, flows::CloseInfo{});
+  f.remote_port = 80;
+  a.flow_opened(f);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NE(lines[0].find("\"verdict\":\"allow\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"verdict\":\"allow\""), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find("\"verdict\":\"deny\""), std::string::npos) << lines[2];
 }
 
 }  // namespace
