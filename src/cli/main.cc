@@ -633,8 +633,6 @@ Err parse_dst(std::string_view v, Dst* d) {
 
 int cmd_policy_explain(const std::vector<std::string>& args) {
   constexpr int kDenied = 1, kUsage = 2;
-  // A name destination without --ip is pinned to this stand-in public address (R-CLI-8).
-  const IpAddr kSymbolicPublic = Ipv4Addr::from_octets(100, 128, 0, 1);
   config::Config c;
   std::vector<Flag> flags;
   add_config_flag(flags);
@@ -645,28 +643,25 @@ int cmd_policy_explain(const std::vector<std::string>& args) {
       if (f.name == "--rule" || f.name == "--profile" || f.name == "--default-egress" || f.name == "--default-ingress")
         flags.push_back(std::move(f));
   }
-  Dst dst;
-  bool have_dst = false, ingress = false;
-  std::string sni;
-  std::optional<IpAddr> ip, src;
-  std::vector<std::pair<std::string, IpAddr>> pins;
+  policy::ExplainInputs in;  // filled by the flags below
+  bool have_dst = false;
   flags.push_back({"--dst", "", "HOST:PORT[/PROTO]", "destination to explain; PROTO tcp (default), udp or icmp",
                    [&](std::string_view v) -> Err {
                      have_dst = true;
-                     return parse_dst(v, &dst);
+                     return parse_dst(v, &in.dst);
                    }});
   flags.push_back({"--sni", "", "NAME", "a name the first flight claims (TLS SNI or HTTP Host)",
                    [&](std::string_view v) -> Err {
                      auto n = policy::normalize_name(v);
                      if (!n) return UserError{"--sni", quote(v) + ": " + n.error().what, n.error().hint};
-                     sni = *n;
+                     in.sni = *n;
                      return std::nullopt;
                    }});
   flags.push_back({"--ip", "", "IP", "the address a name destination resolves to (default 100.128.0.1, public)",
                    [&](std::string_view v) -> Err {
                      auto a = IpAddr::parse(v);
                      if (!a) return UserError{"--ip", quote(v) + " is not an IP address", ""};
-                     ip = *a;
+                     in.ip = *a;
                      return std::nullopt;
                    }});
   flags.push_back({"--pin", "", "NAME=IP", "a DNS pin of the guest (repeatable)",
@@ -677,16 +672,16 @@ int cmd_policy_explain(const std::vector<std::string>& args) {
                      if (!n) return UserError{"--pin", quote(v.substr(0, eq)) + ": " + n.error().what, n.error().hint};
                      auto a = IpAddr::parse(v.substr(eq + 1));
                      if (!a) return UserError{"--pin", quote(v.substr(eq + 1)) + " is not an IP address", ""};
-                     pins.emplace_back(*n, *a);
+                     in.pins.emplace_back(*n, *a);
                      return std::nullopt;
                    }});
   flags.push_back({"--ingress", "", "", "explain an ingress query: --src peer to the published guest port of --dst",
-                   [&](std::string_view) -> Err { ingress = true; return std::nullopt; }});
+                   [&](std::string_view) -> Err { in.ingress = true; return std::nullopt; }});
   flags.push_back({"--src", "", "IP", "the peer address of an --ingress query",
                    [&](std::string_view v) -> Err {
                      auto a = IpAddr::parse(v);
                      if (!a) return UserError{"--src", quote(v) + " is not an IP address", ""};
-                     src = *a;
+                     in.src = *a;
                      return std::nullopt;
                    }});
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, c);
@@ -698,48 +693,20 @@ int cmd_policy_explain(const std::vector<std::string>& args) {
   }
   errs.insert(errs.end(), r.errors.begin(), r.errors.end());
   if (!have_dst && r.errors.empty()) errs.push_back({"policy explain", "missing --dst", "write --dst HOST:PORT[/tcp|/udp|/icmp]"});
-  if (ingress && !src && errs.empty()) errs.push_back({"--ingress", "needs --src IP (the peer address)", ""});
-  if (!ingress && src && errs.empty()) errs.push_back({"--src", "only applies to --ingress", ""});
-  policy::ExplainRequest rq;
   policy::StaticPins pin_set;
-  if (errs.empty() && !ingress && dst.host.empty())
-    errs.push_back({"--dst", "has no host", "write HOST:PORT[/tcp|/udp|/icmp]"});
-  if (errs.empty() && !ingress) {
-    auto literal = IpAddr::parse(dst.host);
-    if (literal) {
-      rq.query.addr = *literal;
-      if (ip) errs.push_back({"--ip", "only applies when --dst names a host", ""});
-    } else if (auto n = policy::normalize_name(dst.host); n) {
-      rq.name = *n;
-      rq.query.addr = ip.value_or(kSymbolicPublic);
-      pin_set.add(*n, rq.query.addr);  // as if the guest had resolved it through moat
-    } else {
-      errs.push_back({"--dst", quote(dst.host) + ": " + n.error().what, n.error().hint});
-    }
-    if (!sni.empty()) {
-      if (!rq.name.empty() && rq.name != sni)
-        errs.push_back({"--sni", "differs from the --dst name", "give the name once, in --dst or --sni"});
-      rq.name = sni;
-    }
+  Result<policy::ExplainRequest, policy::ExplainInputError> rq = policy::ExplainRequest{};
+  if (errs.empty()) {
+    in.rebind_protection = c.dns.rebind_protection;
+    rq = policy::make_explain_request(in, pin_set, [](std::string_view f) { return "--" + std::string(f); });
+    if (!rq) errs.push_back({"--" + rq.error().field, rq.error().what, rq.error().hint});
   }
-  if (errs.empty() && ingress && (!sni.empty() || ip)) errs.push_back({"--ingress", "ingress queries carry no name", ""});
   if (!errs.empty()) {
     if (errs.size() > 20) errs.resize(20);
     print_errors(errs);
     return kUsage;
   }
-  for (auto& [n, a] : pins) pin_set.add(n, a);
-  if (ingress) {
-    rq.query.dir = policy::Direction::ingress;
-    rq.query.addr = *src;
-  }
-  rq.query.port = dst.port;
-  if (dst.proto == "tcp") rq.query.proto = policy::Proto::tcp;
-  else if (dst.proto == "udp") rq.query.proto = policy::Proto::udp;
-  else rq.query.proto = policy::normalize(rq.query.addr).is_v6 ? policy::Proto::icmpv6 : policy::Proto::icmpv4;
-  rq.rebind_protection = c.dns.rebind_protection;
   policy::Engine e(policy::resolve_policy(c.policy.inputs), host_addrs_of(c.net));
-  auto rep = policy::explain_report(e, rq, pin_set, &pin_set);
+  auto rep = policy::explain_report(e, *rq, pin_set, &pin_set);
   for (const auto& l : rep.lines) std::printf("%s\n", l.c_str());
   return rep.allowed ? 0 : kDenied;
 }

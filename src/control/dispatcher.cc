@@ -312,12 +312,12 @@ class Call {
 
   MethodResult<Json> policy_explain() {
     if (auto r = only({"dst", "sni", "ip", "pin", "ingress", "src"}); !r) return unexpected(r.error());
-    // A name destination without ip is pinned to this stand-in public address (R-CLI-8).
-    const IpAddr kSymbolicPublic = Ipv4Addr::from_octets(100, 128, 0, 1);
+    policy::ExplainInputs in;
     auto dst_text = p_.string("dst");
     if (!dst_text) return unexpected(dst_text.error());
     auto dst = parse_dst(*dst_text);
     if (!dst) return unexpected(dst.error());
+    in.dst = std::move(*dst);
     auto sni = p_.opt_string("sni");
     auto ip_text = p_.opt_string("ip");
     auto src_text = p_.opt_string("src");
@@ -325,6 +325,7 @@ class Call {
     for (auto* r : {&sni, &ip_text, &src_text})
       if (!*r) return unexpected(r->error());
     if (!ingress) return unexpected(ingress.error());
+    in.ingress = *ingress;
     auto addr = [&](const char* key, const std::optional<std::string>& t) -> MethodResult<std::optional<IpAddr>> {
       if (!t) return std::optional<IpAddr>{};
       auto a = IpAddr::parse(*t);
@@ -333,32 +334,14 @@ class Call {
     };
     auto ip = addr("ip", *ip_text);
     if (!ip) return unexpected(ip.error());
+    in.ip = *ip;
     auto src = addr("src", *src_text);
     if (!src) return unexpected(src.error());
-    if (*ingress && !*src) return unexpected(bad_params("params.ingress: needs params.src (the peer address)"));
-    if (!*ingress && *src) return unexpected(bad_params("params.src: only applies to ingress queries"));
-    if (*ingress && (*sni || *ip)) return unexpected(bad_params("params.ingress: ingress queries carry no name"));
-
-    policy::ExplainRequest rq;
-    policy::StaticPins pins;
-    if (!*ingress) {
-      if (dst->host.empty()) return unexpected(bad_params("params.dst: has no host"));
-      if (auto literal = IpAddr::parse(dst->host)) {
-        if (*ip) return unexpected(bad_params("params.ip: only applies when dst names a host"));
-        rq.query.addr = *literal;
-      } else if (auto n = policy::normalize_name(dst->host)) {
-        rq.name = *n;
-        rq.query.addr = ip->value_or(kSymbolicPublic);
-        pins.add(*n, rq.query.addr);  // as if the guest had resolved it through moat
-      } else {
-        return unexpected(bad_params("params.dst: \"" + dst->host + "\": " + n.error().what));
-      }
-      if (*sni) {
-        auto n = policy::normalize_name(**sni);
-        if (!n) return unexpected(bad_params("params.sni: \"" + **sni + "\": " + n.error().what));
-        if (!rq.name.empty() && rq.name != *n) return unexpected(bad_params("params.sni: differs from the dst name"));
-        rq.name = *n;
-      }
+    in.src = *src;
+    if (*sni) {
+      auto n = policy::normalize_name(**sni);
+      if (!n) return unexpected(bad_params("params.sni: \"" + **sni + "\": " + n.error().what));
+      in.sni = *n;
     }
     if (const Json* pl = p_.find("pin")) {
       if (!pl->is_array()) return unexpected(bad_params("params.pin: must be an array of \"NAME=IP\""));
@@ -370,21 +353,20 @@ class Call {
         auto n = policy::normalize_name(std::string_view(s).substr(0, eq));
         auto a = IpAddr::parse(std::string_view(s).substr(eq + 1));
         if (!n || !a) return unexpected(bad_params("params.pin: \"" + s + "\" is not NAME=IP"));
-        pins.add(*n, *a);
+        in.pins.emplace_back(*n, *a);
       }
     }
-    if (*ingress) {
-      rq.query.dir = policy::Direction::ingress;
-      rq.query.addr = **src;
+    in.rebind_protection = b_.rebind_protection();
+    policy::StaticPins pins;
+    auto rq = policy::make_explain_request(in, pins, [](std::string_view f) { return std::string(f); });
+    if (!rq) {
+      std::string m = "params." + rq.error().field + ": " + rq.error().what;
+      if (!rq.error().hint.empty()) m += "; " + rq.error().hint;
+      return unexpected(bad_params(m));
     }
-    rq.query.port = dst->port;
-    if (dst->proto == "tcp") rq.query.proto = policy::Proto::tcp;
-    else if (dst->proto == "udp") rq.query.proto = policy::Proto::udp;
-    else rq.query.proto = policy::normalize(rq.query.addr).is_v6 ? policy::Proto::icmpv6 : policy::Proto::icmpv4;
-    rq.rebind_protection = b_.rebind_protection();
     auto e = b_.policy_engine();
     if (!e) return unexpected(e.error());
-    auto rep = policy::explain_report(**e, rq, pins, &pins);
+    auto rep = policy::explain_report(**e, *rq, pins, &pins);
     Json out = Json::object();
     out["lines"] = rep.lines;
     out["allowed"] = rep.allowed;

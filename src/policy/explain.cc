@@ -116,6 +116,48 @@ ExplainReport explain_report(const Engine& e, const ExplainRequest& rq, const Pi
   return rep;
 }
 
+Result<ExplainRequest, ExplainInputError> make_explain_request(const ExplainInputs& in, StaticPins& pins,
+                                                               FunctionRef<std::string(std::string_view field)> name_of) {
+  // A name destination without `ip` stands for this public, otherwise unremarkable address.
+  const IpAddr kSymbolicPublic = Ipv4Addr::from_octets(100, 128, 0, 1);
+  auto fail = [](std::string field, std::string what, std::string hint = {}) {
+    return unexpected(ExplainInputError{std::move(field), std::move(what), std::move(hint)});
+  };
+  if (in.ingress && !in.src) return fail("ingress", "needs " + name_of("src") + " (the peer address)");
+  if (!in.ingress && in.src) return fail("src", "only applies to ingress queries");
+  if (in.ingress && (!in.sni.empty() || in.ip)) return fail("ingress", "ingress queries carry no name");
+  ExplainRequest rq;
+  if (!in.ingress) {
+    if (in.dst.host.empty()) return fail("dst", "has no host", "write HOST:PORT[/tcp|/udp|/icmp]");
+    if (auto literal = IpAddr::parse(in.dst.host)) {
+      if (in.ip) return fail("ip", "only applies when " + name_of("dst") + " names a host");
+      rq.query.addr = *literal;
+    } else if (auto n = normalize_name(in.dst.host)) {
+      rq.name = *n;
+      rq.query.addr = in.ip.value_or(kSymbolicPublic);
+      pins.add(*n, rq.query.addr);
+    } else {
+      return fail("dst", "\"" + in.dst.host + "\": " + n.error().what, n.error().hint);
+    }
+    if (!in.sni.empty()) {
+      if (!rq.name.empty() && rq.name != in.sni)
+        return fail("sni", "differs from the " + name_of("dst") + " name", "give the name once");
+      rq.name = in.sni;
+    }
+  }
+  for (const auto& [n, a] : in.pins) pins.add(n, a);
+  if (in.ingress) {
+    rq.query.dir = Direction::ingress;
+    rq.query.addr = *in.src;
+  }
+  rq.query.port = in.dst.port;
+  if (in.dst.proto == "tcp") rq.query.proto = Proto::tcp;
+  else if (in.dst.proto == "udp") rq.query.proto = Proto::udp;
+  else rq.query.proto = normalize(rq.query.addr).is_v6 ? Proto::icmpv6 : Proto::icmpv4;
+  rq.rebind_protection = in.rebind_protection;
+  return rq;
+}
+
 Result<ExplainDst, ExplainDstError> parse_explain_dst(std::string_view v) {
   ExplainDst d;
   std::string_view s = v;

@@ -41,6 +41,23 @@ struct ExplainDstError {
 };
 Result<ExplainDst, ExplainDstError> parse_explain_dst(std::string_view v);
 
+/// What a front-end (`moat policy explain`, the control method policy.explain) collects
+/// before a request is built: the parsed destination, an optional claimed name (already
+/// normalised), the address a name destination stands for, the pins, ingress and its peer.
+struct ExplainInputs {
+  ExplainDst dst;
+  std::string sni;
+  std::optional<IpAddr> ip;
+  std::vector<std::pair<std::string, IpAddr>> pins;  ///< names normalised
+  bool ingress = false;
+  std::optional<IpAddr> src;
+  bool rebind_protection = true;
+};
+/// A refused combination: `field` is one of dst, sni, ip, src, ingress; `what` follows it.
+struct ExplainInputError {
+  std::string field, what, hint;
+};
+
 struct ExplainRequest {
   Query query;              ///< direction, address, port, protocol; `src` is ignored
   std::string name;         ///< a name destination or --sni (normalised), evaluated as claimed; empty = none
@@ -52,6 +69,12 @@ struct ExplainReport {
   Verdict verdict;          ///< with S = claimed(name) when a name is given, else S = none
   bool allowed = false;     ///< the exit status of `policy explain` (0 allowed, 1 denied)
 };
+
+/// Builds the request and fills `pins` (the given ones, plus a name destination pinned to
+/// `ip`, or to a stand-in public address, as if the guest had resolved it through moat,
+/// R-CLI-8). `name_of` spells another field in a message as the front-end calls it.
+Result<ExplainRequest, ExplainInputError> make_explain_request(const ExplainInputs& in, StaticPins& pins,
+                                                               FunctionRef<std::string(std::string_view field)> name_of);
 
 /// Lines, in order: `query`, then for a name `dns` and `rebind`, one `rule #N` line per rule
 /// (evaluated with the name as a claimed SNI when given), `verdict` (tenant / floor, and

@@ -100,5 +100,42 @@ TEST(ExplainReport, IngressAndIcmp) {
   EXPECT_EQ(rep.lines.front(), "query    egress icmpv4 8.8.8.8 group=public");
 }
 
+TEST(ExplainRequest, NameDestinationIsPinnedAndCombinationsAreChecked) {
+  auto name_of = [](std::string_view f) { return "--" + std::string(f); };
+  ExplainInputs in;
+  in.dst = *parse_explain_dst("API.example.com:443");
+  StaticPins pins;
+  auto rq = make_explain_request(in, pins, name_of);
+  ASSERT_TRUE(rq) << rq.error().what;
+  EXPECT_EQ(rq->name, "api.example.com");
+  EXPECT_EQ(rq->query.proto, Proto::tcp);
+  EXPECT_EQ(pins.names_of(rq->query.addr), std::vector<std::string>{"api.example.com"});
+
+  in.dst = *parse_explain_dst("[2001:db8::1]/icmp");
+  StaticPins p2;
+  rq = make_explain_request(in, p2, name_of);
+  ASSERT_TRUE(rq);
+  EXPECT_EQ(rq->query.proto, Proto::icmpv6);
+  EXPECT_TRUE(rq->name.empty());
+
+  in.ip = Ipv4Addr::from_octets(8, 8, 8, 8);
+  rq = make_explain_request(in, p2, name_of);
+  ASSERT_FALSE(rq);
+  EXPECT_EQ(rq.error().field, "ip");
+  EXPECT_EQ(rq.error().what, "only applies when --dst names a host");
+
+  ExplainInputs ing;
+  ing.ingress = true;
+  ing.dst = *parse_explain_dst(":8080");
+  rq = make_explain_request(ing, p2, name_of);
+  ASSERT_FALSE(rq);
+  EXPECT_EQ(rq.error().what, "needs --src (the peer address)");
+  ing.src = Ipv4Addr::from_octets(192, 0, 2, 9);
+  rq = make_explain_request(ing, p2, name_of);
+  ASSERT_TRUE(rq);
+  EXPECT_EQ(rq->query.dir, Direction::ingress);
+  EXPECT_EQ(rq->query.port, std::optional<uint16_t>(8080));
+}
+
 }  // namespace
 }  // namespace moat::policy
