@@ -345,14 +345,7 @@ struct Runtime {
     }
     FlowsSetup fs = flows_setup(c, f);
     if (out.audit) {
-      obs::AuditOptions ao;
-      ao.file = c.audit.file;
-      ao.gateway = c.name.empty() ? "moat-" + std::to_string(::getpid()) : c.name;
-      ao.events = c.audit.events;
-      ao.dns = c.audit.dns == config::AuditDns::none  ? obs::AuditOptions::Dns::none
-               : c.audit.dns == config::AuditDns::all ? obs::AuditOptions::Dns::all
-                                                      : obs::AuditOptions::Dns::denied;
-      audit = std::make_unique<obs::AuditLog>(std::move(out.audit), ao, loop, counters);
+      audit = std::make_unique<obs::AuditLog>(std::move(out.audit), audit_options(c), loop, counters);
       audit->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
       fs.audit_log = audit.get();
     }
@@ -531,6 +524,21 @@ Result<ServeLink, std::string> make_serve_link(const ServeOptions& o, Counters& 
 }
 
 }  // namespace
+
+std::string gateway_name(const config::Config& c) {
+  return c.name.empty() ? "moat-" + std::to_string(::getpid()) : c.name;
+}
+
+obs::AuditOptions audit_options(const config::Config& c) {
+  obs::AuditOptions ao;
+  ao.file = c.audit.file;
+  ao.gateway = gateway_name(c);
+  ao.events = c.audit.events;
+  ao.dns = c.audit.dns == config::AuditDns::none  ? obs::AuditOptions::Dns::none
+           : c.audit.dns == config::AuditDns::all ? obs::AuditOptions::Dns::all
+                                                  : obs::AuditOptions::Dns::denied;
+  return ao;
+}
 
 std::optional<std::string> check_impair(std::string_view spec) {
   auto r = transport::parse_impair(spec);

@@ -10,6 +10,7 @@
 
 #include "app/flow_manager.h"
 #include "config/config.h"
+#include "obs/audit_log.h"
 #include "stack/interface.h"
 
 namespace moat::app {
@@ -34,6 +35,11 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f);
 /// Returns every §5.2 error (bad name: `FILE:LINE`; unreadable or too large: `FILE`); on
 /// error nothing is changed. Call before any side effect.
 std::vector<config::UserError> compile_dns_block(config::Config& cfg);
+
+/// The gateway's name in audit lines and stats: config `name`, else moat-PID.
+std::string gateway_name(const config::Config& c);
+/// The audit log's options from the config's audit section (file, events, DNS events).
+obs::AuditOptions audit_options(const config::Config& c);
 
 /// Validates an --impair spec; the error text (without the flag) when it is bad.
 std::optional<std::string> check_impair(std::string_view spec);

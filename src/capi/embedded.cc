@@ -154,13 +154,7 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
       if (fresh) created.push_back(g->cfg_.audit.file);
       sink = std::move(*fd);
     }
-    obs::AuditOptions ao;
-    ao.file = g->cfg_.audit.file;
-    ao.gateway = g->cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : g->cfg_.name;
-    ao.events = g->cfg_.audit.events;
-    ao.dns = g->cfg_.audit.dns == config::AuditDns::none  ? obs::AuditOptions::Dns::none
-             : g->cfg_.audit.dns == config::AuditDns::all ? obs::AuditOptions::Dns::all
-                                                          : obs::AuditOptions::Dns::denied;
+    obs::AuditOptions ao = app::audit_options(g->cfg_);
     ao.line_sink = opts.on_audit;
     g->audit_ = std::make_unique<obs::AuditLog>(std::move(sink), ao, *g->loop_, g->counters_);
     g->audit_->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
@@ -300,7 +294,7 @@ Result<std::string, CallError> EmbeddedGateway::stats_json() {
 
 std::string EmbeddedGateway::stats_json_on_loop() const {
   std::string s = "{\"gateway\":";
-  obs::append_json_string(s, cfg_.name.empty() ? "moat-" + std::to_string(::getpid()) : cfg_.name);
+  obs::append_json_string(s, app::gateway_name(cfg_));
   s += ",\"counters\":{";
   for (size_t i = 0; i < kCounterCount; ++i) {
     if (i) s += ',';
@@ -404,8 +398,7 @@ Result<size_t, CallError> EmbeddedGateway::unpublish(std::string_view spec) {
   if (auto l = on_loop([&] { r = gateway_->flows()->publisher().remove(*p); }); !l) return unexpected(l.error());
   if (!r) return unexpected(CallError{CallError::Kind::not_found, "moat: error: " + r.error().message});
   std::erase_if(cfg_.flows.publish, [&](const config::PublishSpec& x) {
-    return x.proto == p->proto && x.bind == p->bind && x.host_port == p->host_port && x.guest_port == p->guest_port &&
-           x.count == p->count;
+    return config::same_binding(x, *p);
   });
   MOAT_LOG(info, "unpublished %s (%zu listener%s closed)", p->text.c_str(), *r, *r == 1 ? "" : "s");
   return *r;

@@ -71,6 +71,11 @@ Result<UpstreamSpec, std::string> parse_upstream(std::string_view s) {
   return u;
 }
 
+bool same_binding(const PublishSpec& a, const PublishSpec& b) noexcept {
+  return a.proto == b.proto && a.bind == b.bind && a.host_port == b.host_port && a.guest_port == b.guest_port &&
+         a.count == b.count;
+}
+
 Result<PublishSpec, std::string> parse_publish(std::string_view s) {
   PublishSpec p;
   p.text = std::string(s);

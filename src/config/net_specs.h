@@ -34,6 +34,9 @@ struct PublishSpec {
   std::string text;         ///< as written, for messages
 };
 
+/// The same binding (protocol, address, ports, range), whatever the text that wrote it.
+bool same_binding(const PublishSpec& a, const PublishSpec& b) noexcept;
+
 /// `[BIND:]HOSTPORT[-HOSTPORT2]:GUESTPORT[-GUESTPORT2][/tcp|/udp]` (R-PUB-1).
 Result<PublishSpec, std::string> parse_publish(std::string_view s);
 

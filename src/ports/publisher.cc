@@ -103,11 +103,6 @@ Result<void, std::string> Publisher::bind_all(const std::vector<config::PublishS
 
 namespace {
 
-bool same_binding(const config::PublishSpec& a, const config::PublishSpec& b) {
-  return a.proto == b.proto && a.bind == b.bind && a.host_port == b.host_port && a.guest_port == b.guest_port &&
-         a.count == b.count;
-}
-
 }  // namespace
 
 Result<std::vector<std::string>, Publisher::ChangeError> Publisher::add(const config::PublishSpec& spec) {
@@ -130,7 +125,7 @@ Result<std::vector<std::string>, Publisher::ChangeError> Publisher::add(const co
 }
 
 Result<size_t, Publisher::ChangeError> Publisher::remove(const config::PublishSpec& spec) {
-  const size_t n = std::erase_if(listeners_, [&](const auto& l) { return same_binding(l->spec, spec); });
+  const size_t n = std::erase_if(listeners_, [&](const auto& l) { return config::same_binding(l->spec, spec); });
   if (n == 0) {
     std::string have;
     for (const auto& d : describe()) have += (have.empty() ? "" : ", ") + d;
