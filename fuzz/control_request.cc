@@ -31,7 +31,6 @@ struct Backend final : control::Backend {
     return std::vector<std::string>{s};
   }
   control::MethodResult<size_t> unpublish(const std::string&) override { return size_t{1}; }
-  control::MethodResult<std::vector<std::string>> published() override { return std::vector<std::string>{}; }
   control::MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() override { return engine; }
   bool rebind_protection() override { return true; }
   control::MethodResult<void> policy_set(const std::string&, PolicyFormat) override { return {}; }
