@@ -72,6 +72,22 @@ class Redirect final : public TcpPeerProvider {
   }
 };
 
+/// Terminates SYNs to `port` in-process (a direct hand-off, e.g. DNS over TCP without the
+/// loopback listener).
+class InProcess final : public TcpPeerProvider {
+ public:
+  uint16_t port = 0;
+  StreamPeer peer{64 << 10};
+  TcpFlowRef ref;
+  int closed = 0;
+  TcpTake on_syn(const FlowInfo& f, DialPlan&, TcpFlowRef r) override {
+    if (f.remote_port != port) return TcpTake::pass();
+    ref = r;
+    return TcpTake::in_process(peer);
+  }
+  void on_closed(TcpPeer&) override { ++closed; }
+};
+
 class ProviderTest : public TcpEngineFixture {
  protected:
   InspectAll adm;
@@ -152,6 +168,32 @@ TEST_F(ProviderTest, ASynProviderRewritesThePlanOrRefuses) {
   EXPECT_EQ(rst.h.flags, tf::rst | tf::ack);
   EXPECT_EQ(counters.get(Counter::tcp_refused), 1u);
   EXPECT_EQ(engine->active_flows(), 1u);  // the refused flow's slot was freed
+}
+
+TEST_F(ProviderTest, ASynProviderCanTerminateTheFlowInProcess) {
+  start();
+  InProcess p;
+  p.port = port;  // the listener's port: a dial would be seen there
+  engine->add_provider(p);
+  send(tf::syn, gseq, SeqNum{0});
+  Seg synack = expect_recv();  // at once: nothing to connect first
+  ASSERT_EQ(synack.h.flags, tf::syn | tf::ack);
+  gseq += 1;
+  mseq = synack.h.seq + 1;
+  send_ack();
+  EXPECT_FALSE(listener_has_connection(50));
+  send_data(text("query"));
+  engine->flush(now());
+  Buf got(5);
+  ASSERT_EQ(p.peer.app_read(MutBytes(got)), 5u);
+  EXPECT_EQ(str(got), "query");
+  take();
+  p.peer.app_write(Bytes(text("answer")));
+  p.ref.peer_readable();
+  Seg s = expect_data();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(s.payload.data()), s.payload.size()), "answer");
+  engine->abort_all(now());
+  EXPECT_EQ(p.closed, 1);
 }
 
 // ---- Dispatch hooks ----------------------------------------------------------------------
