@@ -1,8 +1,9 @@
 #pragma once
-// The flow side of a gateway: the GuestIo adapter over stack::Interface (with R-UDP-4
-// fragmentation of large datagrams) and the stack::PacketHandler that dispatches guest
-// packets not meant for the gateway's own services to the TCP engine, the UDP relay and
-// the ICMP echo relay.
+// The composition of one gateway's flow side: builds the flows::Dispatch (TCP engine, UDP
+// and ICMP relays), the policy admission, the DNS Interceptor and the port Publisher, and
+// registers the modules with the Dispatch (hooks: Publisher, then DNS; TCP providers: DNS).
+// It sees no packet itself: the Dispatch is the stack's PacketHandler. LinkIo is the thin
+// flows::GuestIo over stack::Interface and the link's back-pressure state.
 #include <functional>
 #include <memory>
 #include <vector>
@@ -11,10 +12,11 @@
 #include "config/config.h"
 #include "dns/block_list.h"
 #include "dns/forwarder.h"
+#include "dns/interceptor.h"
 #include "dns/pin_set.h"
-#include "dns/tcp_server.h"
 #include "event/loop.h"
 #include "flows/destinations.h"
+#include "flows/dispatch.h"
 #include "flows/guest_io.h"
 #include "flows/icmp_relay.h"
 #include "flows/tcp_engine.h"
@@ -28,28 +30,46 @@
 
 namespace moat::app {
 
-/// flows::GuestIo over the Interface and the link's back-pressure state.
+/// flows::GuestIo over the Interface (which frames, fragments and offloads) and the link's
+/// back-pressure state.
 class LinkIo final : public flows::GuestIo {
  public:
-  LinkIo(stack::Interface& iface, transport::FrameTransport& link, uint32_t mtu);
+  LinkIo(stack::Interface& iface, transport::FrameTransport& link, uint32_t mtu)
+      : iface_(iface), link_(link), mtu_(mtu) {}
 
-  bool send_ipv4(Ipv4Addr src, Ipv4Addr dst, uint8_t proto, size_t l4_len, FunctionRef<void(MutBytes)> fill) override;
+  bool send_ipv4(Ipv4Addr src, Ipv4Addr dst, uint8_t proto, size_t l4_len, FunctionRef<void(MutBytes)> fill) override {
+    return iface_.send_ipv4(src, dst, proto, l4_len, fill);
+  }
   bool send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next_header, size_t l4_len,
-                 FunctionRef<void(MutBytes)> fill) override;
-  bool send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) override;
+                 FunctionRef<void(MutBytes)> fill) override {
+    return iface_.send_ipv6(src, dst, next_header, l4_len, fill);
+  }
+  bool send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) override {
+    return iface_.send_udp_v4(src, dst, src_port, dst_port, payload);
+  }
+  bool send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port,
+                   Bytes payload) override {
+    return iface_.send_udp_v6(src, dst, src_port, dst_port, payload);
+  }
   /// R-TR-6 from the link's guest_offloads(): TSO needs checksum offload as well (virtio
   /// GUEST_TSO4/6 depend on GUEST_CSUM).
   [[nodiscard]] flows::TxCaps tx_caps() const override;
   bool send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
-                   const flows::TcpTxOffload& o) override;
+                   const flows::TcpTxOffload& o) override {
+    return iface_.send_tcp_v4(src, dst, l4_len, fill, stack::TcpOffload{o.gso_size, o.partial});
+  }
   bool send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len, FunctionRef<void(MutBytes)> fill,
-                   const flows::TcpTxOffload& o) override;
-  bool send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port,
-                   Bytes payload) override;
+                   const flows::TcpTxOffload& o) override {
+    return iface_.send_tcp_v6(src, dst, l4_len, fill, stack::TcpOffload{o.gso_size, o.partial});
+  }
   bool send_icmp_error_v4(const wire::Ipv4Repr& offending, Bytes offending_l4, Ipv4Addr src, uint8_t type,
-                          uint8_t code, Instant now, uint16_t next_hop_mtu) override;
+                          uint8_t code, Instant now, uint16_t next_hop_mtu) override {
+    return iface_.send_icmp_error_v4(offending, offending_l4, src, type, code, now, next_hop_mtu);
+  }
   bool send_icmp_error_v6(const wire::Ipv6Repr& offending, Bytes offending_l4, const Ipv6Addr& src, uint8_t type,
-                          uint8_t code, Instant now, uint32_t mtu_or_pointer) override;
+                          uint8_t code, Instant now, uint32_t mtu_or_pointer) override {
+    return iface_.send_icmp_error_v6(offending, offending_l4, src, type, code, now, mtu_or_pointer);
+  }
   [[nodiscard]] bool output_blocked() const override {
     bool full = link_.output_full();
     blocked_seen_ = blocked_seen_ || full;
@@ -72,9 +92,6 @@ class LinkIo final : public flows::GuestIo {
   uint32_t mtu_;
   std::function<void()> output_ready_;
   mutable bool blocked_seen_ = false;
-  std::vector<std::byte> scratch_;  ///< one whole UDP datagram being fragmented (allocated once)
-  uint16_t next_ident_v4_;
-  uint64_t rng_state_;
 };
 
 struct FlowsSetup {
@@ -101,67 +118,44 @@ policy::HostAddrs host_addrs(const flows::DestinationConfig& d);
 /// The SPEC's default posture (profile public) for these addresses.
 std::shared_ptr<const policy::Engine> default_policy(const flows::DestinationConfig& d);
 
-/// Owns the flow engines of one gateway and receives the packets the Interface hands on.
-class FlowManager final : public stack::PacketHandler, private dns::AnswerSink {
+/// Builds and owns the flow side of one gateway (see the top of this file).
+class FlowManager final {
  public:
   FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup);
-  void on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) override;
-  void on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) override;
+  FlowManager(const FlowManager&) = delete;
+  FlowManager& operator=(const FlowManager&) = delete;
 
- private:
-  /// ICMP echo relay policy (SPEC §2.4): false when denied (answered or dropped here).
-  bool admit_echo(const IpAddr& src, const IpAddr& dst, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6,
-                  Bytes l4, Instant now);
-
- public:
+  /// The stack's PacketHandler for this gateway.
+  flows::Dispatch& dispatch() noexcept { return dispatch_; }
   /// End of a from-guest frame batch (coalesced TCP ACKs).
-  void flush(Instant now) { tcp_.flush(now); }
+  void flush(Instant now) { dispatch_.flush(now); }
 
   /// Binds the published ports (before ready). Error: one §5.2 line.
   Result<void, std::string> publish(const std::vector<config::PublishSpec>& specs) { return publisher_.bind_all(specs); }
   const ports::Publisher& publisher() const noexcept { return publisher_; }
   ports::Publisher& publisher() noexcept { return publisher_; }  ///< runtime publish/unpublish (R-PUB-6)
-  flows::TcpEngine& tcp() noexcept { return tcp_; }
-  flows::UdpRelay& udp() noexcept { return udp_; }
-  const flows::Destinations& destinations() const noexcept { return destinations_; }
+  flows::TcpEngine& tcp() noexcept { return dispatch_.tcp(); }
+  flows::UdpRelay& udp() noexcept { return dispatch_.udp(); }
+  const flows::Destinations& destinations() const noexcept { return dispatch_.destinations(); }
   /// Policy enforcement as the engines see it (SPEC §2.4).
   PolicyAdmission& admission() noexcept { return admission_; }
   policy::EngineRef& policy() noexcept { return policy_; }
   /// The names pinned to each address (R-DNS-6); the DNS forwarder fills it.
   const policy::PinLookup& pins() const noexcept { return pins_; }
   dns::PinSet& pin_set() noexcept { return pins_; }
-  dns::Forwarder& dns() noexcept { return *dns_; }
+  dns::Forwarder& dns() noexcept { return dns_->forwarder(); }
   /// The audit log (R-OBS-3), or null when --audit is off. dns_* events are emitted here too.
   obs::AuditLog* audit() noexcept { return audit_; }
 
  private:
-  void audit_dns(const dns::DnsEvent& e);
-  /// UDP DNS answers to the guest, from the address it queried (R-DNS-1).
-  void on_answer(const dns::Client& c, std::vector<std::byte> msg) override;
-  /// R-DNS-1: UDP/53 goes to the forwarder; DoQ, mDNS, LLMNR and NetBIOS-NS are refused.
-  /// True when the datagram was consumed here.
-  bool on_dns_udp(const IpAddr& src, const IpAddr& dst, Bytes l4, const wire::Ipv4Repr* ip4,
-                  const wire::Ipv6Repr* ip6, Instant now);
-  /// R-DNS-1: TCP to mDNS/LLMNR ports gets ICMP port unreachable. True when consumed.
-  bool refuse_dns_tcp(Bytes l4, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now);
-  void refuse_port(Bytes l4, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6, Instant now);
-
-  Counters& counters_;
   policy::EngineRef policy_;
   obs::AuditLog* audit_;
   dns::PinSet pins_;
   std::shared_ptr<const dns::BlockList> block_;
-  std::unique_ptr<dns::Forwarder> dns_;
-  std::unique_ptr<dns::TcpServer> dns_tcp_;
-  bool refuse_alt_ports_ = true;
-  bool deny_silently_ = false;
-  PolicyAdmission admission_;  // before the engines that use it
-  flows::Destinations destinations_;
-  flows::TcpEngine tcp_;
-  flows::UdpRelay udp_;
-  std::unique_ptr<flows::IcmpRelay> icmp_;  ///< null with --no-icmp
+  std::unique_ptr<dns::Interceptor> dns_;  // before the engines: its TCP/53 listeners outlive their flows
+  PolicyAdmission admission_;              // before the engines that use it
+  flows::Dispatch dispatch_;
   ports::Publisher publisher_;
-  flows::GuestIo& io_;
 };
 
 }  // namespace moat::app

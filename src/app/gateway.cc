@@ -13,7 +13,7 @@ Gateway::Gateway(event::Loop& loop, Counters& counters, const stack::LinkConfig&
   if (flows) {
     link_io_ = std::make_unique<LinkIo>(iface_, *link_, link_cfg.mtu);
     flows_ = std::make_unique<FlowManager>(loop_, *link_io_, counters_, *flows);
-    iface_.set_packet_handler(flows_.get());
+    iface_.set_packet_handler(&flows_->dispatch());
   }
   if (impaired) {
     // Frames the impairment held back re-enter the stack from a timer, outside on_io().

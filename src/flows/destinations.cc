@@ -25,14 +25,6 @@ bool Destinations::plan_common(const IpAddr& dst, uint16_t port, DialPlan& p) co
 
 DialPlan Destinations::plan_tcp(const IpAddr& dst, uint16_t port) const {
   DialPlan p;
-  if (port == 53 && dns_tcp_) {
-    // R-DNS-1/10: answered by moat's forwarder whatever the destination.
-    p.to_gateway = is_gateway(dst);
-    p.is_dns = true;
-    if (auto e = dns_tcp_(dst)) p.add(*e);
-    return p;
-  }
-  if (port == 853 && cfg_.refuse_dot) return p;  // R-DNS-1: RST so stubs fall back to port 53
   if (plan_common(dst, port, p)) return p;
   // TCP falls back to the other family's loopback (R-ADDR-5).
   const Endpoint v4{cfg_.loopback4, port}, v6{cfg_.loopback6, port};

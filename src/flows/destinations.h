@@ -6,12 +6,10 @@
 //  * UDP to a gateway address                      -> the loopback of the same family;
 //  * anything else                                 -> the address the guest used.
 // With map_gateway_to_loopback off, gateway destinations other than DNS get no target.
-// With DNS interception installed (set_dns_tcp_redirect), TCP/53 to *any* address goes to
-// the forwarder's loopback listener instead, and TCP/853 may be refused (R-DNS-1).
+// DNS interception (TCP/53 to *any* address, TCP/853 refused: R-DNS-1) is not decided
+// here: dns::Interceptor rewrites the plan as a TcpPeerProvider.
 #include <array>
 #include <cstdint>
-#include <functional>
-#include <optional>
 #include <vector>
 
 #include "base/addr.h"
@@ -45,13 +43,7 @@ struct DestinationConfig {
   Ipv4Addr loopback4 = Ipv4Addr::from_octets(127, 0, 0, 1);
   Ipv6Addr loopback6{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}};
   std::vector<Endpoint> dns_upstreams;  ///< --dns-upstream, or the host's resolv.conf
-  /// R-DNS-1: TCP/853 (DoT, no interception here) to any address is refused with RST.
-  bool refuse_dot = false;
 };
-
-/// Where guest TCP/53 to `dst` is dialled instead (the DNS forwarder's loopback listener,
-/// R-DNS-10); nullopt refuses the connection.
-using DnsTcpRedirect = std::function<std::optional<Endpoint>(const IpAddr& dst)>;
 
 class Destinations {
  public:
@@ -60,13 +52,10 @@ class Destinations {
   [[nodiscard]] DialPlan plan_tcp(const IpAddr& dst, uint16_t port) const;
   [[nodiscard]] DialPlan plan_udp(const IpAddr& dst, uint16_t port) const;
   [[nodiscard]] const DestinationConfig& config() const noexcept { return cfg_; }
-  /// Installs DNS interception for TCP/53 to any address (set once, before any flow).
-  void set_dns_tcp_redirect(DnsTcpRedirect r) { dns_tcp_ = std::move(r); }
 
  private:
   bool plan_common(const IpAddr& dst, uint16_t port, DialPlan& p) const;
   DestinationConfig cfg_;
-  DnsTcpRedirect dns_tcp_;
 };
 
 }  // namespace moat::flows

@@ -27,7 +27,7 @@ std::string_view name_src_name(NameSrc s) noexcept {
   return "";
 }
 
-void GatePeer::start(HostSocketPeer* upstream) noexcept {
+void GatePeer::start(TcpPeer* upstream) noexcept {
   up_ = upstream;
   held_.clear();
   held_.reserve(kMaxHeld);

@@ -2,6 +2,9 @@
 // GatePeer: the TcpPeer of a flow on the gate or inspect path (SPEC §2.3, R-TCP-4/5). It
 // sits between TcpConn and the flow's HostSocketPeer.
 //
+// The upstream is any TcpPeer: the flow's HostSocketPeer, or a peer a TcpPeerProvider
+// supplied when the first flight was allowed.
+//
 // Lifecycle:
 //   holding      guest bytes are kept here (at most kMaxFirstFlight; writable() is what is
 //                left, so the guest is offered at most 16 KiB) and a guest FIN is
@@ -12,7 +15,6 @@
 // abort() reaches the upstream if there is one (SO_LINGER 0: it sees RST).
 #include <vector>
 
-#include "flows/host_socket_peer.h"
 #include "flows/tcp_peer.h"
 
 namespace moat::flows {
@@ -22,8 +24,8 @@ class GatePeer final : public TcpPeer {
   static constexpr size_t kMaxHeld = 16 * 1024;  ///< R-TCP-4/5 first-flight bound
 
   /// Starts holding. `upstream` is null on the inspect path until attach_upstream().
-  void start(HostSocketPeer* upstream) noexcept;
-  void attach_upstream(HostSocketPeer* upstream) noexcept { up_ = upstream; }
+  void start(TcpPeer* upstream) noexcept;
+  void attach_upstream(TcpPeer* upstream) noexcept { up_ = upstream; }
   [[nodiscard]] bool holding() const noexcept { return holding_; }
   [[nodiscard]] Bytes held() const noexcept { return Bytes(held_.data(), held_.size()); }
   [[nodiscard]] bool guest_fin() const noexcept { return fin_; }
@@ -51,7 +53,7 @@ class GatePeer final : public TcpPeer {
   void abort() override;
 
  private:
-  HostSocketPeer* up_ = nullptr;
+  TcpPeer* up_ = nullptr;
   std::vector<std::byte> held_;
   bool holding_ = false, fin_ = false;
 };

@@ -242,13 +242,13 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     return;
   }
   // R-TCP-1 step 5 / R-POL-9: the path. The policy address is the one the guest used.
+  FlowInfo info;
+  info.guest = key.guest;
+  info.guest_port = key.guest_port;
+  info.remote = key.remote;
+  info.remote_port = key.remote_port;
   TcpPath path = TcpPath::fast;
   if (admission_) {
-    FlowInfo info;
-    info.guest = key.guest;
-    info.guest_port = key.guest_port;
-    info.remote = key.remote;
-    info.remote_port = key.remote_port;
     path = admission_->tcp_syn(info);
     if (path == TcpPath::reject) {
       // R-POL-10: RST at once, or the SYN is ignored (the guest times out).
@@ -257,22 +257,35 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
       return;
     }
   }
-  const DialPlan plan = dest_.plan_tcp(key.remote, key.remote_port);
-  if (plan.count == 0) {
-    counters_.inc(Counter::tcp_refused);
-    refuse(key, seg);
-    return;
-  }
+  info.path = path;
+  DialPlan plan = dest_.plan_tcp(key.remote, key.remote_port);
+  // The slot first: a provider's TcpFlowRef names it. A refusal below frees it again.
   auto id = table_.insert(key);
   if (!id) {
     counters_.inc(Counter::limits_hits_max_flows);
     refuse(key, seg);
     return;
   }
-  counters_.set(Counter::tcp_active, table_.live());  // gauge (R-OBS-1)
   TcpFlow& f = *table_.get(*id);
   f.engine = this;
   f.id = *id;
+  for (TcpPeerProvider* p : providers_) {
+    const TcpTake t = p->on_syn(info, plan, TcpFlowRef{this, *id});
+    if (t.kind == TcpTake::Kind::pass) continue;
+    if (t.kind == TcpTake::Kind::peer && t.peer) {
+      f.provider = p;
+      f.provided = t.peer;
+    }
+    break;
+  }
+  if (!f.provided && plan.count == 0) {
+    counters_.inc(Counter::tcp_refused);
+    refuse(key, seg);
+    f.finished = true;
+    table_.close(*id);
+    return;
+  }
+  counters_.set(Counter::tcp_active, table_.live());  // gauge (R-OBS-1)
   f.plan = plan;
   f.next_target = 0;
   f.path = path;
@@ -292,6 +305,15 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   else f.syn_ip6.payload_len = f.syn_l4_len;
 
   if (cfg_.ooo_pool_bytes > 0) f.conn.set_ooo_pool(&ooo_pool_);
+  if (f.provided) {
+    // In-process upstream: nothing to dial, and the provider applies its own policy.
+    f.conn.open_passive(key, seg, make_isn(key, now), params_for(key.guest.is_v6), io_, *f.provided, now);
+    counters_.inc(Counter::tcp_opened);
+    report_opened(f);
+    f.conn.on_peer_connected(now);
+    post_event(f, now);
+    return;
+  }
   TcpPeer* peer = &f.host;
   if (path == TcpPath::gate) {
     f.gate.start(&f.host);
@@ -311,6 +333,12 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     dial(f, now);
   }
   post_event(f, now);
+}
+
+void TcpEngine::report_opened(TcpFlow& f) {
+  if (!admission_ || f.opened) return;
+  f.opened = true;
+  admission_->flow_opened(flow_info(f));
 }
 
 FlowInfo TcpEngine::flow_info(const TcpFlow& f) const {
@@ -358,6 +386,18 @@ void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
     f.conn.abort(TcpCloseReason::Aborted, now);
     return;
   }
+  // The flow as the policy allowed it, with its name: a provider may take it over here
+  // (TLS interception) instead of the host socket — unless the host already sent the guest
+  // something on the gate path (a banner), which the new peer could not continue.
+  if (!providers_.empty() && (f.path == TcpPath::inspect || f.conn.bytes_to_guest() == 0)) {
+    const FlowInfo info = flow_info(f);
+    for (TcpPeerProvider* p : providers_) {
+      if (TcpPeer* peer = p->on_allowed(info, TcpFlowRef{this, f.id})) {
+        hand_over(f, *p, *peer, now);
+        return;
+      }
+    }
+  }
   if (f.path == TcpPath::gate) {
     if (auto r = f.gate.release(); !r) {
       f.conn.on_peer_error(r.error(), now);
@@ -384,6 +424,52 @@ void TcpEngine::inspect_connected(TcpFlow& f, Instant now) {
   }
   f.conn.on_peer_writable(now);
   f.conn.on_peer_readable(now);
+}
+
+void TcpEngine::hand_over(TcpFlow& f, TcpPeerProvider& provider, TcpPeer& peer, Instant now) {
+  f.provider = &provider;
+  f.provided = &peer;
+  if (f.connecting) {  // not reachable on the gate path today (the handshake waits for it)
+    f.connecting = false;
+    --pending_connects_;
+  }
+  // The gate path's host connection saw no guest byte yet: it gets RST, not a FIN that
+  // would look like an (empty) request.
+  f.watch.reset();
+  f.host.abort();  // no-op without a socket (inspect path)
+  f.host.reset();
+  f.gate.attach_upstream(&peer);
+  if (!f.opened) counters_.inc(Counter::tcp_opened);
+  report_opened(f);
+  if (auto r = f.gate.release(); !r) {
+    f.conn.on_peer_error(r.error(), now);
+    return;
+  }
+  f.conn.on_peer_writable(now);
+  if (!f.conn.finished()) f.conn.on_peer_readable(now);
+}
+
+void TcpEngine::on_provided_event(FlowId id, PeerEvent ev, Errno err) {
+  TcpFlow* f = table_.get(id);
+  if (!f || f->finished || table_.is_closing(id) || !f->provided) return;
+  const Instant now = loop_.now();
+  switch (ev) {
+    case PeerEvent::readable: f->conn.on_peer_readable(now); break;
+    case PeerEvent::writable: f->conn.on_peer_writable(now); break;
+    case PeerEvent::error: f->conn.on_peer_error(err, now); break;
+  }
+  post_event(*f, now);
+  sweep();
+}
+
+void TcpFlowRef::peer_readable() const {
+  if (engine_) engine_->on_provided_event(id_, TcpEngine::PeerEvent::readable, Errno{0});
+}
+void TcpFlowRef::peer_writable() const {
+  if (engine_) engine_->on_provided_event(id_, TcpEngine::PeerEvent::writable, Errno{0});
+}
+void TcpFlowRef::peer_error(Errno e) const {
+  if (engine_) engine_->on_provided_event(id_, TcpEngine::PeerEvent::error, e);
 }
 
 void TcpEngine::dial(TcpFlow& f, Instant now) {
@@ -445,10 +531,7 @@ void TcpEngine::on_connect_event(TcpFlow& f, uint32_t events, Instant now) {
     f.connecting = false;
     --pending_connects_;
     counters_.inc(Counter::tcp_opened);
-    if (admission_ && !f.opened) {
-      f.opened = true;
-      admission_->flow_opened(flow_info(f));
-    }
+    report_opened(f);
     if (f.inspect_dial) inspect_connected(f, now);
     else f.conn.on_peer_connected(now);
     return;
@@ -685,7 +768,9 @@ void TcpEngine::finish(TcpFlow& f, Instant now) {
 
 void TcpEngine::sweep() {
   if (table_.closing() == 0) return;
-  table_.sweep();
+  table_.sweep([](TcpFlow& f) {
+    if (f.provider) f.provider->on_closed(*f.provided);
+  });
   counters_.set(Counter::tcp_active, table_.live());
 }
 

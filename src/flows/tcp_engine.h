@@ -33,6 +33,7 @@
 #include "flows/guest_io.h"
 #include "flows/host_socket_peer.h"
 #include "flows/tcp_conn.h"
+#include "flows/tcp_peer_provider.h"
 #include "wire/ipv4.h"
 #include "wire/ipv6.h"
 
@@ -86,6 +87,9 @@ struct TcpFlow final : event::IoHandler {
   TcpPath path = TcpPath::fast;
   bool ingress = false;  // published port (open_to_guest)
   GatePeer gate;
+  // A peer supplied by a TcpPeerProvider (in-process upstream); the host socket is unused.
+  TcpPeerProvider* provider = nullptr;
+  TcpPeer* provided = nullptr;
   bool inspect_dial = false;  // inspect path: dialling after an allow
   bool opened = false;        // flow_opened() reported
   Instant gate_deadline = Instant::max();
@@ -120,6 +124,9 @@ class TcpEngine {
   /// Policy for new flows (R-POL-9); null allows everything (data-path tests). Must
   /// outlive the engine.
   void set_admission(Admission* a) noexcept { admission_ = a; }
+  /// Adds a provider asked, after those added before it, for each new flow's peer (see
+  /// tcp_peer_provider.h). Set up before any flow; must outlive the engine's flows.
+  void add_provider(TcpPeerProvider& p) { providers_.push_back(&p); }
   /// Resets every flow (both sides), e.g. at shutdown.
   void abort_all(Instant now);
 
@@ -132,6 +139,8 @@ class TcpEngine {
 
  private:
   friend struct TcpFlow;
+  friend class TcpFlowRef;
+  enum class PeerEvent : uint8_t { readable, writable, error };
   struct TimeWaitRecord {
     wire::SeqNum seq, ack;
     uint16_t window = 0;
@@ -149,6 +158,11 @@ class TcpEngine {
   void on_flow_timer(FlowId id);
   void check_gate(TcpFlow& f, Instant now, bool timed_out);
   void inspect_connected(TcpFlow& f, Instant now);
+  /// A provider took a released gate/inspect flow: `peer` replaces the host socket.
+  void hand_over(TcpFlow& f, TcpPeerProvider& provider, TcpPeer& peer, Instant now);
+  /// A provided peer's TcpFlowRef call.
+  void on_provided_event(FlowId id, PeerEvent ev, Errno err);
+  void report_opened(TcpFlow& f);
   FlowInfo flow_info(const TcpFlow& f) const;
   void on_output_ready();
 
@@ -172,6 +186,7 @@ class TcpEngine {
   GuestIo& io_;
   const Destinations& dest_;
   Admission* admission_ = nullptr;
+  std::vector<TcpPeerProvider*> providers_;
   Counters& counters_;
   TcpConfig cfg_;
   TcpParams params4_, params6_;

@@ -22,6 +22,7 @@
 #include "base/unique_fd.h"
 #include "config/net_specs.h"
 #include "event/loop.h"
+#include "flows/dispatch.h"
 #include "flows/guest_io.h"
 #include "flows/tcp_engine.h"
 
@@ -38,7 +39,7 @@ struct PublisherConfig {
   uint32_t udp_max_mappings = 1024;  ///< per entry
 };
 
-class Publisher {
+class Publisher final : public flows::PacketHook {
  public:
   Publisher(event::Loop& loop, flows::TcpEngine& tcp, flows::GuestIo& guest, Counters& counters,
             const PublisherConfig& config);
@@ -73,6 +74,10 @@ class Publisher {
   /// sent to the peer through the listener, without egress policy: R-PUB-4).
   bool on_guest_udp_v4(const wire::Ipv4Repr& ip, Bytes udp, Instant now);
   bool on_guest_udp_v6(const wire::Ipv6Repr& ip, Bytes udp, Instant now);
+  /// The same as a Dispatch hook (registered for UDP to any port, before DNS).
+  bool on_guest_packet(const flows::GuestPacket& p) override {
+    return p.ip4 ? on_guest_udp_v4(*p.ip4, p.l4, p.now) : on_guest_udp_v6(*p.ip6, p.l4, p.now);
+  }
 
  private:
   struct Listener;

@@ -9,6 +9,7 @@
 #include "wire/icmpv4.h"
 #include "wire/icmpv6.h"
 #include "wire/tcp.h"
+#include "wire/udp.h"
 
 namespace moat::stack {
 
@@ -169,6 +170,80 @@ bool Interface::send_ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t next
     fill(l4);
     return true;
   }, hop_limit);
+}
+
+namespace {
+constexpr size_t kMaxUdpDatagram = 65535;
+// splitmix64: cheap, good enough for fragment identifications.
+uint64_t next_random(uint64_t& s) noexcept {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+bool Interface::send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload) {
+  constexpr size_t kHdr = wire::Ipv4Repr::kHeaderLen;
+  const size_t total = wire::UdpRepr::kHeaderLen + payload.size();
+  if (total > kMaxUdpDatagram - kHdr) return false;
+  const wire::UdpRepr udp{src_port, dst_port};
+  if (kHdr + total <= cfg_.mtu) {
+    return send_ipv4(src, dst, wire::kProtoUdp, total, [&](MutBytes l4) {
+      std::memcpy(l4.data() + wire::UdpRepr::kHeaderLen, payload.data(), payload.size());
+      udp.emit_v4(l4, src, dst);
+    });
+  }
+  // R-UDP-4: fragment to the MTU. The checksum covers the whole datagram, so build it once.
+  if (udp_scratch_.empty()) udp_scratch_.resize(kMaxUdpDatagram);
+  MutBytes whole(udp_scratch_.data(), total);
+  std::memcpy(whole.data() + wire::UdpRepr::kHeaderLen, payload.data(), payload.size());
+  udp.emit_v4(whole, src, dst);
+  const size_t chunk_max = (cfg_.mtu - kHdr) & ~size_t(7);
+  Ipv4SendOptions opt;
+  opt.dont_fragment = false;
+  opt.ident = ipv4_ident_++;  // one id for every fragment of this datagram
+  for (size_t off = 0; off < total; off += chunk_max) {
+    const size_t chunk = std::min(chunk_max, total - off);
+    opt.more_fragments = off + chunk < total;
+    opt.frag_offset = uint16_t(off);
+    const bool ok = send_ipv4(
+        src, dst, wire::kProtoUdp, chunk, [&](MutBytes l4) { std::memcpy(l4.data(), whole.data() + off, chunk); },
+        opt);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool Interface::send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port,
+                            Bytes payload) {
+  constexpr size_t kHdr = wire::Ipv6Repr::kHeaderLen;
+  const size_t total = wire::UdpRepr::kHeaderLen + payload.size();
+  if (total > kMaxUdpDatagram) return false;
+  const wire::UdpRepr udp{src_port, dst_port};
+  if (kHdr + total <= cfg_.mtu) {
+    return send_ipv6(src, dst, wire::kProtoUdp, total, [&](MutBytes l4) {
+      std::memcpy(l4.data() + wire::UdpRepr::kHeaderLen, payload.data(), payload.size());
+      udp.emit_v6(l4, src, dst);
+    });
+  }
+  if (udp_scratch_.empty()) udp_scratch_.resize(kMaxUdpDatagram);
+  MutBytes whole(udp_scratch_.data(), total);
+  std::memcpy(whole.data() + wire::UdpRepr::kHeaderLen, payload.data(), payload.size());
+  udp.emit_v6(whole, src, dst);
+  constexpr size_t kFh = wire::Ipv6FragmentHeader::kLen;
+  const size_t chunk_max = (cfg_.mtu - kHdr - kFh) & ~size_t(7);
+  const uint32_t ident = uint32_t(next_random(frag_rng_));
+  for (size_t off = 0; off < total; off += chunk_max) {
+    const size_t chunk = std::min(chunk_max, total - off);
+    const wire::Ipv6FragmentHeader fh{wire::kProtoUdp, uint16_t(off), off + chunk < total, ident};
+    const bool ok = send_ipv6(src, dst, wire::kNextFragment, kFh + chunk, [&](MutBytes l4) {
+      fh.emit(l4.first(kFh));
+      std::memcpy(l4.data() + kFh, whole.data() + off, chunk);
+    });
+    if (!ok) return false;
+  }
+  return true;
 }
 
 bool Interface::send_tcp_v4(Ipv4Addr src, Ipv4Addr dst, size_t l4_len, FunctionRef<void(MutBytes l4)> fill,

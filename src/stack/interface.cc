@@ -4,6 +4,10 @@
 // PacketHandler, (c) exactly one drop.* or ignored.* counter (SPEC R-OBS-2).
 #include "stack/interface.h"
 
+#include <sys/random.h>
+
+#include <ctime>
+
 #include <algorithm>
 
 #include "base/log.h"
@@ -15,6 +19,13 @@
 namespace moat::stack {
 
 namespace {
+
+/// Seed for IPv6 fragment ids: they should not be guessable by off-path hosts (RFC 7739).
+uint64_t random_seed() noexcept {
+  uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != ssize_t(sizeof v)) v = uint64_t(::time(nullptr)) ^ 0x6d6f6174;
+  return v;
+}
 
 constexpr uint16_t kDhcpServerPort = 67;
 
@@ -61,7 +72,8 @@ Interface::Interface(const LinkConfig& config, FrameSink& sink, Counters& counte
       ra_enabled_(config.ipv6_active && config.ra),
       rng_state_(config.seed),
       frame_buf_(kMaxFrame),
-      quote_buf_(1280) {
+      quote_buf_(1280),
+      frag_rng_(random_seed()) {
   // DUID-LL (RFC 8415 §11.4): type 3, hardware type 1 (Ethernet), the gateway MAC.
   store_be16(server_duid_.data(), 3);
   store_be16(server_duid_.data() + 2, 1);

@@ -149,6 +149,14 @@ class Interface {
   bool send_tcp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, size_t l4_len, FunctionRef<void(MutBytes l4)> fill,
                    const TcpOffload& o);
 
+  /// One UDP datagram to the guest (header and checksum built here). When it does not fit
+  /// the MTU it is fragmented (R-UDP-4): IPv4 fragments share one identification from the
+  /// gateway's running counter, IPv6 fragments carry a Fragment header with a random
+  /// 32-bit id; IPv4 DF is set when the datagram fits. False: too big for UDP, or a
+  /// fragment could not be sent.
+  bool send_udp_v4(Ipv4Addr src, Ipv4Addr dst, uint16_t src_port, uint16_t dst_port, Bytes payload);
+  bool send_udp_v6(const Ipv6Addr& src, const Ipv6Addr& dst, uint16_t src_port, uint16_t dst_port, Bytes payload);
+
   /// ICMPv4 error (type/code, e.g. kIcmpDestUnreachable/3 port unreachable) from `src` to
   /// the sender of `offending` (a guest packet as handed to PacketHandler::on_ipv4).
   /// The quote is the offending IP header (re-emitted without options) plus as much of
@@ -234,6 +242,10 @@ class Interface {
   bool sending_ = false;            ///< re-entrancy guard for frame_buf_
   std::vector<std::byte> frame_buf_;  ///< kMaxFrame bytes, allocated once
   std::vector<std::byte> quote_buf_;  ///< ICMP error quote scratch (<= 1280 bytes)
+  /// One whole UDP datagram being fragmented (R-UDP-4): the checksum covers all of it, so
+  /// it is built once here and cut into frame_buf_. Sized on the first big datagram.
+  std::vector<std::byte> udp_scratch_;
+  uint64_t frag_rng_ = 0;  ///< splitmix64 state for IPv6 fragment ids (getrandom seed)
 };
 
 }  // namespace moat::stack

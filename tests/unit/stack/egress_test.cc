@@ -102,6 +102,50 @@ TEST_F(StackTest, SendIpv4CanEmitFragments) {
   EXPECT_FALSE(r->ip.dont_fragment);
 }
 
+// R-UDP-4: a datagram beyond the MTU is cut into IPv4 fragments sharing one id; one that
+// fits goes out whole with DF.
+TEST_F(StackTest, SendUdpV4FragmentsBeyondTheMtu) {
+  cfg.mtu = 1500;
+  make();
+  Buf small = test::text("small");
+  ASSERT_TRUE(iface->send_udp_v4(kRemote, g.guest4, 53, 40000, test::span(small)));
+  ASSERT_EQ(sink.frames.size(), 1u);
+  auto whole = test::as_ipv4(out(0));
+  ASSERT_TRUE(whole);
+  EXPECT_TRUE(whole->ip.dont_fragment);
+  sink.frames.clear();
+
+  Buf big(3000, std::byte{0x5a});
+  ASSERT_TRUE(iface->send_udp_v4(kRemote, g.guest4, 53, 40000, test::span(big)));
+  ASSERT_EQ(sink.frames.size(), 3u);  // 3008 bytes of UDP in 1480 + 1480 + 48
+  const uint16_t offsets[] = {0, 1480, 2960};
+  std::optional<uint16_t> ident;
+  for (size_t i = 0; i < 3; ++i) {
+    auto r = test::as_ipv4(out(i));
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->ip.dont_fragment);
+    EXPECT_EQ(r->ip.more_fragments, i < 2);
+    EXPECT_EQ(r->ip.frag_offset, offsets[i]);
+    if (!ident) ident = r->ip.ident;
+    EXPECT_EQ(r->ip.ident, *ident);
+    EXPECT_LE(sink.frames[i].size(), 1514u);
+  }
+  auto first = test::as_ipv4(out(0));
+  EXPECT_EQ(load_be16(first->l4.data() + 4), 3008);  // the UDP length covers the datagram
+}
+
+TEST_F(StackTest, SendUdpV6FragmentsWithAFragmentHeader) {
+  cfg.mtu = 1500;
+  make();
+  Buf big(3000, std::byte{0x5a});
+  ASSERT_TRUE(iface->send_udp_v6(kRemote6, g.guest6, 53, 40000, test::span(big)));
+  ASSERT_EQ(sink.frames.size(), 3u);  // 1448-byte chunks (1500 - 40 - 8, a multiple of 8)
+  for (const auto& f : sink.frames) {
+    EXPECT_LE(f.size(), 1514u);
+    EXPECT_EQ(std::to_integer<uint8_t>(f[14 + 6]), wire::kNextFragment);
+  }
+}
+
 TEST_F(StackTest, SendRespectsMtu) {
   cfg.mtu = 1500;
   make();
