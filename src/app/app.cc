@@ -3,35 +3,27 @@
 // translate signals, and map outcomes to the exit statuses of SPEC §5.1.
 #include "app/app.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 
 #include "app/gateway.h"
-#include "dns/block_list.h"
 #include "base/log.h"
 #include "event/clock.h"
 #include "event/loop.h"
 #include "ns/attach.h"
-#include "obs/audit_log.h"
 #include "ns/sandbox.h"
-#include "transport/impair.h"
-#include "transport/pcap.h"
 #include "transport/qemu_stream.h"
 #include "transport/tap.h"
 #include "transport/unix_socket.h"

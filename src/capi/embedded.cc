@@ -247,7 +247,7 @@ Result<std::string, CallError> EmbeddedGateway::stats_json() {
 std::string EmbeddedGateway::stats_json_on_loop() {
   // The rings are how frames arrive here, so their fill levels are this front end's addition.
   return assembly_->stats_json([this](std::string& s) {
-    auto ring_obj = [&](const char* name, const transport::FrameRing& r) {
+    auto ring_obj = [&](const char* name, const auto& r) {  // either direction's ring type
       s += '"';
       s += name;
       s += "\":{\"frames\":" + std::to_string(r.size()) + ",\"capacity_frames\":" + std::to_string(r.capacity_frames()) +
