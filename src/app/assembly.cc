@@ -82,7 +82,24 @@ bool write_atomically(const std::string& path, const std::string& content) {
   return true;
 }
 
+/// The gateway's own addresses in flows::DestinationConfig (the rest is flows_setup's).
+flows::DestinationConfig gateway_destinations(const config::NetConfig& n, const Families& f) {
+  flows::DestinationConfig d;
+  d.ipv4_active = f.ipv4;
+  d.ipv6_active = f.ipv6;
+  d.gateway4 = n.ipv4_gateway;
+  d.dns4 = n.dns4();
+  d.gateway6 = n.ipv6_gateway;
+  d.gateway6_link_local = n.gateway_mac.link_local();
+  d.dns6 = n.dns6();
+  return d;
+}
+
 }  // namespace
+
+policy::HostAddrs host_addrs(const config::NetConfig& n, const Families& f) {
+  return host_addrs(gateway_destinations(n, f));
+}
 
 bool write_pid_file(const std::string& path) { return write_atomically(path, std::to_string(::getpid()) + "\n"); }
 
@@ -147,13 +164,7 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   FlowsSetup s;
   const auto& n = c.net;
   auto& d = s.destinations;
-  d.ipv4_active = f.ipv4;
-  d.ipv6_active = f.ipv6;
-  d.gateway4 = n.ipv4_gateway;
-  d.dns4 = n.dns4();
-  d.gateway6 = n.ipv6_gateway;
-  d.gateway6_link_local = n.gateway_mac.link_local();
-  d.dns6 = n.dns6();
+  d = gateway_destinations(n, f);
   d.map_gateway_to_loopback = c.flows.map_gateway_to_loopback;
   std::vector<config::UpstreamSpec> ups = c.flows.dns_upstreams;
   if (ups.empty()) {

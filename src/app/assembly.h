@@ -59,6 +59,10 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f);
 /// error nothing is changed.
 std::vector<config::UserError> compile_dns_block(config::Config& cfg);
 
+/// The `host` group of R-POL-4 for a config's addresses and these families: what the data
+/// path uses (FlowsSetup::policy) and what `moat policy check/explain` evaluate against.
+policy::HostAddrs host_addrs(const config::NetConfig& n, const Families& f);
+
 /// The gateway's name in audit lines and stats: config `name`, else moat-PID.
 std::string gateway_name(const config::Config& c);
 /// The audit log's options from the config's audit section (file, events, DNS events).

@@ -502,16 +502,8 @@ int cmd_serve(const std::vector<std::string>& args) {
 /// The addresses of group `host` for a config (as app/ computes them for the data path),
 /// with every family that is not switched off.
 policy::HostAddrs host_addrs_of(const config::NetConfig& n) {
-  policy::HostAddrs h;
-  if (n.ipv4_enable != config::FamilyMode::off) {
-    h.addrs.push_back(IpAddr(n.ipv4_gateway));
-    if (n.dns4() != n.ipv4_gateway) h.addrs.push_back(IpAddr(n.dns4()));
-  }
-  if (n.ipv6_enable != config::FamilyMode::off) {
-    h.addrs.push_back(IpAddr(n.ipv6_gateway));
-    h.addrs.push_back(IpAddr(n.gateway_mac.link_local()));
-    if (!(n.dns6() == n.ipv6_gateway)) h.addrs.push_back(IpAddr(n.dns6()));
-  }
+  policy::HostAddrs h = app::host_addrs(
+      n, app::Families{n.ipv4_enable != config::FamilyMode::off, n.ipv6_enable != config::FamilyMode::off});
   return h;
 }
 

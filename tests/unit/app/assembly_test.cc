@@ -131,6 +131,20 @@ TEST(FinishConfig, ParsesTheImpairment) {
   EXPECT_EQ(bad.error()[0].where, "net.impair");
 }
 
+TEST(HostAddrs, OnlyTheActiveFamiliesAndDistinctDnsAddresses) {
+  config::NetConfig n;
+  auto v4 = host_addrs(n, Families{true, false});
+  ASSERT_EQ(v4.addrs.size(), 1u);  // dns4 defaults to the gateway
+  EXPECT_EQ(v4.addrs[0], IpAddr(n.ipv4_gateway));
+  n.ipv4_dns = Ipv4Addr::from_octets(100, 96, 0, 53);
+  n.ipv6_dns = *Ipv6Addr::parse("fd42:6d73:62::53");
+  auto both = host_addrs(n, Families{true, true});
+  EXPECT_EQ(both.addrs.size(), 5u);  // gateway4, dns4, gateway6, its link-local, dns6
+  auto v6 = host_addrs(n, Families{false, true});
+  ASSERT_EQ(v6.addrs.size(), 3u);
+  EXPECT_EQ(v6.addrs[1], IpAddr(n.gateway_mac.link_local()));
+}
+
 class TmpDir {
  public:
   TmpDir() {
