@@ -74,15 +74,6 @@ class EmbeddedGateway::LinkSwitch final : public transport::FrameTransport {
 
 Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(config::Config cfg,
                                                                             const EmbedOptions& opts) {
-  if (opts.mtu) cfg.net.mtu = opts.mtu;
-  app::FinishOptions fo;
-  fo.default_mtu = kRingDefaultMtu;  // R-ADDR-1: 1500 on in-process rings
-  fo.sources = app::key_sources();   // the C ABI has no flags
-  fo.require_a_family = false;
-  fo.own_process = false;  // library mode: no log level, no resource limit (docs/capi.md)
-  auto plan = app::finish_config(std::move(cfg), fo);
-  if (!plan) return unexpected(config_error(join(plan.error())));
-
   auto g = std::make_unique<EmbeddedGateway>(Private{});
   g->on_terminate_ = opts.on_terminate;
   if (opts.on_log) {
@@ -93,7 +84,15 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
     g->log_sink_.userdata = g.get();
   }
   std::optional<LogScope> log_scope;
-  log_scope.emplace(g->log_sink_);
+  log_scope.emplace(g->log_sink_);  // finish_config() may warn (no DNS upstream): to log_cb
+  if (opts.mtu) cfg.net.mtu = opts.mtu;
+  app::FinishOptions fo;
+  fo.default_mtu = kRingDefaultMtu;  // R-ADDR-1: 1500 on in-process rings
+  fo.sources = app::key_sources();   // the C ABI has no flags
+  fo.require_a_family = false;
+  fo.own_process = false;  // library mode: no log level, no resource limit (docs/capi.md)
+  auto plan = app::finish_config(std::move(cfg), fo);
+  if (!plan) return unexpected(config_error(join(plan.error())));
   g->loop_ = std::make_unique<event::Loop>(g->clock_);
   g->assembly_ = std::make_unique<app::GatewayAssembly>(*g->loop_, std::move(plan).value());
   auto ring = transport::RingTransport::create(g->assembly_->counters(), opts.ring, opts.ring, opts.link);
