@@ -7,15 +7,16 @@
 //
 // Lifecycle:
 //   created   create(): config finished (app::finish_config), loop + assembly (counters,
-//             outputs, Gateway) + rings built, published ports bound. No thread yet. Frames may be pushed (they wait in the ring);
-//             control calls act directly (no loop thread). attach_fd() may switch the
-//             guest link from the rings to an fd (then pushes and pulls are refused).
+//             outputs, Gateway) + rings built, published ports bound. No thread yet.
+//             Frames may be pushed (they wait in the ring); control calls act directly
+//             (no loop thread). attach_fd() may switch the guest link from the rings
+//             to an fd (then pushes and pulls are refused).
 //   running   start(): the Gateway registers its link with the loop (initial RAs), and the
 //             loop thread runs Loop::run(). Loop state is touched only there; control calls
 //             post a task and wait for it. If the link ends (an attached fd's EOF or error)
 //             the loop ends on its own and on_terminate runs on the loop thread.
-//   stopped   stop(): Loop::stop() + join; the Gateway is destroyed on the calling thread
-//             (resets open flows). Pulls still drain the to-guest ring; pushes are refused.
+//   stopped   stop(): Loop::stop() + join; the assembly stops on the calling thread (the
+//             Gateway resets open flows, then gateway_stop is audited). Pulls still drain the to-guest ring; pushes are refused.
 //   destroyed ~EmbeddedGateway(): stop(), then everything is released.
 #include <atomic>
 #include <functional>
