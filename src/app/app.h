@@ -1,6 +1,8 @@
 #pragma once
-// Wiring of one gateway per process: the loop, the guest link (TAP, optionally recorded by
-// PcapTap), the stack's gateway services, signals, the ready file and the sandbox child.
+// The command-line front ends of the composition root (assembly.h): `moat run`, `attach`
+// and `serve` bring their guest link (a TAP in a namespace, a serve socket or an inherited
+// fd), the loop, signals, the ready file and the sandbox child; the gateway itself is a
+// GatewayAssembly, as in the C ABI.
 #include <sys/types.h>
 
 #include <optional>
@@ -8,51 +10,21 @@
 #include <string_view>
 #include <vector>
 
-#include "app/flow_manager.h"
+#include "app/assembly.h"
 #include "config/config.h"
-#include "obs/audit_log.h"
-#include "stack/interface.h"
+#include "transport/frame_transport.h"
 
 namespace moat::app {
 
-/// Address families active on the link after R-ADDR-3 `auto` resolution.
-struct Families {
-  bool ipv4 = true;
-  bool ipv6 = true;
-};
-
-/// R-ADDR-3: `auto` means the host has a route for the family, probed by connect()ing a UDP
-/// socket to 192.0.2.1:53 / [2001:db8::1]:53 (no packet is sent).
-Families resolve_families(const config::NetConfig& net);
-
-/// The stack's slice of the config for these families; `mtu` 0 in the config means the TAP
-/// default (65520), so other transports set it first (R-ADDR-1).
-stack::LinkConfig link_config(const config::Config& c, const Families& f);
-/// The flow engines' slice of the config (R-ADDR-5 mapping, DNS upstreams, limits, policy).
-FlowsSetup flows_setup(const config::Config& c, const Families& f);
-/// R-DNS-7/12: reads dns.block, dns.block_files and dns.block_doh into cfg.dns.block_list and
-/// puts the compiled deny rules into cfg.policy.inputs.block (before every policy rule).
-/// Returns every §5.2 error (bad name: `FILE:LINE`; unreadable or too large: `FILE`); on
-/// error nothing is changed. Call before any side effect.
-std::vector<config::UserError> compile_dns_block(config::Config& cfg);
-
-/// The gateway's name in audit lines and stats: config `name`, else moat-PID.
-std::string gateway_name(const config::Config& c);
-/// The audit log's options from the config's audit section (file, events, DNS events).
-obs::AuditOptions audit_options(const config::Config& c);
-
-/// Validates an --impair spec; the error text (without the flag) when it is bad.
-std::optional<std::string> check_impair(std::string_view spec);
-
 struct RunOptions {
-  config::Config cfg;
-  Families families;
+  config::Config cfg;  ///< as the file and flags set it; finish_config() turns it into `plan`
+  GatewayPlan plan;
   std::vector<std::string> argv;
 };
 
 struct AttachOptions {
-  config::Config cfg;
-  Families families;
+  config::Config cfg;  ///< as the file and flags set it; finish_config() turns it into `plan`
+  GatewayPlan plan;
   std::string netns_path;
   pid_t pid = 0;
   bool configure = true;
@@ -63,8 +35,8 @@ enum class ServeKind { qemu, unixgram, fd };
 enum class FdType { detect, tap, stream, dgram };
 
 struct ServeOptions {
-  config::Config cfg;
-  Families families;
+  config::Config cfg;  ///< as the file and flags set it; finish_config() turns it into `plan`
+  GatewayPlan plan;
   ServeKind kind = ServeKind::qemu;
   std::string path;  ///< --qemu / --unixgram PATH (`@name` = abstract)
   int fd = -1;       ///< --fd N

@@ -141,15 +141,8 @@ moat_gateway* moat_gateway_new(const char* cfg, size_t len, int fmt, const moat_
         return fail(err, MOAT_ECONFIG, msg);
       }
     }
-    // dns.block / block_files / block_doh, as `moat run` compiles them (never ignored).
-    if (auto errs = moat::app::compile_dns_block(c); !errs.empty()) {
-      std::string msg;
-      for (const auto& e : errs) {
-        if (!msg.empty()) msg += '\n';
-        msg += e.format();
-      }
-      return fail(err, MOAT_ECONFIG, msg);
-    }
+    // Finished (families, R-ADDR-2, dns.block*, net.impair) by EmbeddedGateway::create()
+    // through app::finish_config(), the step `moat run` uses.
     moat::capi::EmbedOptions eo;
     if (o.ring_frames) eo.ring.frames = o.ring_frames;
     if (o.ring_bytes) eo.ring.bytes = o.ring_bytes;

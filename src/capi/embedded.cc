@@ -48,22 +48,6 @@ class LogScope {
 
 CallError config_error(std::string msg) { return CallError{CallError::Kind::config, std::move(msg)}; }
 
-/// R-ADDR-2 messages name the config keys (the C ABI has no flags).
-config::NetSources key_sources() {
-  config::NetSources s;
-  s.mtu = "net.mtu";
-  s.ipv4 = "net.ipv4.address";
-  s.gateway4 = "net.ipv4.gateway";
-  s.dns4 = "net.ipv4.dns";
-  s.ipv6 = "net.ipv6.address";
-  s.gateway6 = "net.ipv6.gateway";
-  s.dns6 = "net.ipv6.dns";
-  s.guest_mac = "net.guest_mac";
-  s.gateway_mac = "net.gateway_mac";
-  s.ifname = "net.ifname";
-  return s;
-}
-
 }  // namespace
 
 /// The Gateway owns its link; the rings must outlive it (pulls drain them after stop()),
@@ -90,14 +74,7 @@ class EmbeddedGateway::LinkSwitch final : public transport::FrameTransport {
 
 Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(config::Config cfg,
                                                                             const EmbedOptions& opts) {
-  const app::Families fam = app::resolve_families(cfg.net);
-  if (opts.mtu) cfg.net.mtu = opts.mtu;
-  if (!cfg.net.mtu) cfg.net.mtu = kRingDefaultMtu;  // R-ADDR-1: 1500 on in-process rings
-  if (auto errs = config::validate(cfg.net, fam.ipv4, fam.ipv6, key_sources()); !errs.empty())
-    return unexpected(config_error(join(errs)));
-
   auto g = std::make_unique<EmbeddedGateway>(Private{});
-  g->cfg_ = std::move(cfg);
   g->on_terminate_ = opts.on_terminate;
   if (opts.on_log) {
     g->on_log_ = opts.on_log;
@@ -107,9 +84,18 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
     g->log_sink_.userdata = g.get();
   }
   std::optional<LogScope> log_scope;
-  log_scope.emplace(g->log_sink_);
+  log_scope.emplace(g->log_sink_);  // finish_config() may warn (no DNS upstream): to log_cb
+  if (opts.mtu) cfg.net.mtu = opts.mtu;
+  app::FinishOptions fo;
+  fo.default_mtu = kRingDefaultMtu;  // R-ADDR-1: 1500 on in-process rings
+  fo.sources = app::key_sources();   // the C ABI has no flags
+  fo.require_a_family = false;
+  fo.own_process = false;  // library mode: no log level, no resource limit (docs/capi.md)
+  auto plan = app::finish_config(std::move(cfg), fo);
+  if (!plan) return unexpected(config_error(join(plan.error())));
   g->loop_ = std::make_unique<event::Loop>(g->clock_);
-  auto ring = transport::RingTransport::create(g->counters_, opts.ring, opts.ring, opts.link);
+  g->assembly_ = std::make_unique<app::GatewayAssembly>(*g->loop_, std::move(plan).value());
+  auto ring = transport::RingTransport::create(g->assembly_->counters(), opts.ring, opts.ring, opts.link);
   if (!ring) {
     if (ring.error() == Errno{EINVAL}) return unexpected(CallError{CallError::Kind::invalid, "moat: error: ring size out of range"});
     return unexpected(CallError{CallError::Kind::io, std::string("moat: error: cannot create the rings: ") +
@@ -118,54 +104,23 @@ Result<std::unique_ptr<EmbeddedGateway>, CallError> EmbeddedGateway::create(conf
   g->ring_ = std::move(ring).value();
 
   // §5.2: a failure after outputs were created removes them again (as `moat run` does).
-  std::vector<std::string> created;
-  auto undo = [&](CallError e) -> Result<std::unique_ptr<EmbeddedGateway>, CallError> {
-    log_scope.reset();  // the sink points into g
-    g.reset();  // closes the gateway, the capture and the audit sink first
-    for (const auto& f : created) ::unlink(f.c_str());
-    return unexpected(std::move(e));
-  };
-
+  auto out = app::GatewayOutputs::open(g->assembly_->cfg(), /*with_pid_file=*/false, {.pid_file = "", .pcap = ""});
+  if (!out) {
+    std::string msg = out.error();
+    if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
+    return unexpected(config_error(std::move(msg)));
+  }
   auto sw = std::make_unique<LinkSwitch>(*g->ring_);
   g->link_switch_ = sw.get();
-  std::unique_ptr<transport::FrameTransport> link = std::move(sw);
-  transport::PcapTap* pcap = nullptr;
-  if (!g->cfg_.pcap_file.empty()) {
-    auto w = transport::PcapWriter::open(g->cfg_.pcap_file);
-    if (!w)
-      return unexpected(config_error("moat: error: " + g->cfg_.pcap_file + ": cannot open: " + w.error().message()));
-    created.push_back(g->cfg_.pcap_file);
-    auto p = std::make_unique<transport::PcapTap>(std::move(link), std::move(w).value());
-    pcap = p.get();
-    link = std::move(p);
-  }
-  g->setup_ = app::flows_setup(g->cfg_, fam);
-  if (!g->cfg_.audit.file.empty() || opts.on_audit) {
-    // R-OBS-3 audit.file, as in `moat run`, and/or opts.audit_cb.
-    UniqueFd sink;
-    if (!g->cfg_.audit.file.empty()) {
-      const bool fresh = g->cfg_.audit.file != "-" && ::access(g->cfg_.audit.file.c_str(), F_OK) != 0;
-      auto fd = obs::AuditLog::open_sink(g->cfg_.audit.file);
-      if (!fd) {
-        std::string msg = fd.error();
-        if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
-        return undo(config_error(std::move(msg)));
-      }
-      if (fresh) created.push_back(g->cfg_.audit.file);
-      sink = std::move(*fd);
-    }
-    obs::AuditOptions ao = app::audit_options(g->cfg_);
-    ao.line_sink = opts.on_audit;
-    g->audit_ = std::make_unique<obs::AuditLog>(std::move(sink), ao, *g->loop_, g->counters_);
-    g->audit_->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
-    g->setup_.audit_log = g->audit_.get();
-  }
-  g->gateway_ = std::make_unique<app::Gateway>(*g->loop_, g->counters_, app::link_config(g->cfg_, fam),
-                                               std::move(link), pcap, &g->setup_);
-  if (auto pb = g->gateway_->flows()->publish(g->cfg_.flows.publish); !pb) {
-    std::string msg = pb.error();
+  app::AssemblyHooks hooks;
+  hooks.audit_line_sink = opts.on_audit;  // R-OBS-3 audit_cb, with or without audit.file
+  if (auto a = g->assembly_->assemble(std::move(sw), *out, hooks); !a) {
+    std::string msg = a.error();
     if (msg.rfind("moat: error: ", 0) != 0) msg = "moat: error: " + msg;
-    return undo(config_error(std::move(msg)));
+    log_scope.reset();  // the sink points into g
+    g.reset();          // closes the gateway, the capture and the audit sink first
+    out->discard();
+    return unexpected(config_error(std::move(msg)));
   }
   return g;
 }
@@ -203,7 +158,7 @@ Result<void, CallError> EmbeddedGateway::attach_fd(int fd, app::FdType kind) {
                            .tso4 = (m & transport::kOffloadTso4) != 0,
                            .tso6 = (m & transport::kOffloadTso6) != 0,
                            .uso = (m & transport::kOffloadUso) != 0};
-  auto t = app::make_fd_link(std::move(own), kind, counters_, where, spec);
+  auto t = app::make_fd_link(std::move(own), kind, assembly_->counters(), where, spec);
   if (!t) return unexpected(CallError{CallError::Kind::io, "moat: error: " + t.error()});
   fd_link_ = std::move(t).value();
   link_switch_->retarget(*fd_link_);
@@ -216,7 +171,7 @@ Result<void, CallError> EmbeddedGateway::start() {
   LogScope log_scope(log_sink_);
   if (started_ || stopped_) return unexpected(CallError{CallError::Kind::state, "moat: error: start: the gateway was already started"});
   // The link is final now (rings or an attached fd): register it and bring the link up.
-  if (auto st = gateway_->start([this](const Errno& e) {
+  if (auto st = assembly_->start([this](const Errno& e) {
         if (transport::is_link_gone(e)) {
           MOAT_LOG(info, "the guest link ended");
           link_closed_ = true;
@@ -253,12 +208,8 @@ void EmbeddedGateway::stop() {
   }
   // The loop thread is gone (or never ran): loop state is ours. R-CLI-5 semantics: the
   // Gateway's destructor resets open flows on both sides.
-  gateway_.reset();
+  if (assembly_) assembly_->stop("stop");  // audits gateway_stop after the flows' last events
   fd_link_.reset();  // an attached fd's peer sees the end now
-  if (audit_) {
-    audit_->emit("gateway_stop", [](obs::JsonWriter& w) { w.str("reason", "stop"); });
-    audit_.reset();  // flushes what it can without blocking
-  }
 }
 
 Result<void, CallError> EmbeddedGateway::on_loop(const std::function<void()>& fn) {
@@ -292,43 +243,28 @@ Result<std::string, CallError> EmbeddedGateway::stats_json() {
   return out;
 }
 
-std::string EmbeddedGateway::stats_json_on_loop() const {
-  std::string s = "{\"gateway\":";
-  obs::append_json_string(s, app::gateway_name(cfg_));
-  s += ",\"counters\":{";
-  for (size_t i = 0; i < kCounterCount; ++i) {
-    if (i) s += ',';
-    obs::append_json_string(s, counter_name(Counter(i)));
-    s += ':' + std::to_string(counters_.values[i]);
-  }
-  s += "},\"drops\":{";
-  for (size_t i = 0; i < kDropReasonCount; ++i) {
-    if (i) s += ',';
-    obs::append_json_string(s, drop_reason_name(DropReason(i)));
-    s += ':' + std::to_string(counters_.drops[i]);
-  }
-  s += "},\"drop.total\":" + std::to_string(counters_.total_drops());
-  // How many live policy replacements took effect (R-POL-12); absent once stopped.
-  if (gateway_) s += ",\"policy.generation\":" + std::to_string(gateway_->flows()->policy().generation());
-  auto ring_obj = [&](const char* name, const transport::FrameRing& r) {
-    s += '"';
-    s += name;
-    s += "\":{\"frames\":" + std::to_string(r.size()) + ",\"capacity_frames\":" + std::to_string(r.capacity_frames()) +
-         ",\"capacity_bytes\":" + std::to_string(r.capacity_bytes()) + '}';
-  };
-  s += ",\"rings\":{";
-  ring_obj("from_guest", ring_->from_guest_ring());
-  s += ',';
-  ring_obj("to_guest", ring_->to_guest_ring());
-  s += "}}";
-  return s;
+std::string EmbeddedGateway::stats_json_on_loop() {
+  // The rings are how frames arrive here, so their fill levels are this front end's addition.
+  return assembly_->stats_json([this](std::string& s) {
+    auto ring_obj = [&](const char* name, const auto& r) {  // either direction's ring type
+      s += '"';
+      s += name;
+      s += "\":{\"frames\":" + std::to_string(r.size()) + ",\"capacity_frames\":" + std::to_string(r.capacity_frames()) +
+           ",\"capacity_bytes\":" + std::to_string(r.capacity_bytes()) + '}';
+    };
+    s += ",\"rings\":{";
+    ring_obj("from_guest", ring_->from_guest_ring());
+    s += ',';
+    ring_obj("to_guest", ring_->to_guest_ring());
+    s += '}';
+  });
 }
 
 Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, PolicyFormat fmt) {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: policy update: the gateway is stopped"});
-  policy::PolicyInputs inputs = cfg_.policy.inputs;
+  if (!gateway()) return unexpected(CallError{CallError::Kind::state, "moat: error: policy update: the gateway is stopped"});
+  policy::PolicyInputs inputs = assembly_->cfg().policy.inputs;
   if (fmt == PolicyFormat::rules) {
     // Rule strings replace the rules; profiles, defaults and the block list stay.
     auto parsed = policy::parse_rules_text(text, policy::Origin::cli, 1);
@@ -347,9 +283,9 @@ Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, Po
     inputs = std::move(doc.policy.inputs);
     inputs.block = std::move(block);
   }
-  auto engine = std::make_shared<const policy::Engine>(policy::resolve_policy(inputs), app::host_addrs(setup_.destinations));
-  if (auto r = on_loop([&] { gateway_->flows()->policy().replace(engine); }); !r) return unexpected(r.error());
-  cfg_.policy.inputs = std::move(inputs);
+  auto engine = std::make_shared<const policy::Engine>(policy::resolve_policy(inputs), app::host_addrs(assembly_->plan().flows.destinations));
+  if (auto r = on_loop([&] { gateway()->flows()->policy().replace(engine); }); !r) return unexpected(r.error());
+  assembly_->cfg().policy.inputs = std::move(inputs);
   for (const auto& w : engine->lint()) MOAT_LOG(warn, "policy: %s", w.c_str());
   return {};
 }
@@ -373,9 +309,9 @@ Result<std::vector<std::string>, CallError> EmbeddedGateway::publish(std::string
   if (!p) return unexpected(p.error());
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: publish: the gateway is stopped"});
+  if (!gateway()) return unexpected(CallError{CallError::Kind::state, "moat: error: publish: the gateway is stopped"});
   Result<std::vector<std::string>, ports::Publisher::ChangeError> r = std::vector<std::string>{};
-  if (auto l = on_loop([&] { r = gateway_->flows()->publisher().add(*p); }); !l) return unexpected(l.error());
+  if (auto l = on_loop([&] { r = gateway()->flows()->publisher().add(*p); }); !l) return unexpected(l.error());
   if (!r) {
     using K = ports::Publisher::ChangeError::Kind;
     auto kind = r.error().kind == K::conflict ? CallError::Kind::conflict : CallError::Kind::io;
@@ -384,7 +320,7 @@ Result<std::vector<std::string>, CallError> EmbeddedGateway::publish(std::string
     return unexpected(CallError{kind, std::move(msg)});
   }
   for (const auto& d : *r) MOAT_LOG(info, "published %s", d.c_str());
-  cfg_.flows.publish.push_back(*p);
+  assembly_->cfg().flows.publish.push_back(*p);
   return std::move(r).value();
 }
 
@@ -393,11 +329,11 @@ Result<size_t, CallError> EmbeddedGateway::unpublish(std::string_view spec) {
   if (!p) return unexpected(p.error());
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: unpublish: the gateway is stopped"});
+  if (!gateway()) return unexpected(CallError{CallError::Kind::state, "moat: error: unpublish: the gateway is stopped"});
   Result<size_t, ports::Publisher::ChangeError> r = size_t{0};
-  if (auto l = on_loop([&] { r = gateway_->flows()->publisher().remove(*p); }); !l) return unexpected(l.error());
+  if (auto l = on_loop([&] { r = gateway()->flows()->publisher().remove(*p); }); !l) return unexpected(l.error());
   if (!r) return unexpected(CallError{CallError::Kind::not_found, "moat: error: " + r.error().message});
-  std::erase_if(cfg_.flows.publish, [&](const config::PublishSpec& x) {
+  std::erase_if(assembly_->cfg().flows.publish, [&](const config::PublishSpec& x) {
     return config::same_binding(x, *p);
   });
   MOAT_LOG(info, "unpublished %s (%zu listener%s closed)", p->text.c_str(), *r, *r == 1 ? "" : "s");
@@ -411,20 +347,20 @@ namespace moat::capi {
 Result<std::shared_ptr<const policy::Engine>, CallError> EmbeddedGateway::policy_engine() {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: policy: the gateway is stopped"});
+  if (!gateway()) return unexpected(CallError{CallError::Kind::state, "moat: error: policy: the gateway is stopped"});
   std::shared_ptr<const policy::Engine> e;
-  if (auto r = on_loop([&] { e = gateway_->flows()->policy().snapshot(); }); !r) return unexpected(r.error());
+  if (auto r = on_loop([&] { e = gateway()->flows()->policy().snapshot(); }); !r) return unexpected(r.error());
   return e;
 }
 
 Result<std::vector<EmbeddedGateway::PinEntry>, CallError> EmbeddedGateway::dns_pins() {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!gateway_) return unexpected(CallError{CallError::Kind::state, "moat: error: dns.pins: the gateway is stopped"});
+  if (!gateway()) return unexpected(CallError{CallError::Kind::state, "moat: error: dns.pins: the gateway is stopped"});
   std::vector<PinEntry> out;
   if (auto r = on_loop([&] {
         const Instant now = loop_->now();
-        gateway_->flows()->pin_set().for_each([&](std::string_view n, const IpAddr& a, Instant e) {
+        gateway()->flows()->pin_set().for_each([&](std::string_view n, const IpAddr& a, Instant e) {
           out.push_back(PinEntry{std::string(n), a,
                                  std::chrono::duration_cast<std::chrono::milliseconds>(e - now).count()});
         });
@@ -437,16 +373,15 @@ Result<std::vector<EmbeddedGateway::PinEntry>, CallError> EmbeddedGateway::dns_p
 bool EmbeddedGateway::rebind_protection() {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  return cfg_.dns.rebind_protection;
+  return assembly_->cfg().dns.rebind_protection;
 }
 
 Result<void, CallError> EmbeddedGateway::audit_reopen() {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!audit_) return unexpected(CallError{CallError::Kind::not_found, "moat: error: audit.reopen: no audit file is configured (audit.file)"});
-  if (cfg_.audit.file.empty()) return {};  // audit_cb only: nothing to reopen
-  Result<void, std::string> r;
-  if (auto l = on_loop([&] { r = audit_->reopen(); }); !l) return unexpected(l.error());
+  if (!assembly_->audit()) return unexpected(CallError{CallError::Kind::not_found, "moat: error: audit.reopen: no audit file is configured (audit.file)"});
+  Result<void, std::string> r;  // audit_cb only: nothing to reopen
+  if (auto l = on_loop([&] { r = assembly_->reopen_audit(); }); !l) return unexpected(l.error());
   if (!r) return unexpected(CallError{CallError::Kind::io, "moat: error: " + r.error()});
   return {};
 }
@@ -454,8 +389,9 @@ Result<void, CallError> EmbeddedGateway::audit_reopen() {
 void EmbeddedGateway::config_change(std::string_view what, std::string_view by) {
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
-  if (!audit_) return;
-  (void)on_loop([&] { audit_->emit("config_change", [&](obs::JsonWriter& w) { w.str("what", what).str("by", by); }); });
+  obs::AuditLog* audit = assembly_->audit();
+  if (!audit) return;
+  (void)on_loop([&] { audit->emit("config_change", [&](obs::JsonWriter& w) { w.str("what", what).str("by", by); }); });
 }
 
 namespace {

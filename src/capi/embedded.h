@@ -1,19 +1,22 @@
 #pragma once
 // capi::EmbeddedGateway — one gateway on its own loop thread, its guest link being the
-// in-process rings (transport::RingTransport). The C ABI (capi.cc) is a thin wrapper
-// around it. See README.md.
+// in-process rings (transport::RingTransport). The gateway itself is an
+// app::GatewayAssembly, the composition root `moat run/attach/serve` use too; this class
+// adds only how frames arrive (rings or an attached fd) and the ABI's lifecycle. The C ABI
+// (capi.cc) is a thin wrapper around it. See README.md.
 //
 // Lifecycle:
-//   created   create(): config validated, loop + counters + rings + Gateway built, published
-//             ports bound. No thread yet. Frames may be pushed (they wait in the ring);
-//             control calls act directly (no loop thread). attach_fd() may switch the
-//             guest link from the rings to an fd (then pushes and pulls are refused).
+//   created   create(): config finished (app::finish_config), loop + assembly (counters,
+//             outputs, Gateway) + rings built, published ports bound. No thread yet.
+//             Frames may be pushed (they wait in the ring); control calls act directly
+//             (no loop thread). attach_fd() may switch the guest link from the rings
+//             to an fd (then pushes and pulls are refused).
 //   running   start(): the Gateway registers its link with the loop (initial RAs), and the
 //             loop thread runs Loop::run(). Loop state is touched only there; control calls
 //             post a task and wait for it. If the link ends (an attached fd's EOF or error)
 //             the loop ends on its own and on_terminate runs on the loop thread.
-//   stopped   stop(): Loop::stop() + join; the Gateway is destroyed on the calling thread
-//             (resets open flows). Pulls still drain the to-guest ring; pushes are refused.
+//   stopped   stop(): Loop::stop() + join; the assembly stops on the calling thread (the
+//             Gateway resets open flows, then gateway_stop is audited). Pulls still drain the to-guest ring; pushes are refused.
 //   destroyed ~EmbeddedGateway(): stop(), then everything is released.
 #include <atomic>
 #include <functional>
@@ -24,7 +27,7 @@
 #include <vector>
 
 #include "app/app.h"
-#include "app/gateway.h"
+#include "app/assembly.h"
 #include "base/counters.h"
 #include "base/log.h"
 #include "config/config.h"
@@ -64,8 +67,9 @@ class EmbeddedGateway {
   };
 
  public:
-  /// Validates `cfg` (R-ADDR-2 for the active families), then builds everything. Errors are
-  /// §5.2 lines (config kind) or a system failure (io kind); nothing is left behind.
+  /// Finishes `cfg` (app::finish_config: R-ADDR-2 for the active families, the DNS block
+  /// list, net.impair), then builds everything. Errors are §5.2 lines (config kind) or a
+  /// system failure (io kind); nothing is left behind.
   static Result<std::unique_ptr<EmbeddedGateway>, CallError> create(config::Config cfg, const EmbedOptions& opts);
 
   explicit EmbeddedGateway(Private) {}
@@ -127,24 +131,26 @@ class EmbeddedGateway {
   /// Runs `fn` where loop state may be touched: posted to the loop thread (waiting for it)
   /// while it runs, directly otherwise. Caller holds ctl_mu_.
   Result<void, CallError> on_loop(const std::function<void()>& fn);
-  std::string stats_json_on_loop() const;
+  std::string stats_json_on_loop();
+
+  /// The assembly's Gateway; null once stopped. Caller holds ctl_mu_.
+  app::Gateway* gateway() noexcept { return assembly_->gateway(); }
 
   std::mutex ctl_mu_;  // serialises control calls and state changes
-  config::Config cfg_;
-  app::FlowsSetup setup_;
   event::SystemClock clock_;
   std::unique_ptr<event::Loop> loop_;
-  Counters counters_;
+  /// The gateway: config, counters, audit log, Gateway (stack + flows), published ports.
+  /// Its counters outlive the Gateway, so stats still read after stop().
+  std::unique_ptr<app::GatewayAssembly> assembly_;
   /// The rings outlive the Gateway (pulls still drain them after stop()), so the Gateway
-  /// owns only a forwarding FrameTransport and the rings live here.
+  /// owns only a forwarding FrameTransport and the rings live here. After assembly_: they
+  /// count into its counters.
   std::unique_ptr<transport::RingTransport> ring_;
   /// The Gateway's link: forwards to *ring_ or, after attach_fd(), to *fd_link_.
   class LinkSwitch;
-  LinkSwitch* link_switch_ = nullptr;  // owned by gateway_ (maybe inside a PcapTap)
-  std::unique_ptr<transport::FrameTransport> fd_link_;  // outlives gateway_
+  LinkSwitch* link_switch_ = nullptr;  // owned by the Gateway (maybe inside a PcapTap)
+  std::unique_ptr<transport::FrameTransport> fd_link_;  // outlives the Gateway (stop() runs first)
   std::atomic<bool> fd_attached_{false};
-  std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
-  std::unique_ptr<app::Gateway> gateway_;
   std::function<void(int)> on_terminate_;
   std::function<void(int, const char*)> on_log_;
   LogSink log_sink_;  // routes this thread's MOAT_LOG lines to on_log_ (fn null: stderr)

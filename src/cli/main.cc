@@ -363,21 +363,22 @@ void print_errors(const std::vector<UserError>& errs) {
   for (const auto& e : errs) std::fprintf(stderr, "%s\n", e.format().c_str());
 }
 
-/// Resolves auto families, fills defaults and runs R-ADDR-2 validation; prints every error
-/// (flag errors first, at most 20) and returns false if there was any.
-bool finish_config(config::Config& c, const char* default_ifname, app::Families* fam,
+/// app::finish_config() (the one finish step; R-ADDR-2/3, the DNS block list, R-LIM-3) for
+/// a command-line gateway; prints every error (flag errors first, at most 20) and returns
+/// false if there was any.
+bool finish_config(config::Config& c, const char* default_ifname, app::GatewayPlan* plan,
                    std::vector<UserError> errs, const config::NetSources& src = {}) {
-  if (c.net.ifname.empty()) c.net.ifname = default_ifname;
-  *fam = app::resolve_families(c.net);
-  if (!fam->ipv4 && !fam->ipv6)
-    errs.push_back({"--ipv4-enable", "neither IPv4 nor IPv6 is active",
-                    "the host has no route for either family; use --ipv4-enable on"});
-  for (auto& e : config::validate(c.net, fam->ipv4, fam->ipv6, src)) errs.push_back(std::move(e));
-  if (errs.empty())
-    for (auto& e : app::compile_dns_block(c)) errs.push_back(std::move(e));
-  if (errs.size() > 20) errs.resize(20);
-  print_errors(errs);
-  return errs.empty();
+  app::FinishOptions fo;
+  fo.default_ifname = default_ifname;
+  fo.sources = src;
+  fo.own_process = true;
+  auto p = app::finish_config(std::move(c), fo, std::move(errs));
+  if (!p) {
+    print_errors(p.error());
+    return false;
+  }
+  *plan = std::move(p).value();
+  return true;
 }
 
 int cmd_run(const std::vector<std::string>& args) {
@@ -394,7 +395,7 @@ int cmd_run(const std::vector<std::string>& args) {
   }
   if (r.positional.empty()) r.errors.push_back({"run", "missing command", "write moat run [OPTIONS] -- CMD"});
   errs.insert(errs.end(), r.errors.begin(), r.errors.end());
-  if (!finish_config(o.cfg, "eth0", &o.families, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kFail;
+  if (!finish_config(o.cfg, "eth0", &o.plan, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kFail;
   o.argv = std::move(r.positional);
   return app::run_sandbox(o);
 }
@@ -425,7 +426,7 @@ int cmd_attach(const std::vector<std::string>& args) {
   if (r.errors.empty() && o.netns_path.empty() == (o.pid == 0))
     r.errors.push_back({"attach", "give exactly one of --netns, --pid", ""});
   errs.insert(errs.end(), r.errors.begin(), r.errors.end());
-  if (!finish_config(o.cfg, "moat0", &o.families, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kUsage;
+  if (!finish_config(o.cfg, "moat0", &o.plan, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kUsage;
   return app::attach(o);
 }
 
@@ -492,7 +493,7 @@ int cmd_serve(const std::vector<std::string>& args) {
   else if (have_fd_type && o.kind != app::ServeKind::fd)
     r.errors.push_back({"--fd-type", "only applies to --fd", ""});
   errs.insert(errs.end(), r.errors.begin(), r.errors.end());
-  if (!finish_config(o.cfg, "moat0", &o.families, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kUsage;
+  if (!finish_config(o.cfg, "moat0", &o.plan, errs, net_sources(cfg_path, file_net, o.cfg.net))) return kUsage;
   return app::serve(o);
 }
 
@@ -501,16 +502,8 @@ int cmd_serve(const std::vector<std::string>& args) {
 /// The addresses of group `host` for a config (as app/ computes them for the data path),
 /// with every family that is not switched off.
 policy::HostAddrs host_addrs_of(const config::NetConfig& n) {
-  policy::HostAddrs h;
-  if (n.ipv4_enable != config::FamilyMode::off) {
-    h.addrs.push_back(IpAddr(n.ipv4_gateway));
-    if (n.dns4() != n.ipv4_gateway) h.addrs.push_back(IpAddr(n.dns4()));
-  }
-  if (n.ipv6_enable != config::FamilyMode::off) {
-    h.addrs.push_back(IpAddr(n.ipv6_gateway));
-    h.addrs.push_back(IpAddr(n.gateway_mac.link_local()));
-    if (!(n.dns6() == n.ipv6_gateway)) h.addrs.push_back(IpAddr(n.dns6()));
-  }
+  policy::HostAddrs h = app::host_addrs(
+      n, app::Families{n.ipv4_enable != config::FamilyMode::off, n.ipv6_enable != config::FamilyMode::off});
   return h;
 }
 

@@ -131,6 +131,11 @@ TEST(CApi, BadConfigReturnsSection52Lines) {
   EXPECT_EQ(code, MOAT_ECONFIG);
   EXPECT_NE(m.find("/nonexistent/moat-block.txt"), std::string::npos) << m;
 
+  // net.impair is finished by the step `moat run` uses too (app::finish_config), never ignored.
+  m = new_error(R"({"net": {"impair": "loss=1.5"}})", MOAT_FMT_JSON, nullptr, &code);
+  EXPECT_EQ(code, MOAT_ECONFIG);
+  EXPECT_EQ(m.rfind("moat: error: net.impair: ", 0), 0u) << m;
+
   // R-ADDR-2 after parsing: the broadcast address of the /30 as the guest address.
   m = new_error(R"({"net": {"ipv4": {"enable": "on", "address": "100.96.0.3"}, "ipv6": {"enable": "off"}}})",
                 MOAT_FMT_JSON, nullptr, &code);
@@ -276,6 +281,25 @@ TEST(CApi, ArpAndPingThroughTheRings) {
   EXPECT_NE(s.find("\"rings\":{\"from_guest\":{\"frames\":0,\"capacity_frames\":1024,\"capacity_bytes\":8388608}"),
             std::string::npos)
       << s;
+  moat_gateway_free(gw);
+}
+
+// net.impair applies to the rings as to a TAP (one gateway assembly): with loss=1 the ARP
+// request never reaches the stack.
+TEST(CApi, ImpairmentAppliesToTheRings) {
+  moat_gateway* gw = make_gw(R"({"net": {"impair": "loss=1", "ipv4": {"enable": "on"}, "ipv6": {"enable": "off"}}})");
+  moat_error err{};
+  ASSERT_EQ(moat_gateway_start(gw, &err), MOAT_OK) << err.message;
+  GuestFrames g;
+  Buf req = g.arp_request(g.gateway4);
+  ASSERT_EQ(moat_push_frame(gw, req.data(), req.size()), MOAT_OK);
+  std::string s;
+  for (int i = 0; i < 40 && s.find("\"impair.dropped\":1") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    s = stats(gw);
+  }
+  EXPECT_NE(s.find("\"impair.dropped\":1"), std::string::npos) << s;
+  EXPECT_NE(s.find("\"arp.replies\":0"), std::string::npos) << s;
   moat_gateway_free(gw);
 }
 
