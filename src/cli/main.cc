@@ -14,7 +14,7 @@
 
 #include "app/app.h"
 #include "cli/flags.h"
-#include "base/unique_fd.h"
+#include "base/file.h"
 #include "config/config.h"
 #include "config/loader.h"
 #include "policy/engine.h"
@@ -514,37 +514,13 @@ policy::HostAddrs host_addrs_of(const config::NetConfig& n) {
   return h;
 }
 
-bool read_small_file(const std::string& path, std::string* out, std::vector<UserError>* errs) {
-  constexpr size_t kMax = 16u << 20;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    errs->push_back({path, std::string("cannot open: ") + std::strerror(errno), ""});
-    return false;
-  }
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      errs->push_back({path, std::string("cannot read: ") + std::strerror(errno), ""});
-      return false;
-    }
-    if (n == 0) return true;
-    out->append(buf, size_t(n));
-    if (out->size() > kMax) {
-      errs->push_back({path, "larger than 16 MiB", ""});
-      return false;
-    }
-  }
-}
-
 /// A rules file (R-CLI-7): one rule string per line (or several, comma-separated), `#`
 /// starts a comment. Errors point at FILE:LINE:COL of the offending rule.
 std::vector<UserError> load_rules_file(const std::string& path, std::vector<policy::Rule>* out) {
   std::vector<UserError> errs;
-  std::string text;
-  if (!read_small_file(path, &text, &errs)) return errs;
-  auto r = policy::parse_rules_text(text, policy::Origin::config, 20);
+  auto text = read_bounded_file(path, config::kMaxConfigFileBytes);
+  if (!text) return {{path, text.error().message(), ""}};
+  auto r = policy::parse_rules_text(*text, policy::Origin::config, 20);
   if (!r) {
     for (const auto& e : r.error())
       errs.push_back({path + ":" + std::to_string(e.line) + ":" + std::to_string(e.column), e.error.what, e.error.hint});

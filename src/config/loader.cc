@@ -1,9 +1,5 @@
 #include "config/loader.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -11,7 +7,7 @@
 #include <utility>
 
 #include "base/strings.h"
-#include "base/unique_fd.h"
+#include "base/file.h"
 #include "config/doc.h"
 #include "policy/profiles.h"
 #include "policy/rule.h"
@@ -988,25 +984,12 @@ Result<void, std::vector<UserError>> load_config_text(std::string_view text, For
 }
 
 Result<void, std::vector<UserError>> load_config_file(const std::string& path, Config& cfg) {
-  // Bounded read: a config file is small; a huge one is a mistake (or /dev/zero).
-  constexpr size_t kMaxSize = 16u << 20;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return unexpected(std::vector<UserError>{{path, std::string("cannot open: ") + std::strerror(errno), ""}});
-  struct stat st {};
-  if (::fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode))
-    return unexpected(std::vector<UserError>{{path, "cannot read: Is a directory", ""}});
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return unexpected(std::vector<UserError>{{path, std::string("cannot read: ") + std::strerror(errno), ""}});
-    if (n == 0) break;
-    text.append(buf, size_t(n));
-    if (text.size() > kMaxSize)
-      return unexpected(std::vector<UserError>{{path, "larger than 16 MiB", "a config file is a few KiB"}});
+  auto text = read_bounded_file(path, kMaxConfigFileBytes);
+  if (!text) {
+    std::string hint = text.error().kind == ReadFileError::Kind::too_large ? "a config file is a few KiB" : "";
+    return unexpected(std::vector<UserError>{{path, text.error().message(), std::move(hint)}});
   }
-  return load_config_text(text, format_for_path(path), path, cfg);
+  return load_config_text(*text, format_for_path(path), path, cfg);
 }
 
 }  // namespace moat::config
