@@ -119,7 +119,7 @@ TEST(ConfigLoader, Ranges) {
   EXPECT_EQ(one_error("[limits]\nmax_flows = 0\n"),
             "moat: error: a.toml:2:13: limits.max_flows: 0 is out of range; expected 1-65536");
   EXPECT_EQ(one_error("[net.ipv6]\nprefix = 48\n"),
-            "moat: error: a.toml:2:10: net.ipv6.prefix: 48 is out of range; expected 64-64");
+            "moat: error: a.toml:2:10: net.ipv6.prefix: 48 is out of range; expected 64");
 }
 
 TEST(ConfigLoader, UnsupportedKeysFailClosed) {
