@@ -119,7 +119,7 @@ std::string format_help(std::string_view usage, const std::vector<Flag>& flags) 
       if (f.group != g) continue;
       std::string left = "  " + (f.short_name.empty() ? "" : f.short_name + ", ") + f.name;
       if (!f.value_name.empty()) left += " " + f.value_name;
-      if (left.size() < 30) left.resize(30, ' ');
+      if (left.size() < 32) left.resize(32, ' ');
       else left += "  ";
       s += left + f.help + "\n";
     }

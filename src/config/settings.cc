@@ -56,15 +56,24 @@ constexpr std::string_view kAuditEvents[] = {
 // Ranges follow SPEC §4.2 where it gives one; where it leaves them open, config/README.md
 // lists the choice. Order is --help order within each group.
 
+/// net.ipv4.enable and --no-ipv4 (its "off" switch), likewise for IPv6; index into "auto,on,off".
+Opt set_ipv4_enable(Config& c, Source, int64_t i) {
+  c.net.ipv4_enable = i == 0 ? FamilyMode::automatic : i == 1 ? FamilyMode::on : FamilyMode::off;
+  return std::nullopt;
+}
+Opt set_ipv6_enable(Config& c, Source, int64_t i) {
+  c.net.ipv6_enable = i == 0 ? FamilyMode::automatic : i == 1 ? FamilyMode::on : FamilyMode::off;
+  return std::nullopt;
+}
+
 using VT = ValueType;
 using G = Group;
-using FM = FamilyMode;
 
 constexpr Setting kSettings[] = {
     // --- net ---
     {.key = "net.mtu", .flag = "--mtu", .value_name = "N", .type = VT::integer, .lo = 576, .hi = 65520,
-     .zero_ok = true, .unit = "bytes", .def = "per transport: 65520 on TAP",
-     .help = "IP MTU of the guest link (at least 1280 while IPv6 is active; 0 = the default)",
+     .zero_ok = true, .unit = "bytes", .def = "0: per transport, 65520 on TAP",
+     .help = "IP MTU of the guest link (at least 1280 while IPv6 is active)",
      .group = G::addressing, .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.net.mtu = uint32_t(v);
        return std::nullopt;
@@ -101,16 +110,10 @@ constexpr Setting kSettings[] = {
      }},
     {.key = "net.ipv4.enable", .flag = "--ipv4-enable", .value_name = "MODE", .type = VT::enumeration,
      .choices = "auto,on,off", .def = "auto", .help = "auto|on|off: IPv4 on the link (auto: iff the host has a route)",
-     .group = G::addressing, .set_int = [](Config& c, Source, int64_t i) -> Opt {
-       c.net.ipv4_enable = i == 0 ? FM::automatic : i == 1 ? FM::on : FM::off;
-       return std::nullopt;
-     }},
+     .group = G::addressing, .set_int = set_ipv4_enable},
     {.flag = "--no-ipv4", .type = VT::enumeration, .choices = "auto,on,off", .flag_value = "off",
      .help = "same as --ipv4-enable off", .group = G::addressing,
-     .set_int = [](Config& c, Source, int64_t i) -> Opt {
-       c.net.ipv4_enable = i == 0 ? FM::automatic : i == 1 ? FM::on : FM::off;
-       return std::nullopt;
-     }},
+     .set_int = set_ipv4_enable},
     {.key = "net.ipv4.dhcp", .flag = "--no-dhcp", .type = VT::boolean, .flag_value = "false", .def = "true",
      .help = "serve DHCPv4", .flag_help = "do not serve DHCPv4", .group = G::addressing,
      .set_bool = [](Config& c, Source, bool b) -> Opt {
@@ -155,16 +158,10 @@ constexpr Setting kSettings[] = {
      }},
     {.key = "net.ipv6.enable", .flag = "--ipv6-enable", .value_name = "MODE", .type = VT::enumeration,
      .choices = "auto,on,off", .def = "auto", .help = "auto|on|off: IPv6 on the link", .group = G::addressing,
-     .set_int = [](Config& c, Source, int64_t i) -> Opt {
-       c.net.ipv6_enable = i == 0 ? FM::automatic : i == 1 ? FM::on : FM::off;
-       return std::nullopt;
-     }},
+     .set_int = set_ipv6_enable},
     {.flag = "--no-ipv6", .type = VT::enumeration, .choices = "auto,on,off", .flag_value = "off",
      .help = "same as --ipv6-enable off", .group = G::addressing,
-     .set_int = [](Config& c, Source, int64_t i) -> Opt {
-       c.net.ipv6_enable = i == 0 ? FM::automatic : i == 1 ? FM::on : FM::off;
-       return std::nullopt;
-     }},
+     .set_int = set_ipv6_enable},
     {.key = "net.ipv6.ra", .flag = "--no-ra", .type = VT::boolean, .flag_value = "false", .def = "true",
      .help = "send IPv6 router advertisements", .flag_help = "send no IPv6 router advertisements", .group = G::addressing,
      .set_bool = [](Config& c, Source, bool b) -> Opt {
