@@ -233,9 +233,11 @@ class Loader {
     if (!type(t, path, Kind::table)) return;
     for (const auto& m : t.members) {
       std::string p = child(path, m.key);
-      if (const Setting* s = setting_by_key(p)) {
+      // A quoted key holding a dot ("net.mtu" = 1) names no setting: only nesting does.
+      const bool plain = m.key.find('.') == std::string::npos;
+      if (const Setting* s = plain ? setting_by_key(p) : nullptr) {
         setting(*s, m, p);
-      } else if (is_table(p)) {
+      } else if (plain && is_table(p)) {
         table(m.value, p);
         if (p == "dns") dns_checks(m.value, p);
       } else {
@@ -308,7 +310,7 @@ class Loader {
         return problem(v.pos, p, apply_text(s, cfg_, Source::file, v.str, st));
       case ValueType::path: {
         std::string path;
-        if (get_path(v, p, &path, /*allow_dash=*/s.key == "audit.file"))
+        if (get_path(v, p, &path, s.dash_ok))
           problem(v.pos, p, apply_text(s, cfg_, Source::file, path, st));
         return;
       }

@@ -479,7 +479,7 @@ constexpr Setting kSettings[] = {
      }},
     {.key = "audit.file", .flag = "--audit", .value_name = "FILE", .type = VT::path,
      .help = "write one JSON line per flow decision and close to FILE (- = stderr)", .group = G::policy,
-     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+     .dash_ok = true, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
        c.audit.file = v;
        return std::nullopt;
      }},

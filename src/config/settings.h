@@ -89,6 +89,7 @@ struct Setting {
   std::string_view flag_help;   ///< a switch's own line when it says the opposite of `help`
   Group group = Group::output;
   bool flag_replaces = false;   ///< list: the first flag occurrence replaces the file's list
+  bool dash_ok = false;         ///< path: "-" (stderr) is kept, not taken as a relative path
   SetBool set_bool = nullptr;
   SetInt set_int = nullptr;
   SetDuration set_duration = nullptr;

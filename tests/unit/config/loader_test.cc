@@ -122,6 +122,12 @@ TEST(ConfigLoader, Ranges) {
             "moat: error: a.toml:2:10: net.ipv6.prefix: 48 is out of range; expected 64");
 }
 
+TEST(ConfigLoader, ADottedKeyIsNotANestedOne) {
+  EXPECT_EQ(one_error("\"net.mtu\" = 1500\n"), "moat: error: a.toml:1:1: net.mtu: unknown key");
+  EXPECT_EQ(one_error("{\"net\": {\"ipv4.prefix\": 24}}", Format::json),
+            "moat: error: a.toml:1:10: net.ipv4.prefix: unknown key");
+}
+
 TEST(ConfigLoader, UnsupportedKeysFailClosed) {
   EXPECT_EQ(one_error("[tls]\nintercept = true\n"),
             "moat: error: a.toml:1:2: tls: not supported by this moat build; TLS interception is not implemented; "
