@@ -109,15 +109,41 @@ std::vector<std::string> prescan_flag(const std::vector<Flag>& flags, const std:
 }
 
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags) {
-  std::string s = "Usage: " + std::string(usage) + "\n\nOptions:\n";
-  for (const Flag& f : flags) {
-    std::string left = "  " + (f.short_name.empty() ? "" : f.short_name + ", ") + f.name;
-    if (!f.value_name.empty()) left += " " + f.value_name;
-    if (left.size() < 30) left.resize(30, ' ');
-    else left += "  ";
-    s += left + f.help + "\n";
+  std::string s = "Usage: " + std::string(usage) + "\n";
+  std::vector<std::string> groups;
+  for (const Flag& f : flags)
+    if (std::find(groups.begin(), groups.end(), f.group) == groups.end()) groups.push_back(f.group);
+  for (const auto& g : groups) {
+    s += "\n" + (g.empty() ? std::string("Options") : g) + ":\n";
+    for (const Flag& f : flags) {
+      if (f.group != g) continue;
+      std::string left = "  " + (f.short_name.empty() ? "" : f.short_name + ", ") + f.name;
+      if (!f.value_name.empty()) left += " " + f.value_name;
+      if (left.size() < 32) left.resize(32, ' ');
+      else left += "  ";
+      s += left + f.help + "\n";
+    }
   }
   return s;
+}
+
+config::UserError flag_error(std::string_view flag, config::Problem p) {
+  return {p.where.empty() ? std::string(flag) : std::move(p.where), std::move(p.what), std::move(p.hint)};
+}
+
+std::vector<Flag> setting_flags(config::Config& cfg, const std::function<bool(const config::Setting&)>& want) {
+  std::vector<Flag> out;
+  for (const config::Setting& s : config::settings()) {
+    if (s.flag.empty() || (want && !want(s))) continue;
+    out.push_back({std::string(s.flag), std::string(s.short_flag), std::string(s.value_name), config::help_text(s),
+                   [&cfg, &s, st = config::FlagState{}](std::string_view v) mutable -> std::optional<config::UserError> {
+                     auto e = config::apply_flag(s, cfg, v, st);
+                     if (e) return flag_error(s.flag, std::move(*e));
+                     return std::nullopt;
+                   },
+                   std::string(config::group_name(s.group))});
+  }
+  return out;
 }
 
 }  // namespace moat::cli

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/settings.h"
 #include "base/strings.h"
 
 namespace moat::cli {
@@ -20,6 +21,7 @@ struct Flag {
   std::string help;
   /// Applies the value (empty for switches); returns an error naming the flag on bad input.
   std::function<std::optional<config::UserError>(std::string_view value)> apply;
+  std::string group;  ///< --help section; empty = "Options"
 };
 
 struct ParseResult {
@@ -39,7 +41,17 @@ ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::s
 std::vector<std::string> prescan_flag(const std::vector<Flag>& flags, const std::vector<std::string>& args,
                                       std::string_view name, bool stop_at_positional);
 
-/// Prints `Usage:` plus one line per flag.
+/// One flag for every setting of the schema (config/settings.h) that has a flag name and
+/// that `want` accepts (all when empty), applying into `cfg` through the same functions as
+/// the config key; errors name the flag (`--mtu: 100 is out of range; expected ...`).
+/// Each flag keeps its own FlagState across its occurrences on the line.
+std::vector<Flag> setting_flags(config::Config& cfg, const std::function<bool(const config::Setting&)>& want = {});
+
+/// `flag: what; hint` for a schema Problem (its own `where` when it has one).
+config::UserError flag_error(std::string_view flag, config::Problem p);
+
+/// Prints `Usage:` plus one line per flag, under a heading per group (in order of first
+/// appearance).
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags);
 
 using moat::edit_distance;  // base/strings.h

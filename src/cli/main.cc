@@ -14,7 +14,7 @@
 
 #include "app/app.h"
 #include "cli/flags.h"
-#include "base/unique_fd.h"
+#include "base/file.h"
 #include "config/config.h"
 #include "config/loader.h"
 #include "policy/engine.h"
@@ -45,93 +45,11 @@ Err parse_u32(std::string_view flag, std::string_view v, uint32_t lo, uint32_t h
   return std::nullopt;
 }
 
-Err parse_family_mode(std::string_view flag, std::string_view v, config::FamilyMode* out) {
-  if (v == "auto") *out = config::FamilyMode::automatic;
-  else if (v == "on") *out = config::FamilyMode::on;
-  else if (v == "off") *out = config::FamilyMode::off;
-  else return UserError{std::string(flag), quote(v) + " is not one of auto, on, off", ""};
-  return std::nullopt;
-}
-
-template <class A>
-Err parse_addr(std::string_view flag, std::string_view v, A* out, const char* family) {
-  auto a = A::parse(v);
-  if (!a) return UserError{std::string(flag), quote(v) + " is not an " + family + " address", ""};
-  *out = *a;
-  return std::nullopt;
-}
-
-Err parse_action(std::string_view flag, std::string_view v, std::optional<policy::Action>* out) {
-  if (v == "allow") *out = policy::Action::allow;
-  else if (v == "deny") *out = policy::Action::deny;
-  else return UserError{std::string(flag), quote(v) + " is not one of allow, deny", ""};
-  return std::nullopt;
-}
-
-/// Policy and audit flags (R-POL-5/6/10/15, R-OBS-3).
-void add_policy_flags(config::Config& c, std::vector<Flag>& f) {
-  auto& pc = c.policy;
-  f.push_back({"--rule", "-r", "RULES",
-               "action[:direction]@target[:protos[:ports]], comma-separated (repeatable; before the file's rules)",
-               [&pc, n = size_t(0)](std::string_view v) mutable -> Err {
-                 auto r = policy::parse_rules(v, policy::Origin::cli);
-                 size_t first = ++n;  // #N counts rules across every --rule value
-                 if (!r) {
-                   const auto& e = r.error();
-                   return UserError{"--rule #" + std::to_string(first + e.rule_index_in_value) + " " +
-                                        quote(e.rule_text) + " col " + std::to_string(e.column),
-                                    e.what, e.hint};
-                 }
-                 n += r->size() - 1;
-                 for (auto& rule : *r) pc.inputs.cli.push_back(std::move(rule));
-                 return std::nullopt;
-               }});
-  f.push_back({"--profile", "", "LIST", "public,private,host | none | all (comma-separated, repeatable; default public)",
-               [&pc, items = std::vector<std::string>()](std::string_view v) mutable -> Err {
-                 items.emplace_back(v);
-                 std::vector<std::string_view> views(items.begin(), items.end());
-                 auto p = policy::parse_profiles(views);
-                 if (!p) return UserError{"--profile", p.error().what, p.error().hint};
-                 pc.inputs.cli_profiles = *p;
-                 return std::nullopt;
-               }});
-  f.push_back({"--default-egress", "", "allow|deny", "egress verdict when no rule matches",
-               [&pc](std::string_view v) { return parse_action("--default-egress", v, &pc.inputs.cli_default_egress); }});
-  f.push_back({"--default-ingress", "", "allow|deny", "ingress verdict (published ports) when no rule matches",
-               [&pc](std::string_view v) { return parse_action("--default-ingress", v, &pc.inputs.cli_default_ingress); }});
-  f.push_back({"--deny-response", "", "reject|drop", "answer refused traffic with RST/ICMP (reject) or silence (drop)",
-               [&pc](std::string_view v) -> Err {
-                 if (v == "reject") pc.deny_response = config::DenyResponse::reject;
-                 else if (v == "drop") pc.deny_response = config::DenyResponse::drop;
-                 else return UserError{"--deny-response", quote(v) + " is not one of reject, drop", ""};
-                 return std::nullopt;
-               }});
-  f.push_back({"--first-flight-timeout", "", "DUR", "wait for a TLS SNI / HTTP Host on the inspect path (default 1s)",
-               [&pc](std::string_view v) -> Err {
-                 auto d = config::parse_duration(v);
-                 if (!d) return UserError{"--first-flight-timeout", quote(v) + " is not a duration", "write e.g. 1s or 500ms"};
-                 if (*d < std::chrono::milliseconds(50) || *d > std::chrono::seconds(30))
-                   return UserError{"--first-flight-timeout", std::string(v) + " is out of range", "expected 50ms-30s"};
-                 pc.first_flight_timeout = *d;
-                 return std::nullopt;
-               }});
-  f.push_back({"--audit", "", "FILE", "write one JSON line per flow decision and close to FILE (- = stderr)",
-               [&c](std::string_view v) -> Err { c.audit.file = v; return std::nullopt; }});
-  f.push_back({"--audit-dns", "", "none|denied|all", "which DNS queries the audit log records (default denied)",
-               [&c](std::string_view v) -> Err {
-                 if (v == "none") c.audit.dns = config::AuditDns::none;
-                 else if (v == "denied") c.audit.dns = config::AuditDns::denied;
-                 else if (v == "all") c.audit.dns = config::AuditDns::all;
-                 else return UserError{"--audit-dns", quote(v) + " is not one of none, denied, all", ""};
-                 return std::nullopt;
-               }});
-}
-
 /// `-c/--config FILE`: read by preload_config() before any other flag is applied, so the
 /// flag itself does nothing when parse_flags() meets it.
 void add_config_flag(std::vector<Flag>& f) {
   f.push_back({"--config", "-c", "FILE", "TOML (or .json) config file; flags override it (SPEC §4)",
-               [](std::string_view) -> Err { return std::nullopt; }});
+               [](std::string_view) -> Err { return std::nullopt; }, "Config file"});
 }
 
 /// R-CLI-1: the config file is applied before every flag wherever --config stands; the
@@ -178,185 +96,28 @@ config::NetSources net_sources(const std::string& path, const config::NetConfig&
   return s;
 }
 
-/// DNS flags (SPEC §4.2 dns.*), filling config::DnsConfig; block lists are read later by
-/// app::compile_dns_block() (finish_config), so every error is reported before side effects.
-void add_dns_flags(config::Config& c, std::vector<Flag>& f) {
-  auto& d = c.dns;
-  f.push_back({"--dns-block", "", "NAME", "answer NXDOMAIN for NAME or *.SUFFIX and deny it in SNI/Host (repeatable)",
-               [&d](std::string_view v) -> Err {
-                 d.block.emplace_back(v);
-                 return std::nullopt;
-               }});
-  f.push_back({"--dns-block-file", "", "PATH", "block every name in PATH (one per line or hosts format; repeatable)",
-               [&d](std::string_view v) -> Err {
-                 d.block_files.emplace_back(v);
-                 return std::nullopt;
-               }});
-  f.push_back({"--dns-host", "", "NAME=IP", "answer NAME locally with IP (repeatable; several IPs per name allowed)",
-               [&d](std::string_view v) -> Err {
-                 const size_t eq = v.find('=');
-                 if (eq == std::string_view::npos)
-                   return UserError{"--dns-host", quote(v) + " is not NAME=IP", "write e.g. db.internal=10.0.0.5"};
-                 auto name = policy::normalize_name(v.substr(0, eq));
-                 if (!name) return UserError{"--dns-host", name.error().what, name.error().hint};
-                 auto ip = IpAddr::parse(v.substr(eq + 1));
-                 if (!ip) return UserError{"--dns-host", quote(v.substr(eq + 1)) + " is not an IP address", ""};
-                 for (auto& [n, addrs] : d.hosts) {
-                   if (n != *name) continue;
-                   addrs.push_back(*ip);
-                   return std::nullopt;
-                 }
-                 d.hosts.emplace_back(*name, std::vector<IpAddr>{*ip});
-                 return std::nullopt;
-               }});
-  f.push_back({"--dns-timeout", "", "DUR", "per-attempt timeout for upstream DNS queries (default 2s)",
-               [&d](std::string_view v) -> Err {
-                 auto t = config::parse_duration(v);
-                 if (!t) return UserError{"--dns-timeout", quote(v) + " is not a duration", "write e.g. 2s or 500ms"};
-                 if (*t < config::DnsConfig::kTimeoutMin || *t > config::DnsConfig::kTimeoutMax)
-                   return UserError{"--dns-timeout", std::string(v) + " is out of range", "expected 100ms-30s"};
-                 d.timeout = *t;
-                 // No flag sets dns.deadline: a longer attempt stretches it rather than
-                 // contradicting it (the file key is checked against the file's deadline).
-                 if (d.deadline < d.timeout) d.deadline = d.timeout;
-                 return std::nullopt;
-               }});
-  f.push_back({"--no-rebind-protection", "", "", "let DNS answers carry private, loopback or link-local addresses",
-               [&d](std::string_view) -> Err {
-                 d.rebind_protection = false;
-                 return std::nullopt;
-               }});
-  f.push_back({"--block-doh", "", "", "block well-known DNS-over-HTTPS/TLS resolver names (best effort)",
-               [&d](std::string_view) -> Err {
-                 d.block_doh = true;
-                 return std::nullopt;
-               }});
-}
-
-/// Flags shared by run and attach (and later serve): addressing, logging, outputs.
+/// Flags shared by run, attach and serve: every setting of the schema that has a flag
+/// (config/settings.h), after --config.
 std::vector<Flag> gateway_flags(config::Config& c) {
-  auto& n = c.net;
   std::vector<Flag> f;
   add_config_flag(f);
-  f.push_back({"--mtu", "", "N", "IP MTU of the guest link (default 65520; 576/1280-65520)",
-               [&n](std::string_view v) { return parse_u32("--mtu", v, 0, UINT32_MAX, &n.mtu); }});
-  f.push_back({"--ipv4", "", "ADDR/LEN", "guest IPv4 address and prefix (default 100.96.0.2/30)",
-               [&n](std::string_view v) { return config::parse_ipv4_prefix("--ipv4", v, &n.ipv4_address, &n.ipv4_prefix); }});
-  f.push_back({"--gateway4", "", "ADDR", "gateway IPv4 address (default 100.96.0.1)",
-               [&n](std::string_view v) { return parse_addr("--gateway4", v, &n.ipv4_gateway, "IPv4"); }});
-  f.push_back({"--dns4", "", "ADDR", "DNS IPv4 address given to the guest (default: the gateway)",
-               [&n](std::string_view v) {
-                 Ipv4Addr a;
-                 auto e = parse_addr("--dns4", v, &a, "IPv4");
-                 if (!e) n.ipv4_dns = a;
-                 return e;
-               }});
-  f.push_back({"--ipv6", "", "ADDR/64", "guest IPv6 address (default fd42:6d73:62::2/64)",
-               [&n](std::string_view v) { return config::parse_ipv6_prefix("--ipv6", v, &n.ipv6_address, &n.ipv6_prefix); }});
-  f.push_back({"--gateway6", "", "ADDR", "gateway IPv6 address (default fd42:6d73:62::1)",
-               [&n](std::string_view v) { return parse_addr("--gateway6", v, &n.ipv6_gateway, "IPv6"); }});
-  f.push_back({"--dns6", "", "ADDR", "DNS IPv6 address given to the guest (default: the gateway)",
-               [&n](std::string_view v) {
-                 Ipv6Addr a;
-                 auto e = parse_addr("--dns6", v, &a, "IPv6");
-                 if (!e) n.ipv6_dns = a;
-                 return e;
-               }});
-  f.push_back({"--ipv4-enable", "", "MODE", "auto|on|off: IPv4 on the link (auto: iff the host has a route)",
-               [&n](std::string_view v) { return parse_family_mode("--ipv4-enable", v, &n.ipv4_enable); }});
-  f.push_back({"--ipv6-enable", "", "MODE", "auto|on|off: IPv6 on the link",
-               [&n](std::string_view v) { return parse_family_mode("--ipv6-enable", v, &n.ipv6_enable); }});
-  f.push_back({"--no-ipv4", "", "", "same as --ipv4-enable off",
-               [&n](std::string_view) -> Err { n.ipv4_enable = config::FamilyMode::off; return std::nullopt; }});
-  f.push_back({"--no-ipv6", "", "", "same as --ipv6-enable off",
-               [&n](std::string_view) -> Err { n.ipv6_enable = config::FamilyMode::off; return std::nullopt; }});
-  f.push_back({"--guest-mac", "", "MAC", "guest MAC (default 02:6d:6f:00:00:02)",
-               [&n](std::string_view v) { return parse_addr("--guest-mac", v, &n.guest_mac, "Ethernet"); }});
-  f.push_back({"--gateway-mac", "", "MAC", "gateway MAC (default 02:6d:6f:00:00:01)",
-               [&n](std::string_view v) { return parse_addr("--gateway-mac", v, &n.gateway_mac, "Ethernet"); }});
-  f.push_back({"--ifname", "", "NAME", "name of the TAP in the namespace (run: eth0, attach: moat0)",
-               [&n](std::string_view v) -> Err { n.ifname = v; return std::nullopt; }});
-  f.push_back({"--hostname", "", "NAME", "hostname offered by DHCP (option 12)",
-               [&n](std::string_view v) -> Err { n.hostname = v; return std::nullopt; }});
-  f.push_back({"--no-dhcp", "", "", "do not serve DHCPv4",
-               [&n](std::string_view) -> Err { n.dhcp4 = false; return std::nullopt; }});
-  f.push_back({"--no-ra", "", "", "send no IPv6 router advertisements",
-               [&n](std::string_view) -> Err { n.ra = false; return std::nullopt; }});
-  f.push_back({"--dhcpv6", "", "MODE", "stateless|stateful|off: DHCPv6 service and RA M/O flags (default stateless)",
-               [&n](std::string_view v) -> Err {
-                 auto m = config::parse_dhcpv6_mode(v);
-                 if (!m) return UserError{"--dhcpv6", m.error(), ""};
-                 n.dhcpv6 = *m;
-                 return std::nullopt;
-               }});
-  f.push_back({"--offloads", "", "LIST", "auto|none|csum,tso4,tso6,uso: virtio-net offloads on the TAP (default auto)",
-               [&c](std::string_view v) -> Err {
-                 auto o = config::parse_offloads(v);
-                 if (!o) return UserError{"--offloads", o.error(), ""};
-                 c.transport.offloads = *o;
-                 return std::nullopt;
-               }});
-  auto& fl = c.flows;
-  f.push_back({"--dns-upstream", "", "ADDR[:PORT]",
-               "DNS server for the guest's queries (repeatable, in failover order; default: resolv.conf)",
-               [&fl, first = true](std::string_view v) mutable -> Err {
-                 if (first) fl.dns_upstreams.clear();  // R-CLI-1: the flag replaces the file's list
-                 first = false;
-                 auto u = config::parse_upstream(v);
-                 if (!u) return UserError{"--dns-upstream", u.error(), ""};
-                 fl.dns_upstreams.push_back(*u);
-                 return std::nullopt;
-               }});
-  f.push_back({"--no-host-loopback", "", "", "do not map the gateway address to the host's loopback",
-               [&fl](std::string_view) -> Err { fl.map_gateway_to_loopback = false; return std::nullopt; }});
-  f.push_back({"--publish", "-p", "SPEC", "[BIND:]HOSTPORT[-N]:GUESTPORT[-N][/tcp|/udp] (repeatable)",
-               [&fl](std::string_view v) -> Err {
-                 auto p = config::parse_publish(v);
-                 if (!p) return UserError{"--publish", p.error(), ""};
-                 fl.publish.push_back(std::move(*p));
-                 return std::nullopt;
-               }});
-  f.push_back({"--impair", "", "SPEC", "loss=P,reorder=P,duplicate=P,delay=DUR,jitter=DUR,seed=N on the guest link",
-               [&fl](std::string_view v) -> Err {
-                 if (auto e = app::check_impair(v)) return UserError{"--impair", *e, ""};
-                 fl.impair = v;
-                 return std::nullopt;
-               }});
-  f.push_back({"--max-flows", "", "N", "TCP flow limit (default 4096, at most 65536)",
-               [&fl](std::string_view v) { return parse_u32("--max-flows", v, 1, 65536, &fl.max_flows); }});
-  f.push_back({"--connect-timeout", "", "DUR", "host connect timeout (default 30s; 1s-10m)",
-               [&fl](std::string_view v) -> Err {
-                 auto d = config::parse_duration(v);
-                 if (!d) return UserError{"--connect-timeout", quote(v) + " is not a duration", "write e.g. 30s or 500ms"};
-                 if (*d < std::chrono::seconds(1) || *d > std::chrono::minutes(10))
-                   return UserError{"--connect-timeout", std::string(v) + " is out of range", "expected 1s-10m"};
-                 fl.connect_timeout = *d;
-                 return std::nullopt;
-               }});
-  f.push_back({"--no-icmp", "", "", "do not relay ICMP echo to other hosts",
-               [&fl](std::string_view) -> Err { fl.icmp_relay = false; return std::nullopt; }});
-  add_policy_flags(c, f);
-  add_dns_flags(c, f);
-  f.push_back({"--name", "", "NAME", "gateway name used in logs (default moat-<pid>)",
-               [&c](std::string_view v) -> Err { c.name = v; return std::nullopt; }});
-  f.push_back({"--pcap", "", "FILE", "capture the guest link to FILE (classic pcap, mode 0600)",
-               [&c](std::string_view v) -> Err { c.pcap_file = v; return std::nullopt; }});
-  f.push_back({"--ready-file", "", "FILE", "write moat's PID to FILE (atomically) once it serves",
-               [&c](std::string_view v) -> Err { c.ready_file = v; return std::nullopt; }});
-  f.push_back({"--pid-file", "", "FILE", "write moat's PID to FILE at start",
-               [&c](std::string_view v) -> Err { c.pid_file = v; return std::nullopt; }});
-  f.push_back({"--log-level", "", "LEVEL", "error|warn|info|debug|trace (default info)",
-               [&c](std::string_view v) -> Err {
-                 if (!parse_log_level(v, &c.log_level))
-                   return UserError{"--log-level", quote(v) + " is not one of error, warn, info, debug, trace", ""};
-                 return std::nullopt;
-               }});
-  f.push_back({"--verbose", "-v", "", "raise the log level one step",
-               [&c](std::string_view) -> Err {
-                 if (c.log_level < LogLevel::trace) c.log_level = LogLevel(int(c.log_level) + 1);
-                 return std::nullopt;
-               }});
+  for (auto& x : setting_flags(c)) {
+    if (x.name == "--impair") {
+      // The impairment grammar lives in app/, which config/ cannot call: the same check
+      // runs for the file's net.impair in preload_config().
+      x.apply = [inner = std::move(x.apply)](std::string_view v) -> Err {
+        if (auto e = app::check_impair(v)) return UserError{"--impair", *e, ""};
+        return inner(v);
+      };
+    }
+    f.push_back(std::move(x));
+  }
   return f;
+}
+
+/// Puts the flags from `first` on under --help heading `group`.
+void set_group(std::vector<Flag>& f, size_t first, const char* group) {
+  for (size_t i = first; i < f.size(); ++i) f[i].group = group;
 }
 
 void print_errors(const std::vector<UserError>& errs) {
@@ -404,6 +165,7 @@ int cmd_attach(const std::vector<std::string>& args) {
   constexpr int kUsage = 2;
   app::AttachOptions o;
   auto flags = gateway_flags(o.cfg);
+  const size_t own = flags.size();
   flags.push_back({"--netns", "", "PATH", "network namespace to serve (e.g. /run/netns/NAME)",
                    [&o](std::string_view v) -> Err { o.netns_path = v; return std::nullopt; }});
   flags.push_back({"--pid", "", "PID", "serve the network namespace of PID",
@@ -415,6 +177,7 @@ int cmd_attach(const std::vector<std::string>& args) {
                    }});
   flags.push_back({"--no-configure", "", "", "create the TAP only; the namespace runs DHCP/SLAAC itself",
                    [&o](std::string_view) -> Err { o.configure = false; return std::nullopt; }});
+  set_group(flags, own, "Namespace");
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
   const config::NetConfig file_net = o.cfg.net;
@@ -434,6 +197,7 @@ int cmd_serve(const std::vector<std::string>& args) {
   constexpr int kUsage = 2;
   app::ServeOptions o;
   auto flags = gateway_flags(o.cfg);
+  const size_t own = flags.size();
   int transports = 0;
   bool have_fd_type = false;
   flags.push_back({"--qemu", "", "PATH", "listen on unix stream socket PATH (@name: abstract) for QEMU -netdev stream",
@@ -481,6 +245,7 @@ int cmd_serve(const std::vector<std::string>& args) {
                      o.socket_mode = unsigned(*m);
                      return std::nullopt;
                    }});
+  set_group(flags, own, "Transport");
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
   const config::NetConfig file_net = o.cfg.net;
@@ -507,37 +272,13 @@ policy::HostAddrs host_addrs_of(const config::NetConfig& n) {
   return h;
 }
 
-bool read_small_file(const std::string& path, std::string* out, std::vector<UserError>* errs) {
-  constexpr size_t kMax = 16u << 20;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    errs->push_back({path, std::string("cannot open: ") + std::strerror(errno), ""});
-    return false;
-  }
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      errs->push_back({path, std::string("cannot read: ") + std::strerror(errno), ""});
-      return false;
-    }
-    if (n == 0) return true;
-    out->append(buf, size_t(n));
-    if (out->size() > kMax) {
-      errs->push_back({path, "larger than 16 MiB", ""});
-      return false;
-    }
-  }
-}
-
 /// A rules file (R-CLI-7): one rule string per line (or several, comma-separated), `#`
 /// starts a comment. Errors point at FILE:LINE:COL of the offending rule.
 std::vector<UserError> load_rules_file(const std::string& path, std::vector<policy::Rule>* out) {
   std::vector<UserError> errs;
-  std::string text;
-  if (!read_small_file(path, &text, &errs)) return errs;
-  auto r = policy::parse_rules_text(text, policy::Origin::config, 20);
+  auto text = read_bounded_file(path, config::kMaxConfigFileBytes);
+  if (!text) return {{path, text.error().message(), ""}};
+  auto r = policy::parse_rules_text(*text, policy::Origin::config, 20);
   if (!r) {
     for (const auto& e : r.error())
       errs.push_back({path + ":" + std::to_string(e.line) + ":" + std::to_string(e.column), e.error.what, e.error.hint});
@@ -629,13 +370,11 @@ int cmd_policy_explain(const std::vector<std::string>& args) {
   config::Config c;
   std::vector<Flag> flags;
   add_config_flag(flags);
-  {
-    std::vector<Flag> pf;
-    add_policy_flags(c, pf);
-    for (auto& f : pf)
-      if (f.name == "--rule" || f.name == "--profile" || f.name == "--default-egress" || f.name == "--default-ingress")
-        flags.push_back(std::move(f));
-  }
+  for (auto& f : setting_flags(c, [](const config::Setting& s) {
+         return s.key == "policy.rules" || s.key == "policy.profiles" || s.key == "policy.default_egress" ||
+                s.key == "policy.default_ingress";
+       }))
+    flags.push_back(std::move(f));
   policy::ExplainInputs in;  // filled by the flags below
   bool have_dst = false;
   flags.push_back({"--dst", "", "HOST:PORT[/PROTO]", "destination to explain; PROTO tcp (default), udp or icmp",

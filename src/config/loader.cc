@@ -1,18 +1,16 @@
 #include "config/loader.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <functional>
 #include <utility>
 
 #include "base/strings.h"
-#include "base/unique_fd.h"
+#include "base/file.h"
 #include "config/doc.h"
+#include "config/settings.h"
 #include "policy/profiles.h"
 #include "policy/rule.h"
 
@@ -85,37 +83,7 @@ class Loader {
 
   std::vector<UserError> errs;
 
-  void top(const Value& root) {
-    walk(root, "",
-         {
-             {"schema", [this](const Value& v, const std::string& p) { schema(v, p); }},
-             {"gateway", [this](const Value& v, const std::string& p) { gateway(v, p); }},
-             {"net", [this](const Value& v, const std::string& p) { net(v, p); }},
-             {"tcp", [this](const Value& v, const std::string& p) { tcp(v, p); }},
-             {"udp", [this](const Value& v, const std::string& p) { udp(v, p); }},
-             {"icmp", [this](const Value& v, const std::string& p) { icmp(v, p); }},
-             {"dns", [this](const Value& v, const std::string& p) { dns(v, p); }},
-             {"policy", [this](const Value& v, const std::string& p) { policy(v, p); }},
-             {"publish", [this](const Value& v, const std::string& p) { publish(v, p); }},
-             {"limits", [this](const Value& v, const std::string& p) { limits(v, p); }},
-             {"log", [this](const Value& v, const std::string& p) { log(v, p); }},
-             {"audit", [this](const Value& v, const std::string& p) { audit(v, p); }},
-             {"pcap", [this](const Value& v, const std::string& p) { pcap(v, p); }},
-         },
-         {
-             {"transport", "transport settings come from the command line (--offloads, serve flags)"},
-             {"fragments", "fragment reassembly limits are fixed in this build"},
-             {"tls", "TLS interception is not implemented; remove the [tls] table"},
-             {"secrets", "secret injection is not implemented; remove the [secrets] table"},
-             {"forward", "guest-to-host forwards are not implemented"},
-             {"rate", "rate limiting is not implemented; remove the [rate] table"},
-             {"control", "the control socket is not implemented"},
-             {"run", "run settings are not configurable in this build"},
-             {"hardening", "seccomp and privilege dropping are not configurable in this build"},
-             {"operator", "operator settings belong in the operator config, which this build does not read"},
-             {"floor", "the floor policy belongs in the operator config, which this build does not read"},
-         });
-  }
+  void top(const Value& root) { table(root, ""); }
 
  private:
   // --- errors -----------------------------------------------------------------------
@@ -198,40 +166,6 @@ class Loader {
     return true;
   }
 
-  template <class T>
-  void set_uint(const Value& v, const std::string& path, int64_t lo, int64_t hi, T* out) {
-    int64_t x = 0;
-    if (get_int(v, path, lo, hi, &x)) *out = T(x);
-  }
-
-  /// §4.1: a duration is a string with a unit; a bare number is an error.
-  bool get_duration(const Value& v, const std::string& path, Duration lo, Duration hi, std::string_view range,
-                    Duration* out) {
-    if (v.kind == Kind::integer) {
-      std::string n = std::to_string(v.integer);
-      err(v.pos, path, q(n) + " needs a unit (e.g. " + q(n + "s") + ")");
-      return false;
-    }
-    if (v.kind == Kind::floating) {
-      err(v.pos, path, "a bare number needs a unit", "write a string such as \"30s\" or \"500ms\"");
-      return false;
-    }
-    if (!type(v, path, Kind::string)) return false;
-    auto d = parse_duration(v.str);
-    if (!d) {
-      bool digits = !v.str.empty() && v.str.find_first_not_of("0123456789") == std::string::npos;
-      if (digits) err(v.pos, path, q(v.str) + " needs a unit (e.g. " + q(v.str + "s") + ")");
-      else err(v.pos, path, q(v.str) + " is not a duration", "write e.g. \"30s\", \"500ms\", \"10m\" or \"2h\"");
-      return false;
-    }
-    if (*d < lo || *d > hi) {
-      err(v.pos, path, q(v.str) + " is out of range", "expected " + std::string(range));
-      return false;
-    }
-    *out = *d;
-    return true;
-  }
-
   /// One of `names`; returns the index or -1 after an error.
   int get_enum(const Value& v, const std::string& path, std::initializer_list<std::string_view> names) {
     if (!type(v, path, Kind::string)) return -1;
@@ -293,32 +227,116 @@ class Loader {
     return true;
   }
 
-  /// An R-POL-3 name (lowercased); `allow_wildcard` accepts a leading "*." (kept).
-  bool get_name(const Value& v, const std::string& path, bool allow_wildcard, std::string* out) {
-    std::string s;
-    if (!get_string(v, path, &s)) return false;
-    std::string_view body = s;
-    bool wild = allow_wildcard && body.rfind("*.", 0) == 0;
-    if (wild) body.remove_prefix(2);
-    auto n = policy::normalize_name(body);
-    if (!n) {
-      err(v.pos, path, q(s) + ": " + n.error().what, n.error().hint);
-      return false;
+  // --- the schema walker ---------------------------------------------------------------
+  /// Every member of table `t` at `path` is a setting, a table of settings, or an error.
+  void table(const Value& t, const std::string& path) {
+    if (!type(t, path, Kind::table)) return;
+    for (const auto& m : t.members) {
+      std::string p = child(path, m.key);
+      // A quoted key holding a dot ("net.mtu" = 1) names no setting: only nesting does.
+      const bool plain = m.key.find('.') == std::string::npos;
+      if (const Setting* s = plain ? setting_by_key(p) : nullptr) {
+        setting(*s, m, p);
+      } else if (plain && is_table(p)) {
+        table(m.value, p);
+        if (p == "dns") dns_checks(m.value, p);
+      } else {
+        std::string_view best;
+        size_t best_d = 3;
+        for (const auto& k : children(path)) {
+          size_t d = edit_distance(m.key, k);
+          if (d < best_d) best_d = d, best = k;
+        }
+        err(m.key_pos, p, "unknown key", best.empty() ? std::string() : "did you mean " + q(best) + "?");
+      }
     }
-    if (wild && n->find('.') == std::string::npos) {
-      err(v.pos, path, q(s) + ": a suffix needs at least 2 labels");
-      return false;
-    }
-    *out = (wild ? "*." : "") + *n;
-    return true;
   }
 
-  void duration(const Value& v, const std::string& p, Duration lo, Duration hi, std::string_view range,
-                Duration* out) {
-    get_duration(v, p, lo, hi, range, out);
+  /// A key with settings below it (`net`, `net.ipv4`).
+  static bool is_table(std::string_view path) {
+    for (const auto& s : settings())
+      if (s.key.size() > path.size() && s.key.substr(0, path.size()) == path && s.key[path.size()] == '.') return true;
+    return false;
   }
 
-  // --- sections -----------------------------------------------------------------------
+  /// The names a table at `path` knows, for "did you mean".
+  static std::vector<std::string_view> children(std::string_view path) {
+    std::vector<std::string_view> out;
+    for (const auto& s : settings()) {
+      std::string_view k = s.key;
+      if (k.empty()) continue;
+      if (!path.empty()) {
+        if (k.size() <= path.size() || k.substr(0, path.size()) != path || k[path.size()] != '.') continue;
+        k.remove_prefix(path.size() + 1);
+      }
+      k = k.substr(0, k.find('.'));
+      if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
+    }
+    return out;
+  }
+
+  void problem(Pos pos, const std::string& path, const std::optional<Problem>& e) {
+    if (e) err(pos, path, e->what, e->hint);
+  }
+
+  /// One value, through the same functions the flag uses (settings.h).
+  void setting(const Setting& s, const Member& m, const std::string& p) {
+    const Value& v = m.value;
+    FlagState st;
+    switch (s.type) {
+      case ValueType::unsupported: return err(m.key_pos, p, std::string(kNotBuilt), std::string(s.help));
+      case ValueType::boolean: {
+        bool b = false;
+        if (get_bool(v, p, &b)) problem(v.pos, p, apply_bool(s, cfg_, Source::file, b));
+        return;
+      }
+      case ValueType::integer:
+        if (!type(v, p, Kind::integer)) return;
+        if (v.out_of_range) return err(v.pos, p, "the value is out of range", range_text(s));
+        return problem(v.pos, p, apply_int(s, cfg_, Source::file, v.integer));
+      case ValueType::duration:
+        // §4.1: a duration is a string with a unit; a bare integer gets the same "needs a
+        // unit" message as the flag's "30".
+        if (v.kind == Kind::integer) return problem(v.pos, p, apply_duration(s, cfg_, Source::file, std::to_string(v.integer)));
+        if (v.kind == Kind::floating)
+          return err(v.pos, p, "a bare number needs a unit", "write a string such as \"30s\" or \"500ms\"");
+        if (!type(v, p, Kind::string)) return;
+        return problem(v.pos, p, apply_duration(s, cfg_, Source::file, v.str));
+      case ValueType::enumeration:
+        if (!type(v, p, Kind::string)) return;
+        return problem(v.pos, p, apply_choice(s, cfg_, Source::file, v.str));
+      case ValueType::text:
+        if (!type(v, p, Kind::string)) return;
+        return problem(v.pos, p, apply_text(s, cfg_, Source::file, v.str, st));
+      case ValueType::path: {
+        std::string path;
+        if (get_path(v, p, &path, s.dash_ok))
+          problem(v.pos, p, apply_text(s, cfg_, Source::file, path, st));
+        return;
+      }
+      case ValueType::list:
+      case ValueType::path_list:
+        // A file's list replaces what was there (R-CLI-1: the flags append after it).
+        if (!type(v, p, Kind::array)) return;
+        s.clear(cfg_);
+        for (size_t i = 0; i < v.items.size(); ++i) {
+          const Value& e = v.items[i];
+          std::string ip = item(p, i);
+          std::string text;
+          bool ok = s.type == ValueType::path_list ? get_path(e, ip, &text) : get_string(e, ip, &text);
+          if (ok) problem(e.pos, ip, apply_text(s, cfg_, Source::file, text, st));
+        }
+        return;
+      case ValueType::custom:
+        if (s.key == "schema") return schema(v, p);
+        if (s.key == "policy.rules") return rules(v, p);
+        if (s.key == "policy.profiles") return profiles(s, v, p);
+        if (s.key == "publish") return publish(v, p);
+        if (s.key == "dns.hosts") return hosts(v, p, &cfg_.dns.hosts);
+        return;
+    }
+  }
+
   void schema(const Value& v, const std::string& p) {
     if (!type(v, p, Kind::integer)) return;
     if (v.out_of_range || v.integer != 1)
@@ -326,328 +344,31 @@ class Loader {
                         " (this moat supports 1)");
   }
 
-  void gateway(const Value& t, const std::string& path) {
-    walk(t, path,
-         {
-             {"name",
-              [this](const Value& v, const std::string& p) {
-                std::string s;
-                if (!get_string(v, p, &s)) return;
-                bool ok = !s.empty() && s.size() <= 64;
-                for (char c : s)
-                  ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                              c == '_' || c == '-');
-                if (!ok) return err(v.pos, p, q(s) + " is not a valid gateway name", "use 1-64 of A-Z a-z 0-9 . _ -");
-                cfg_.name = s;
-              }},
-             {"deployment",
-              [this](const Value& v, const std::string& p) {
-                int i = get_enum(v, p, {"single-tenant", "multi-tenant"});
-                if (i == 1) err(v.pos, p, "multi-tenant deployment is " + std::string(kNotBuilt), "");
-              }},
-         });
-  }
-
-  void net(const Value& t, const std::string& path) {
-    auto& n = cfg_.net;
-    walk(t, path,
-         {
-             {"mtu",
-              [this, &n](const Value& v, const std::string& p) {
-                int64_t x = 0;
-                if (!get_int(v, p, 0, 65520, &x)) return;
-                if (x != 0 && x < 576) return err(v.pos, p, std::to_string(x) + " is out of range", "expected 0 or 576-65520");
-                n.mtu = uint32_t(x);
-              }},
-             {"guest_mac", [this, &n](const Value& v, const std::string& p) { get_addr(v, p, "an Ethernet", &n.guest_mac); }},
-             {"gateway_mac", [this, &n](const Value& v, const std::string& p) { get_addr(v, p, "an Ethernet", &n.gateway_mac); }},
-             {"ifname",
-              [this, &n](const Value& v, const std::string& p) {
-                std::string s;
-                if (!get_string(v, p, &s)) return;
-                if (s.empty() || s.size() > 15) return err(v.pos, p, q(s) + " must be 1-15 bytes");
-                n.ifname = s;
-              }},
-             {"map_gateway_to_loopback",
-              [this](const Value& v, const std::string& p) { get_bool(v, p, &cfg_.flows.map_gateway_to_loopback); }},
-             {"hostname",
-              [this, &n](const Value& v, const std::string& p) {
-                std::string s;
-                if (get_name(v, p, false, &s)) n.hostname = s;
-              }},
-             {"search_domains",
-              [this, &n](const Value& v, const std::string& p) {
-                std::vector<std::string> out;
-                each(v, p, [&](const Value& e, const std::string& ip) {
-                  std::string s;
-                  if (get_name(e, ip, false, &s)) out.push_back(s);
-                });
-                n.search_domains = std::move(out);
-              }},
-             {"impair",
-              [this](const Value& v, const std::string& p) {
-                // Validated by the command line (app::check_impair) after loading.
-                get_string(v, p, &cfg_.flows.impair);
-              }},
-             {"ipv4", [this](const Value& v, const std::string& p) { ipv4(v, p); }},
-             {"ipv6", [this](const Value& v, const std::string& p) { ipv6(v, p); }},
-         },
-         {
-             {"host_loopback4", "the host loopback addresses are fixed (127.0.0.1, ::1) in this build"},
-             {"host_loopback6", "the host loopback addresses are fixed (127.0.0.1, ::1) in this build"},
-             {"deployment", "write gateway.deployment"},
-         });
-  }
-
-  int family_mode(const Value& v, const std::string& p, FamilyMode* out) {
-    int i = get_enum(v, p, {"auto", "on", "off"});
-    if (i == 0) *out = FamilyMode::automatic;
-    if (i == 1) *out = FamilyMode::on;
-    if (i == 2) *out = FamilyMode::off;
-    return i;
-  }
-
-  void ipv4(const Value& t, const std::string& path) {
-    auto& n = cfg_.net;
-    walk(t, path,
-         {
-             {"enable", [this, &n](const Value& v, const std::string& p) { family_mode(v, p, &n.ipv4_enable); }},
-             {"address", [this, &n](const Value& v, const std::string& p) { get_addr(v, p, "an IPv4", &n.ipv4_address); }},
-             {"prefix",
-              [this, &n](const Value& v, const std::string& p) {
-                int64_t x = 0;
-                if (get_int(v, p, 8, 30, &x)) n.ipv4_prefix = int(x);
-              }},
-             {"gateway", [this, &n](const Value& v, const std::string& p) { get_addr(v, p, "an IPv4", &n.ipv4_gateway); }},
-             {"dns",
-              [this, &n](const Value& v, const std::string& p) {
-                Ipv4Addr a;
-                if (get_addr(v, p, "an IPv4", &a)) n.ipv4_dns = a;
-              }},
-             {"dhcp", [this, &n](const Value& v, const std::string& p) { get_bool(v, p, &n.dhcp4); }},
-             {"lease_time",
-              [this, &n](const Value& v, const std::string& p) {
-                duration(v, p, std::chrono::seconds(60), std::chrono::hours(365 * 24), "60s-8760h", &n.lease_time);
-              }},
-         });
-  }
-
-  void ipv6(const Value& t, const std::string& path) {
-    auto& n = cfg_.net;
-    walk(t, path,
-         {
-             {"enable", [this, &n](const Value& v, const std::string& p) { family_mode(v, p, &n.ipv6_enable); }},
-             {"address", [this, &n](const Value& v, const std::string& p) { get_addr(v, p, "an IPv6", &n.ipv6_address); }},
-             {"prefix",
-              [this, &n](const Value& v, const std::string& p) {
-                int64_t x = 0;
-                if (get_int(v, p, 64, 64, &x)) n.ipv6_prefix = int(x);
-              }},
-             {"gateway", [this, &n](const Value& v, const std::string& p) { get_addr(v, p, "an IPv6", &n.ipv6_gateway); }},
-             {"dns",
-              [this, &n](const Value& v, const std::string& p) {
-                Ipv6Addr a;
-                if (get_addr(v, p, "an IPv6", &a)) n.ipv6_dns = a;
-              }},
-             {"ra", [this, &n](const Value& v, const std::string& p) { get_bool(v, p, &n.ra); }},
-             {"dhcpv6",
-              [this, &n](const Value& v, const std::string& p) {
-                std::string s;
-                if (!get_string(v, p, &s)) return;
-                auto m = parse_dhcpv6_mode(s);
-                if (!m) return err(v.pos, p, m.error());
-                n.dhcpv6 = *m;
-              }},
-             {"ra_interval",
-              [this, &n](const Value& v, const std::string& p) {
-                duration(v, p, std::chrono::seconds(4), std::chrono::seconds(1800), "4s-1800s", &n.ra_interval);
-              }},
-         },
-         {});
-  }
-
-  void tcp(const Value& t, const std::string& path) {
-    walk(t, path,
-         {{"connect_timeout",
-           [this](const Value& v, const std::string& p) {
-             duration(v, p, std::chrono::seconds(1), std::chrono::minutes(10), "1s-10m", &cfg_.flows.connect_timeout);
-           }}},
-         {
-             {"idle_timeout", "TCP timeouts other than connect_timeout are fixed in this build"},
-             {"half_closed_timeout", "TCP timeouts other than connect_timeout are fixed in this build"},
-             {"close_timeout", "TCP timeouts other than connect_timeout are fixed in this build"},
-             {"keepalive", "TCP keepalive is not configurable in this build"},
-             {"keepalive_idle", "TCP keepalive is not configurable in this build"},
-             {"keepalive_interval", "TCP keepalive is not configurable in this build"},
-             {"keepalive_count", "TCP keepalive is not configurable in this build"},
-             {"max_window", "the TCP window is fixed in this build"},
-         });
-  }
-
-  void udp(const Value& t, const std::string& path) {
-    walk(t, path,
-         {{"max_sessions",
-           [this](const Value& v, const std::string& p) { set_uint(v, p, 1, 16384, &cfg_.flows.udp_max_sessions); }}},
-         {
-             {"idle_timeout", "UDP timeouts are fixed in this build"},
-             {"max_peers", "UDP per-session limits are fixed in this build"},
-             {"queue_datagrams", "UDP queue sizes are fixed in this build"},
-             {"queue_bytes", "UDP queue sizes are fixed in this build"},
-         });
-  }
-
-  void icmp(const Value& t, const std::string& path) {
-    walk(t, path,
-         {
-             {"relay", [this](const Value& v, const std::string& p) { get_bool(v, p, &cfg_.flows.icmp_relay); }},
-             {"max_sessions",
-              [this](const Value& v, const std::string& p) { set_uint(v, p, 1, 4096, &cfg_.flows.icmp_max_sessions); }},
-         },
-         {
-             {"gateway_echo", "the gateway always answers echo in this build"},
-             {"idle_timeout", "ICMP timeouts are fixed in this build"},
-             {"error_rate", "the ICMP error rate is fixed in this build"},
-             {"ttl_mirror", "TTL mirroring is not implemented"},
-         });
-  }
-
-  void limits(const Value& t, const std::string& path) {
-    walk(t, path,
-         {
-             {"max_flows", [this](const Value& v, const std::string& p) { set_uint(v, p, 1, 65536, &cfg_.flows.max_flows); }},
-             {"max_pending_connects",
-              [this](const Value& v, const std::string& p) { set_uint(v, p, 1, 8192, &cfg_.flows.max_pending_connects); }},
-         },
-         {
-             {"memory_budget", "the memory budget is not configurable in this build"},
-             {"flow_buffer", "flow buffers are fixed in this build"},
-         });
-  }
-
-  void log(const Value& t, const std::string& path) {
-    walk(t, path,
-         {{"level",
-           [this](const Value& v, const std::string& p) {
-             int i = get_enum(v, p, {"error", "warn", "info", "debug", "trace"});
-             if (i >= 0) parse_log_level(v.str, &cfg_.log_level);
-           }}},
-         {
-             {"format", "logs are text only in this build"},
-             {"file", "logs go to stderr in this build"},
-         });
-  }
-
-  void audit(const Value& t, const std::string& path) {
-    auto& a = cfg_.audit;
-    walk(t, path, {
-        {"file", [this, &a](const Value& v, const std::string& p) { get_path(v, p, &a.file, /*allow_dash=*/true); }},
-        {"dns",
-         [this, &a](const Value& v, const std::string& p) {
-           int i = get_enum(v, p, {"none", "denied", "all"});
-           if (i >= 0) a.dns = AuditDns(i);
-         }},
-        {"events",
-         [this, &a](const Value& v, const std::string& p) {
-           static constexpr std::string_view kEvents[] = {
-               "flow_open", "flow_deny", "flow_close", "dns_query", "dns_denied", "dns_blocked",
-               "dns_rebind_blocked", "tls_upstream_verify_failed", "tls_error", "http_authority_mismatch",
-               "connect_sni_mismatch", "secret_violation", "limit_hit", "config_change", "gateway_start",
-               "gateway_stop"};
-           std::vector<std::string> out;
-           each(v, p, [&](const Value& e, const std::string& ip) {
-             std::string s;
-             if (!get_string(e, ip, &s)) return;
-             for (auto k : kEvents)
-               if (k == s) return out.push_back(s);
-             std::string_view best;
-             size_t bd = 3;
-             for (auto k : kEvents)
-               if (size_t d = edit_distance(s, k); d < bd) bd = d, best = k;
-             err(e.pos, ip, q(s) + " is not an audit event", best.empty() ? "" : "did you mean " + q(best) + "?");
-           });
-           a.events = std::move(out);
-         }},
-    });
-  }
-
-  void pcap(const Value& t, const std::string& path) {
-    walk(t, path, {{"file", [this](const Value& v, const std::string& p) { get_path(v, p, &cfg_.pcap_file); }}},
-         {
-             {"snaplen", "the capture length is fixed (262144) in this build"},
-             {"max_size", "capture rotation is not implemented"},
-         });
-  }
-
-  void dns(const Value& t, const std::string& path) {
-    auto& d = cfg_.dns;
-    auto& fl = cfg_.flows;
-    walk(t, path, {
-        {"upstreams",
-         [this, &fl](const Value& v, const std::string& p) {
-           std::vector<UpstreamSpec> out;
-           each(v, p, [&](const Value& e, const std::string& ip) {
-             std::string s;
-             if (!get_string(e, ip, &s)) return;
-             auto u = parse_upstream(s);
-             if (!u) return err(e.pos, ip, u.error());
-             out.push_back(*u);
-           });
-           fl.dns_upstreams = std::move(out);
-         }},
-        {"resolv_conf", [this, &fl](const Value& v, const std::string& p) { get_path(v, p, &fl.resolv_conf); }},
-        {"timeout",
-         [this, &d](const Value& v, const std::string& p) {
-           duration(v, p, DnsConfig::kTimeoutMin, DnsConfig::kTimeoutMax, "100ms-30s", &d.timeout);
-         }},
-        {"deadline",
-         [this, &d](const Value& v, const std::string& p) {
-           duration(v, p, std::chrono::milliseconds(100), std::chrono::seconds(60), "100ms-60s", &d.deadline);
-         }},
-        {"rebind_protection", [this, &d](const Value& v, const std::string& p) { get_bool(v, p, &d.rebind_protection); }},
-        {"block",
-         [this, &d](const Value& v, const std::string& p) {
-           std::vector<std::string> out;
-           each(v, p, [&](const Value& e, const std::string& ip) {
-             std::string s;
-             if (get_name(e, ip, /*allow_wildcard=*/true, &s)) out.push_back(std::move(s));
-           });
-           d.block = std::move(out);
-         }},
-        {"block_files",
-         [this, &d](const Value& v, const std::string& p) {
-           std::vector<std::string> out;
-           each(v, p, [&](const Value& e, const std::string& ip) {
-             std::string s;
-             if (get_path(e, ip, &s)) out.push_back(std::move(s));
-           });
-           d.block_files = std::move(out);
-         }},
-        {"block_doh", [this, &d](const Value& v, const std::string& p) { get_bool(v, p, &d.block_doh); }},
-        {"hosts", [this, &d](const Value& v, const std::string& p) { hosts(v, p, &d.hosts); }},
-        {"pin_min_ttl",
-         [this, &d](const Value& v, const std::string& p) {
-           duration(v, p, std::chrono::seconds(0), std::chrono::hours(24 * 7), "0s-168h", &d.pin_min_ttl);
-         }},
-        {"pin_max_ttl",
-         [this, &d](const Value& v, const std::string& p) {
-           duration(v, p, std::chrono::seconds(1), std::chrono::hours(24 * 7), "1s-168h", &d.pin_max_ttl);
-         }},
-        {"max_pins", [this, &d](const Value& v, const std::string& p) { set_uint(v, p, 1, 1 << 22, &d.max_pins); }},
-        {"refuse_alt_ports", [this, &d](const Value& v, const std::string& p) { get_bool(v, p, &d.refuse_alt_ports); }},
-        {"direct_queries",
-         [this, &d](const Value& v, const std::string& p) {
-           int i = get_enum(v, p, {"target", "upstream", "deny"});
-           if (i >= 0) d.direct_queries = DirectQueries(i);
-         }},
-        {"max_inflight", [this, &d](const Value& v, const std::string& p) { set_uint(v, p, 1, 65536, &d.max_inflight); }},
-        {"tcp_idle_timeout",
-         [this, &d](const Value& v, const std::string& p) {
-           duration(v, p, std::chrono::seconds(1), std::chrono::hours(1), "1s-1h", &d.tcp_idle_timeout);
-         }},
-    });
+  /// Checks across the keys of [dns], once the whole table is read.
+  void dns_checks(const Value& t, const std::string& path) {
+    const auto& d = cfg_.dns;
     if (d.pin_min_ttl > d.pin_max_ttl) err(t.pos, child(path, "pin_min_ttl"), "is greater than pin_max_ttl");
     if (d.timeout > d.deadline) err(t.pos, child(path, "timeout"), "is greater than dns.deadline");
   }
+
+  /// policy.profiles: the items are checked together, as every --profile value is.
+  void profiles(const Setting& s, const Value& v, const std::string& p) {
+    if (!type(v, p, Kind::array)) return;
+    std::vector<std::string> items;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      std::string x;
+      if (!get_string(v.items[i], item(p, i), &x)) return;
+      items.push_back(std::move(x));
+    }
+    if (items.empty()) {  // an empty set, as parse_profiles() makes of no items
+      cfg_.policy.inputs.config_profiles = policy::ProfileSet{};
+      return;
+    }
+    FlagState st;  // the items before the last, as earlier --profile values would be
+    st.values.assign(items.begin(), items.end() - 1);
+    problem(v.pos, p, apply_text(s, cfg_, Source::file, items.back(), st));
+  }
+
 
   void hosts(const Value& t, const std::string& path, std::vector<std::pair<std::string, std::vector<IpAddr>>>* out) {
     if (!type(t, path, Kind::table)) return;
@@ -670,47 +391,6 @@ class Loader {
       res.emplace_back(*n, std::move(addrs));
     }
     *out = std::move(res);
-  }
-
-  void policy(const Value& t, const std::string& path) {
-    auto& pc = cfg_.policy;
-    auto action = [this](const Value& v, const std::string& p, std::optional<Action>* out) {
-      int i = get_enum(v, p, {"allow", "deny"});
-      if (i >= 0) *out = i == 0 ? Action::allow : Action::deny;
-    };
-    walk(t, path, {
-        {"profiles",
-         [this, &pc](const Value& v, const std::string& p) {
-           std::vector<std::string> items;
-           bool ok = true;
-           each(v, p, [&](const Value& e, const std::string& ip) {
-             std::string s;
-             if (get_string(e, ip, &s)) items.push_back(s);
-             else ok = false;
-           });
-           if (!ok || v.kind != Kind::array) return;
-           std::vector<std::string_view> views(items.begin(), items.end());
-           auto r = policy::parse_profiles(views);
-           if (!r) return err(v.pos, p, r.error().what, r.error().hint);
-           pc.inputs.config_profiles = *r;
-         }},
-        {"default_egress",
-         [&pc, action](const Value& v, const std::string& p) { action(v, p, &pc.inputs.config_default_egress); }},
-        {"default_ingress",
-         [&pc, action](const Value& v, const std::string& p) { action(v, p, &pc.inputs.config_default_ingress); }},
-        {"rules", [this](const Value& v, const std::string& p) { rules(v, p); }},
-        {"deny_response",
-         [this, &pc](const Value& v, const std::string& p) {
-           int i = get_enum(v, p, {"reject", "drop"});
-           if (i >= 0) pc.deny_response = DenyResponse(i);
-         }},
-        {"first_flight_timeout",
-         [this, &pc](const Value& v, const std::string& p) {
-           duration(v, p, std::chrono::milliseconds(50), std::chrono::seconds(30), "50ms-30s", &pc.first_flight_timeout);
-         }},
-        {"sni_requires_pin",
-         [this, &pc](const Value& v, const std::string& p) { get_bool(v, p, &pc.inputs.sni_requires_pin); }},
-    });
   }
 
   void rules(const Value& v, const std::string& path) {
@@ -988,25 +668,12 @@ Result<void, std::vector<UserError>> load_config_text(std::string_view text, For
 }
 
 Result<void, std::vector<UserError>> load_config_file(const std::string& path, Config& cfg) {
-  // Bounded read: a config file is small; a huge one is a mistake (or /dev/zero).
-  constexpr size_t kMaxSize = 16u << 20;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return unexpected(std::vector<UserError>{{path, std::string("cannot open: ") + std::strerror(errno), ""}});
-  struct stat st {};
-  if (::fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode))
-    return unexpected(std::vector<UserError>{{path, "cannot read: Is a directory", ""}});
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return unexpected(std::vector<UserError>{{path, std::string("cannot read: ") + std::strerror(errno), ""}});
-    if (n == 0) break;
-    text.append(buf, size_t(n));
-    if (text.size() > kMaxSize)
-      return unexpected(std::vector<UserError>{{path, "larger than 16 MiB", "a config file is a few KiB"}});
+  auto text = read_bounded_file(path, kMaxConfigFileBytes);
+  if (!text) {
+    std::string hint = text.error().kind == ReadFileError::Kind::too_large ? "a config file is a few KiB" : "";
+    return unexpected(std::vector<UserError>{{path, text.error().message(), std::move(hint)}});
   }
-  return load_config_text(text, format_for_path(path), path, cfg);
+  return load_config_text(*text, format_for_path(path), path, cfg);
 }
 
 }  // namespace moat::config

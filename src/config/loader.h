@@ -23,6 +23,10 @@ enum class Format { toml, json };
 Result<void, std::vector<UserError>> load_config_text(std::string_view text, Format fmt, std::string_view origin,
                                                       Config& cfg);
 
+/// Config and rules files are a few KiB; 16 MiB leaves room for generated rule sets while
+/// refusing /dev/zero or a log file given by mistake (read_bounded_file()).
+inline constexpr size_t kMaxConfigFileBytes = size_t{16} << 20;
+
 /// Reads `path` (.json → JSON, anything else TOML) and applies it over `cfg`.
 Result<void, std::vector<UserError>> load_config_file(const std::string& path, Config& cfg);
 

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "base/unique_fd.h"
+#include "base/file.h"
 
 namespace moat::dns {
 
@@ -71,22 +71,9 @@ Result<void, BlockList::Error> BlockList::add_text(std::string_view text, std::s
 }
 
 Result<void, BlockList::Error> BlockList::add_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return unexpected(Error{path, std::string("cannot open: ") + std::strerror(errno)});
-  struct stat st{};
-  if (::fstat(fd.get(), &st) != 0) return unexpected(Error{path, std::string("cannot read: ") + std::strerror(errno)});
-  if (S_ISDIR(st.st_mode)) return unexpected(Error{path, "is a directory"});
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t k = ::read(fd.get(), buf, sizeof buf);
-    if (k < 0 && errno == EINTR) continue;
-    if (k < 0) return unexpected(Error{path, std::string("cannot read: ") + std::strerror(errno)});
-    if (k == 0) break;
-    if (text.size() + size_t(k) > kMaxFileBytes) return unexpected(Error{path, "larger than 64 MiB"});
-    text.append(buf, size_t(k));
-  }
-  return add_text(text, path);
+  auto text = read_bounded_file(path, kMaxFileBytes);
+  if (!text) return unexpected(Error{path, text.error().message()});
+  return add_text(*text, path);
 }
 
 void BlockList::add_doh_names() {

@@ -16,7 +16,9 @@ namespace moat::dns {
 class BlockList {
  public:
   static constexpr size_t kMaxEntries = 1000000;          ///< total, over every source
-  static constexpr size_t kMaxFileBytes = 64u << 20;      ///< per file
+  /// Per file: public block lists (hosts-format ad/malware lists) run to tens of MiB,
+  /// unlike config files, so their limit is larger (read_bounded_file()).
+  static constexpr size_t kMaxFileBytes = 64u << 20;
 
   /// A §5.2 error: `where` is `FILE:LINE` or `FILE`, `what` e.g. `"x" is not a valid name`.
   struct Error {

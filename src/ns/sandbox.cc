@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/file.h"
 #include "ns/fd_channel.h"
 #include "ns/tap.h"
 
@@ -41,25 +42,11 @@ constexpr int kExitSetupFailed = 125;
 constexpr int kExitCannotExecute = 126;
 constexpr int kExitNotFound = 127;
 constexpr char kReadyByte = 'R';
+// The host's /etc/hosts is copied into the sandbox's; a few KiB in practice, and an
+// unreadable or absurd one falls back to a minimal file rather than failing the run.
 constexpr size_t kMaxHostsFile = 1 << 20;
 
 std::string errno_text(int e) { return std::strerror(e); }
-
-Result<std::string> read_small_file(const char* path, size_t limit) {
-  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (!fd) return sys_error();
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error();
-    if (n == 0) break;
-    if (out.size() + size_t(n) > limit) return unexpected(Errno{EFBIG});
-    out.append(buf, size_t(n));
-  }
-  return out;
-}
 
 Status write_new_file(const std::string& path, const std::string& content) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -331,7 +318,7 @@ Result<Sandbox, std::string> Sandbox::start(const SandboxSpec& spec) {
     if (auto r = files.create(); !r) return unexpected("run: create temporary directory: " + errno_text(r.error().value));
     auto resolv = files.add("resolv.conf", make_resolv_conf(spec.nameservers));
     if (!resolv) return unexpected("run: write " + files.path() + "/resolv.conf: " + errno_text(resolv.error().value));
-    auto host_hosts = read_small_file("/etc/hosts", kMaxHostsFile);
+    auto host_hosts = read_bounded_file("/etc/hosts", kMaxHostsFile);
     std::string base = host_hosts ? *host_hosts : "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
     auto hosts = files.add("hosts", make_hosts(base, spec.host_alias, spec.host_alias_addrs));
     if (!hosts) return unexpected("run: write " + files.path() + "/hosts: " + errno_text(hosts.error().value));

@@ -69,6 +69,34 @@ TEST(Flags, PrescanFindsValuesWithoutApplyingAnything) {
   EXPECT_EQ(f.ifname, "");
 }
 
+TEST(SettingFlags, ErrorsNameTheFlagAndMatchTheKey) {
+  config::Config c;
+  auto flags = setting_flags(c);
+  auto r = parse_flags(flags, {"--mtu", "100", "--dns-timeout=31s", "-r", "allow@dns,allow@nope:tcp", "--max-flows", "9"},
+                       false);
+  ASSERT_EQ(r.errors.size(), 3u);
+  EXPECT_EQ(r.errors[0].format(), "moat: error: --mtu: 100 is out of range; expected 0 or 576-65520");
+  EXPECT_EQ(r.errors[1].format(), "moat: error: --dns-timeout: \"31s\" is out of range; expected 100ms-30s");
+  EXPECT_EQ(r.errors[2].where, "--rule #2 \"allow@nope:tcp\" col 7");  // the short form names the rule too
+  EXPECT_EQ(c.flows.max_flows, 9u);
+  // Each flag keeps its own count: the next --rule value's rules are numbered on.
+  config::Config c2;
+  auto f2 = setting_flags(c2);
+  auto r2 = parse_flags(f2, {"--rule", "allow@dns", "--rule", "bogus"}, false);
+  ASSERT_EQ(r2.errors.size(), 1u);
+  EXPECT_EQ(r2.errors[0].where.rfind("--rule #2 ", 0), 0u) << r2.errors[0].where;
+}
+
+TEST(SettingFlags, HelpIsGroupedAndCarriesRanges) {
+  config::Config c;
+  std::string h = format_help("moat run", setting_flags(c));
+  EXPECT_NE(h.find("\nAddressing:\n"), std::string::npos);
+  EXPECT_NE(h.find("\nDNS:\n"), std::string::npos);
+  EXPECT_NE(h.find("--max-flows N"), std::string::npos);
+  EXPECT_NE(h.find("(default 4096; 1-65536)"), std::string::npos);
+  EXPECT_LT(h.find("Addressing:"), h.find("--mtu N"));
+}
+
 TEST(Flags, EditDistance) {
   EXPECT_EQ(edit_distance("--publsh", "--publish"), 1u);
   EXPECT_EQ(edit_distance("", "abc"), 3u);

@@ -119,7 +119,13 @@ TEST(ConfigLoader, Ranges) {
   EXPECT_EQ(one_error("[limits]\nmax_flows = 0\n"),
             "moat: error: a.toml:2:13: limits.max_flows: 0 is out of range; expected 1-65536");
   EXPECT_EQ(one_error("[net.ipv6]\nprefix = 48\n"),
-            "moat: error: a.toml:2:10: net.ipv6.prefix: 48 is out of range; expected 64-64");
+            "moat: error: a.toml:2:10: net.ipv6.prefix: 48 is out of range; expected 64");
+}
+
+TEST(ConfigLoader, ADottedKeyIsNotANestedOne) {
+  EXPECT_EQ(one_error("\"net.mtu\" = 1500\n"), "moat: error: a.toml:1:1: net.mtu: unknown key");
+  EXPECT_EQ(one_error("{\"net\": {\"ipv4.prefix\": 24}}", Format::json),
+            "moat: error: a.toml:1:10: net.ipv4.prefix: unknown key");
 }
 
 TEST(ConfigLoader, UnsupportedKeysFailClosed) {

@@ -1,0 +1,30 @@
+#pragma once
+// The one bounded reader for files a user names (config files, rules files, DNS block
+// lists, the host's /etc/hosts for `moat run`). Every caller gives its own limit as a named
+// constant with a reason: a limit keeps a mistaken path (/dev/zero, a log file, a FIFO fed
+// forever) from growing moat's memory without bound, and the right size differs by file.
+#include <cstddef>
+#include <string>
+
+#include "base/result.h"
+
+namespace moat {
+
+/// Why read_bounded_file() failed.
+struct ReadFileError {
+  enum class Kind : uint8_t { open, read, directory, too_large };
+  Kind kind = Kind::open;
+  int err = 0;         ///< errno for open/read
+  size_t limit = 0;    ///< the caller's limit, for too_large
+
+  /// The §5.2 message body: "cannot open: No such file or directory", "cannot read: ...",
+  /// "is a directory", "larger than 16 MiB" (the limit in whole MiB or KiB).
+  [[nodiscard]] std::string message() const;
+};
+
+/// Reads all of `path` (O_CLOEXEC, EINTR retried), refusing directories and anything longer
+/// than `max_bytes`. Stops reading as soon as the limit is passed, so an endless file costs
+/// at most `max_bytes` plus one buffer.
+Result<std::string, ReadFileError> read_bounded_file(const std::string& path, size_t max_bytes);
+
+}  // namespace moat
