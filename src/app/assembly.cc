@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "base/file.h"
 #include "dns/block_list.h"
 #include "obs/json.h"
 
@@ -169,13 +170,13 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   std::vector<config::UpstreamSpec> ups = c.flows.dns_upstreams;
   if (ups.empty()) {
     // R-DNS-4: the host's resolv.conf (moat's sockets live in the host namespace).
+    // A resolv.conf is a few lines; 1 MiB refuses a wrong path (R-DNS-4 reads it as given).
+    constexpr size_t kMaxResolvConf = 1u << 20;
     std::string text;
-    if (FILE* fp = std::fopen(c.flows.resolv_conf.c_str(), "re")) {
-      char buf[4096];
-      size_t k;
-      while ((k = std::fread(buf, 1, sizeof buf, fp)) > 0 && text.size() < (1u << 20)) text.append(buf, k);
-      std::fclose(fp);
-    }
+    if (auto r = read_bounded_file(c.flows.resolv_conf, kMaxResolvConf))
+      text = std::move(*r);
+    else
+      MOAT_LOG(warn, "%s: %s", c.flows.resolv_conf.c_str(), r.error().message().c_str());
     ups = config::parse_resolv_conf(text);
     if (ups.empty())
       MOAT_LOG(warn, "no DNS upstream: %s names no nameserver and no --dns-upstream was given",
