@@ -310,7 +310,7 @@ std::string EmbeddedGateway::stats_json_on_loop() const {
   s += "},\"drop.total\":" + std::to_string(counters_.total_drops());
   // How many live policy replacements took effect (R-POL-12); absent once stopped.
   if (gateway_) s += ",\"policy.generation\":" + std::to_string(gateway_->flows()->policy().generation());
-  auto ring_obj = [&](const char* name, const transport::FrameRing& r) {
+  auto ring_obj = [&](const char* name, const transport::SpscFrameRing& r) {
     s += '"';
     s += name;
     s += "\":{\"frames\":" + std::to_string(r.size()) + ",\"capacity_frames\":" + std::to_string(r.capacity_frames()) +
