@@ -5,6 +5,9 @@ FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Our own targets (and CI, which runs them) keep the tree warning-clean; a plain
+# `cmake` configure leaves -Werror off (MOAT_WERROR in CMakeLists.txt).
+WERROR      := -DMOAT_WERROR=ON
 BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
@@ -17,7 +20,7 @@ deps:
 	@bash scripts/deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) -G Ninja $(WERROR) $(CMAKE_FLAGS) >/dev/null
 	@ninja -C $(BUILD) -j $(JOBS)
 
 ## The demo: a sandboxed command gets its address and pings the gateway, offline.
@@ -36,7 +39,7 @@ integration: build
 
 ## The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON -DMOAT_BENCH=OFF >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON -DMOAT_BENCH=OFF $(WERROR) >/dev/null
 	@ninja -C $(ASAN_BUILD) -j $(JOBS)
 	@# Same suite; the bulk-transfer integration tests move 64 MiB instead of 1 GiB under ASan.
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -44,7 +47,7 @@ asan: deps
 
 fuzz-build: deps
 	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-	  -DMOAT_FUZZ=ON -DMOAT_TESTS=OFF -DMOAT_BENCH=OFF >/dev/null
+	  -DMOAT_FUZZ=ON -DMOAT_TESTS=OFF -DMOAT_BENCH=OFF $(WERROR) >/dev/null
 	@ninja -C $(FUZZ_BUILD) -j $(JOBS)
 
 ## Each libFuzzer target for FUZZ_SECONDS over its checked-in corpus.

@@ -26,7 +26,7 @@
 namespace moat::cli {
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = MOAT_VERSION_STRING;  // project(VERSION) in CMakeLists.txt, via moat_cli
 
 using config::UserError;
 using Err = std::optional<UserError>;

@@ -233,55 +233,6 @@ FrameFate ImpairDecider::next() noexcept {
 }
 
 // ---------------------------------------------------------------------------------------
-// Delay store
-
-void ImpairedLink::DelayStore::allocate(const ImpairLimits& limits) {
-  byte_limit_ = limits.max_bytes;
-  storage_.resize(limits.max_bytes + kMaxFrameLen);
-  ring_.resize(limits.max_frames);
-}
-
-bool ImpairedLink::DelayStore::can_take(size_t len) const noexcept {
-  return count_ < ring_.size() && len <= byte_limit_ - bytes_;
-}
-
-bool ImpairedLink::DelayStore::push(Bytes frame, Instant release) noexcept {
-  const size_t len = frame.size();
-  if (!can_take(len)) return false;
-  size_t offset;
-  if (count_ == 0) {
-    offset = 0;
-  } else {
-    const size_t head_offset = ring_[head_].offset;
-    if (write_pos_ > head_offset) {  // contiguous: free space is at the end, then the front
-      if (len <= storage_.size() - write_pos_) offset = write_pos_;
-      else if (len <= head_offset) offset = 0;
-      else return false;  // unreachable: the kMaxFrameLen slack guarantees one of the two
-    } else {  // wrapped: free space is between the newest and the oldest frame
-      if (len <= head_offset - write_pos_) offset = write_pos_;
-      else return false;  // unreachable, same reason
-    }
-  }
-  if (len != 0) std::memcpy(storage_.data() + offset, frame.data(), len);
-  ring_[(head_ + count_) % ring_.size()] = Entry{static_cast<uint32_t>(offset), static_cast<uint32_t>(len), release};
-  ++count_;
-  bytes_ += len;
-  write_pos_ = offset + len;
-  return true;
-}
-
-Bytes ImpairedLink::DelayStore::front() const noexcept {
-  const Entry& e = ring_[head_];
-  return Bytes(storage_.data() + e.offset, e.len);
-}
-
-void ImpairedLink::DelayStore::pop() noexcept {
-  bytes_ -= ring_[head_].len;
-  head_ = (head_ + 1) % ring_.size();
-  if (--count_ == 0) write_pos_ = 0;
-}
-
-// ---------------------------------------------------------------------------------------
 // ImpairedLink
 
 ImpairedLink::ImpairedLink(std::unique_ptr<FrameTransport> inner, const ImpairSpec& spec, event::Loop& loop,
@@ -298,7 +249,7 @@ ImpairedLink::ImpairedLink(std::unique_ptr<FrameTransport> inner, const ImpairSp
   MOAT_CHECK(limits.max_bytes >= kMaxFrameLen && limits.max_bytes <= ImpairLimits::kMaxBytes);
   from_guest_.from_guest = true;
   for (Lane* lane : {&from_guest_, &to_guest_}) {
-    if (spec.delays()) lane->store.allocate(limits);
+    if (spec.delays()) lane->store = DelayStore(limits.max_frames, limits.max_bytes, kMaxFrameLen);
     if (spec.reorder > 0) lane->held.resize(kMaxFrameLen);
   }
 }
@@ -329,7 +280,7 @@ bool ImpairedLink::send(Bytes frame) {
 
 bool ImpairedLink::output_full() const {
   // Conservative like TapTransport: "could not take a maximal frame".
-  return inner_->output_full() || (to_guest_.store.allocated() && !to_guest_.store.can_take(kMaxFrameLen));
+  return inner_->output_full() || (to_guest_.store.allocated() && !to_guest_.store.can_push(kMaxFrameLen));
 }
 
 bool ImpairedLink::admit(Lane& lane, Bytes frame, Sink sink) {
@@ -368,7 +319,7 @@ bool ImpairedLink::forward(Lane& lane, Bytes frame, Duration delay, Sink sink) {
   if (!lane.store.allocated()) return sink(frame);
   Instant release = loop_.now() + delay;
   if (release < lane.last_release) release = lane.last_release;  // FIFO: delay never reorders
-  if (!lane.store.push(frame, release)) return false;
+  if (!lane.store.push(frame, release)) return false;  // full: frames or bytes
   lane.last_release = release;
   counters_.inc(Counter::impair_delayed);
   // A pending timer is due no later than this frame (release times are non-decreasing).
@@ -385,12 +336,12 @@ void ImpairedLink::release_held(Lane& lane, Sink sink) {
 
 void ImpairedLink::on_delay_timer(Lane& lane) {
   const Instant now = loop_.now();
-  while (!lane.store.empty() && lane.store.front_release() <= now) {
+  while (!lane.store.empty() && lane.store.front_meta() <= now) {
     if (!deliver_later(lane, lane.store.front())) count_lost();
-    lane.store.pop();
+    lane.store.pop_front();
   }
   if (!lane.store.empty())
-    lane.delay_timer = loop_.schedule_at(lane.store.front_release(), [this, l = &lane] { on_delay_timer(*l); });
+    lane.delay_timer = loop_.schedule_at(lane.store.front_meta(), [this, l = &lane] { on_delay_timer(*l); });
   if (hooks_.after_release) hooks_.after_release();
 }
 

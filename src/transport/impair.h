@@ -15,6 +15,7 @@
 #include "base/counters.h"
 #include "base/time.h"
 #include "event/loop.h"
+#include "transport/frame_ring.h"
 #include "transport/frame_transport.h"
 
 namespace moat::transport {
@@ -126,8 +127,8 @@ struct ImpairHooks {
 ///   not take a maximal frame, so TCP pauses instead.
 /// A duplicate copy that cannot be forwarded is dropped silently: it was never a guest frame.
 ///
-/// Memory: the delay stores (max_bytes + kMaxFrameLen of bytes, max_frames descriptors, per
-/// direction) are allocated in the constructor only when the spec delays, the reorder slots
+/// Memory: the delay stores (FrameRings of max_frames entries and max_bytes + kMaxFrameLen
+/// bytes, per direction) are allocated in the constructor only when the spec delays, the reorder slots
 /// (kMaxFrameLen per direction) only when it reorders. Timers reuse their queue slot and
 /// capture two pointers (no std::function allocation), so steady state allocates nothing.
 ///
@@ -167,32 +168,9 @@ class ImpairedLink final : public FrameTransport {
  private:
   using Sink = FunctionRef<bool(Bytes)>;
 
-  /// FIFO of frames with release times over one preallocated byte ring (the layout of
-  /// TapTransport's to-guest queue: each frame contiguous, kMaxFrameLen of slack so the
-  /// byte budget is exact).
-  class DelayStore {
-   public:
-    void allocate(const ImpairLimits& limits);
-    [[nodiscard]] bool allocated() const noexcept { return !ring_.empty(); }
-    [[nodiscard]] size_t size() const noexcept { return count_; }
-    [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
-    [[nodiscard]] bool can_take(size_t len) const noexcept;
-    bool push(Bytes frame, Instant release) noexcept;
-    [[nodiscard]] Instant front_release() const noexcept { return ring_[head_].release; }
-    [[nodiscard]] Bytes front() const noexcept;
-    void pop() noexcept;
-
-   private:
-    struct Entry {
-      uint32_t offset = 0;
-      uint32_t len = 0;
-      Instant release{};
-    };
-    size_t byte_limit_ = 0;
-    std::vector<std::byte> storage_;
-    std::vector<Entry> ring_;
-    size_t head_ = 0, count_ = 0, bytes_ = 0, write_pos_ = 0;
-  };
+  /// FIFO of frames with their release times (FrameRing: each frame contiguous, one maximal
+  /// frame of slack so the byte budget is exact). Unallocated unless the spec delays.
+  using DelayStore = FrameRing<Instant>;
 
   /// One direction's state.
   struct Lane {

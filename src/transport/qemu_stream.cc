@@ -58,7 +58,7 @@ QemuStreamTransport::QemuStreamTransport(Private, UniqueFd epoll, BoundUnixSocke
       once_(once),
       counters_(counters),
       in_(kReadBufferLen),
-      out_(kOutputLimit) {}
+      out_(kOutputFrames, kOutputLimit, kPrefixLen + kMaxFrameLen) {}
 
 QemuStreamTransport::~QemuStreamTransport() = default;
 
@@ -71,7 +71,7 @@ Status QemuStreamTransport::adopt(UniqueFd conn) {
   write_interest_ = false;
   peer_failed_ = false;
   in_len_ = 0;
-  out_head_ = out_size_ = 0;
+  out_.clear();
   ++connections_;
   MOAT_LOG(info, "qemu: peer connected (connection %llu)", static_cast<unsigned long long>(connections_));
   return {};
@@ -105,7 +105,7 @@ Status QemuStreamTransport::disconnect(const char* why) {
   }
   // Whatever was buffered belonged to that connection; a new peer starts on a frame boundary.
   in_len_ = 0;
-  out_head_ = out_size_ = 0;
+  out_.clear();
   write_interest_ = false;
   peer_failed_ = false;
   if (once_) {
@@ -128,7 +128,7 @@ Result<size_t> QemuStreamTransport::receive(FunctionRef<void(Bytes)> on_frame, s
 
   size_t consumed = 0;
   if (conn_) {
-    if (!peer_failed_ && out_size_ != 0 && !write_queued()) peer_failed_ = true;
+    if (!peer_failed_ && !out_.empty() && !write_queued()) peer_failed_ = true;
     if (peer_failed_) {
       if (auto s = disconnect("write failed"); !s) return unexpected(s.error());
     } else {
@@ -211,14 +211,6 @@ Result<size_t> QemuStreamTransport::read_frames(FunctionRef<void(Bytes)> on_fram
   return consumed;
 }
 
-void QemuStreamTransport::append(const std::byte* p, size_t n) noexcept {
-  size_t tail = (out_head_ + out_size_) % kOutputLimit;
-  const size_t first = std::min(n, kOutputLimit - tail);
-  std::memcpy(out_.data() + tail, p, first);
-  std::memcpy(out_.data(), p + first, n - first);
-  out_size_ += n;
-}
-
 void QemuStreamTransport::set_write_interest(bool want) {
   if (want == write_interest_ || !conn_) return;
   epoll_event ev{};
@@ -229,28 +221,35 @@ void QemuStreamTransport::set_write_interest(bool want) {
 }
 
 bool QemuStreamTransport::write_queued() {
-  while (out_size_ != 0) {
-    iovec iov[2];
-    const size_t first = std::min(out_size_, kOutputLimit - out_head_);
-    iov[0] = {out_.data() + out_head_, first};
-    iov[1] = {out_.data(), out_size_ - first};
-    const ssize_t n = send_iov(conn_.get(), iov, out_size_ > first ? 2 : 1);
+  while (!out_.empty()) {
+    // The queued frames are one byte stream: gather a batch of them into one sendmsg.
+    iovec iov[kWriteBatch];
+    const size_t count = std::min(out_.size(), kWriteBatch);
+    for (size_t i = 0; i < count; ++i) {
+      const Bytes e = out_.entry(i);
+      iov[i] = {const_cast<std::byte*>(e.data()), e.size()};
+    }
+    const ssize_t n = send_iov(conn_.get(), iov, count);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       return false;
     }
-    out_head_ = (out_head_ + size_t(n)) % kOutputLimit;
-    out_size_ -= size_t(n);
+    // Release what went out; a frame sent in part keeps its rest at the front.
+    size_t done = size_t(n);
+    while (done != 0 && done >= out_.front().size()) {
+      done -= out_.front().size();
+      out_.pop_front();
+    }
+    if (done != 0) out_.trim_front(done);
   }
-  if (out_size_ == 0) out_head_ = 0;
-  set_write_interest(out_size_ != 0);
+  set_write_interest(!out_.empty());
   return true;
 }
 
 bool QemuStreamTransport::output_full() const {
   // Conservative, as for the TAP: "could not take a maximal frame".
-  return conn_ && kPrefixLen + kMaxFrameLen > kOutputLimit - out_size_;
+  return conn_ && !out_.can_push(out_.max_entry());
 }
 
 bool QemuStreamTransport::send(Bytes frame) {
@@ -264,7 +263,7 @@ bool QemuStreamTransport::send(Bytes frame) {
   std::byte prefix[kPrefixLen];
   store_be32(prefix, uint32_t(frame.size()));
   const size_t total = kPrefixLen + frame.size();
-  if (out_size_ == 0) {  // nothing queued: write now (queued bytes would have to go first)
+  if (out_.empty()) {  // nothing queued: write now (queued bytes would have to go first)
     iovec iov[2] = {{prefix, kPrefixLen}, {const_cast<std::byte*>(frame.data()), frame.size()}};
     ssize_t n;
     do n = send_iov(conn_.get(), iov, 2);
@@ -279,14 +278,12 @@ bool QemuStreamTransport::send(Bytes frame) {
       counters_.inc(Counter::link_to_guest_bytes, frame.size());
       return true;
     }
-    // The kernel took part of it: the remainder must follow (the ring is empty, so it fits).
-    if (done < kPrefixLen) append(prefix + done, kPrefixLen - done);
-    const size_t body_done = done > kPrefixLen ? done - kPrefixLen : 0;
-    append(frame.data() + body_done, frame.size() - body_done);
-  } else {
-    if (total > kOutputLimit - out_size_) return false;  // whole frame dropped; caller counts queue_full
-    append(prefix, kPrefixLen);
-    append(frame.data(), frame.size());
+    // The kernel took part of it: the remainder must follow. The output is empty, so the
+    // whole entry fits; queue it and drop what already went out.
+    out_.push(Bytes(prefix, kPrefixLen), frame);
+    if (done != 0) out_.trim_front(done);
+  } else if (!out_.push(Bytes(prefix, kPrefixLen), frame)) {
+    return false;  // whole frame dropped; caller counts queue_full
   }
   counters_.inc(Counter::link_to_guest_frames);
   counters_.inc(Counter::link_to_guest_bytes, frame.size());
@@ -296,7 +293,7 @@ bool QemuStreamTransport::send(Bytes frame) {
 
 Status QemuStreamTransport::flush() {
   if (gone_) return unexpected(kLinkGone);
-  if (!conn_ || out_size_ == 0) return {};
+  if (!conn_ || out_.empty()) return {};
   if (!write_queued()) return disconnect("write failed");
   return {};
 }

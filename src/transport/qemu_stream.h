@@ -12,6 +12,7 @@
 #include "base/bytes.h"
 #include "base/counters.h"
 #include "base/unique_fd.h"
+#include "transport/frame_ring.h"
 #include "transport/frame_transport.h"
 #include "transport/unix_socket.h"
 
@@ -35,7 +36,7 @@ namespace moat::transport {
 /// An inherited connection (from_connected_fd) behaves as `once` without a listener.
 ///
 /// Memory, allocated at creation: a from-guest buffer (kReadBufferLen) and the to-guest
-/// byte ring (kOutputLimit). A frame is queued whole or dropped whole; once any byte of a
+/// FrameRing (kOutputLimit bytes of prefixed frames). A frame is queued whole or dropped whole; once any byte of a
 /// frame went out, the rest of it always follows (never a partial frame on the wire).
 class QemuStreamTransport final : public FrameTransport {
   struct Private {
@@ -49,6 +50,11 @@ class QemuStreamTransport final : public FrameTransport {
   /// maximal frame behind an incomplete one.
   static constexpr size_t kReadBufferLen = size_t{256} << 10;
   static constexpr size_t kPrefixLen = 4;
+  /// Most entries the output can hold: kOutputLimit of the smallest prefixed frames, plus a
+  /// trimmed one at the front. The byte budget is the only limit that ever binds.
+  static constexpr size_t kOutputFrames = kOutputLimit / (kPrefixLen + kMinFrameLen) + 1;
+  /// iovecs per sendmsg(2) when writing queued frames.
+  static constexpr size_t kWriteBatch = 64;
 
   /// Serves the listening socket `listener` (bind_unix(..., SOCK_STREAM, ...)).
   static Result<std::unique_ptr<QemuStreamTransport>> listen(BoundUnixSocket listener, bool once,
@@ -65,11 +71,11 @@ class QemuStreamTransport final : public FrameTransport {
   Result<size_t> receive(FunctionRef<void(Bytes)> on_frame, size_t max_frames) override;
   bool send(Bytes frame) override;
   Status flush() override;
-  [[nodiscard]] bool has_pending_output() const override { return out_size_ != 0; }
+  [[nodiscard]] bool has_pending_output() const override { return !out_.empty(); }
   [[nodiscard]] bool output_full() const override;
 
   [[nodiscard]] bool connected() const noexcept { return conn_.valid(); }
-  [[nodiscard]] size_t queued_bytes() const noexcept { return out_size_; }
+  [[nodiscard]] size_t queued_bytes() const noexcept { return out_.bytes(); }
 
  private:
   enum : uint64_t { kListenerToken = 1, kConnToken = 2 };
@@ -81,7 +87,6 @@ class QemuStreamTransport final : public FrameTransport {
   Result<size_t> read_frames(FunctionRef<void(Bytes)> on_frame, size_t max_frames, bool* closed);
   /// Writes queued bytes until EAGAIN; false when the peer failed.
   bool write_queued();
-  void append(const std::byte* p, size_t n) noexcept;
   void set_write_interest(bool want);
 
   UniqueFd epoll_;
@@ -97,9 +102,9 @@ class QemuStreamTransport final : public FrameTransport {
   ByteBuffer in_;  // [0, in_len_) unparsed from-guest bytes
   size_t in_len_ = 0;
 
-  ByteBuffer out_;  // ring of to-guest bytes: [out_head_, out_head_ + out_size_) mod kOutputLimit
-  size_t out_head_ = 0;
-  size_t out_size_ = 0;
+  /// To-guest output: one entry per frame (prefix + frame). A frame the socket took only in
+  /// part stays at the front, trimmed to what is left (trim_front()).
+  FrameRing<> out_;
 };
 
 }  // namespace moat::transport

@@ -10,79 +10,55 @@
 namespace moat::transport {
 
 // ---------------------------------------------------------------------------------------
-// FrameRing
+// SpscFrameRing
 
-Result<std::unique_ptr<FrameRing>> FrameRing::create(const RingConfig& config, size_t overhead) {
+Result<std::unique_ptr<SpscFrameRing>> SpscFrameRing::create(const RingConfig& config, size_t overhead) {
   if (config.frames == 0 || config.frames > RingConfig::kMaxFrames || config.bytes < kMaxFrameLen ||
       config.bytes > RingConfig::kMaxBytes || overhead > kVnetHdrV1)
     return unexpected(Errno{EINVAL});
-  return std::make_unique<FrameRing>(Private{}, config, overhead);
+  return std::make_unique<SpscFrameRing>(Private{}, config, overhead);
 }
 
-FrameRing::FrameRing(Private, const RingConfig& config, size_t overhead)
-    : bytes_limit_(config.bytes + config.frames * overhead),
+SpscFrameRing::SpscFrameRing(Private, const RingConfig& config, size_t overhead)
+    : frames_(config.frames),
+      bytes_limit_(config.bytes + config.frames * overhead),
       max_entry_(kMaxFrameLen + overhead),
-      storage_(bytes_limit_ + max_entry_),
-      slots_(config.frames) {}
+      placement_(frames_, bytes_limit_, max_entry_) {}
 
-std::optional<size_t> FrameRing::find_room(size_t len) noexcept {
+void SpscFrameRing::reclaim() noexcept {
+  // Every entry below head_ was released by the consumer, which no longer reads its bytes.
   const uint64_t head = head_.load(std::memory_order_seq_cst);
-  // Reclaim the bytes of every frame the consumer released. Slots below head_ were written
-  // by this thread and are no longer read by the consumer.
-  for (; p_reclaimed_ != head; ++p_reclaimed_) p_live_bytes_ -= slots_[p_reclaimed_ % slots_.size()].len;
-  if (p_tail_ - head == slots_.size() || len > bytes_limit_ - p_live_bytes_) return std::nullopt;
-  if (head == p_tail_) {
-    p_write_pos_ = 0;  // drained: the consumer is done with every byte, start over
-    return size_t{0};
-  }
-  // Live bytes are [head_off, write_pos) when not wrapped, else [head_off, end of the last
-  // frame before the wrap) + [0, write_pos). With storage = budget + kMaxFrameLen, a frame
-  // within the budget always fits one way or the other (see TapTransport); the checks stay
-  // anyway so a broken invariant refuses a frame instead of overwriting one.
-  const size_t head_off = slots_[head % slots_.size()].offset;
-  if (p_write_pos_ > head_off) {
-    if (len <= storage_.size() - p_write_pos_) return p_write_pos_;
-    if (len <= head_off) return size_t{0};
-    return std::nullopt;
-  }
-  if (len <= head_off - p_write_pos_) return p_write_pos_;
-  return std::nullopt;
+  while (placement_.head_seq() != head) placement_.pop_front();
 }
 
-bool FrameRing::can_accept(size_t len) noexcept { return len != 0 && len <= max_entry_ && find_room(len); }
+bool SpscFrameRing::can_accept(size_t len) noexcept {
+  reclaim();
+  return placement_.can_push(len);
+}
 
-bool FrameRing::try_push(Bytes head, Bytes body, bool* was_drained) noexcept {
-  const size_t len = head.size() + body.size();
-  if (len == 0 || len > max_entry_) return false;
-  auto pos = find_room(len);
-  if (!pos) return false;
-  if (!head.empty()) std::memcpy(storage_.data() + *pos, head.data(), head.size());
-  if (!body.empty()) std::memcpy(storage_.data() + *pos + head.size(), body.data(), body.size());
-  slots_[p_tail_ % slots_.size()] = Slot{uint32_t(*pos), uint32_t(len)};
-  p_write_pos_ = *pos + len;
-  p_live_bytes_ += len;
-  ++p_tail_;
-  tail_.store(p_tail_, std::memory_order_seq_cst);
+bool SpscFrameRing::try_push(Bytes head, Bytes body, bool* was_drained) noexcept {
+  reclaim();
+  if (!placement_.push(head, body)) return false;
+  const uint64_t tail = placement_.head_seq() + placement_.size();
+  tail_.store(tail, std::memory_order_seq_cst);
   // Dekker pairing with pop(): the consumer stores head_ then loads tail_; we stored tail_
   // and now load head_. If the consumer's last look missed this frame, this load sees that
   // it had taken every earlier one.
-  if (was_drained) *was_drained = head_.load(std::memory_order_seq_cst) == p_tail_ - 1;
+  if (was_drained) *was_drained = head_.load(std::memory_order_seq_cst) == tail - 1;
   return true;
 }
 
-std::optional<Bytes> FrameRing::front() const noexcept {
+std::optional<Bytes> SpscFrameRing::front() const noexcept {
   if (c_head_ == tail_.load(std::memory_order_seq_cst)) return std::nullopt;
-  const Slot s = slots_[c_head_ % slots_.size()];
-  return Bytes{storage_.data() + s.offset, s.len};
+  return placement_.at(c_head_);
 }
 
-std::optional<MutBytes> FrameRing::front_mut() noexcept {
+std::optional<MutBytes> SpscFrameRing::front_mut() noexcept {
   if (c_head_ == tail_.load(std::memory_order_seq_cst)) return std::nullopt;
-  const Slot s = slots_[c_head_ % slots_.size()];
-  return MutBytes{storage_.data() + s.offset, s.len};
+  return placement_.at_mut(c_head_);
 }
 
-void FrameRing::pop() noexcept {
+void SpscFrameRing::pop() noexcept {
   ++c_head_;
   head_.store(c_head_, std::memory_order_seq_cst);
 }
@@ -96,9 +72,9 @@ Result<std::unique_ptr<RingTransport>> RingTransport::create(Counters& counters,
       (link.vnet_hdr_len == 0 && link.guest_offloads != 0) ||
       (link.guest_offloads & ~OffloadMask(kOffloadCsum | kOffloadTso4 | kOffloadTso6 | kOffloadUso)) != 0)
     return unexpected(Errno{EINVAL});
-  auto fg = FrameRing::create(from_guest, link.vnet_hdr_len);
+  auto fg = SpscFrameRing::create(from_guest, link.vnet_hdr_len);
   if (!fg) return unexpected(fg.error());
-  auto tg = FrameRing::create(to_guest, link.vnet_hdr_len);
+  auto tg = SpscFrameRing::create(to_guest, link.vnet_hdr_len);
   if (!tg) return unexpected(tg.error());
   UniqueFd loop_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!loop_wake) return unexpected(Errno::last());
@@ -108,8 +84,8 @@ Result<std::unique_ptr<RingTransport>> RingTransport::create(Counters& counters,
                                          std::move(loop_wake), std::move(host_wake), link);
 }
 
-RingTransport::RingTransport(Private, Counters& counters, std::unique_ptr<FrameRing> from_guest,
-                             std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake,
+RingTransport::RingTransport(Private, Counters& counters, std::unique_ptr<SpscFrameRing> from_guest,
+                             std::unique_ptr<SpscFrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake,
                              const RingLinkConfig& link)
     : counters_(counters),
       vnet_hdr_len_(link.vnet_hdr_len),
@@ -188,7 +164,7 @@ bool RingTransport::send_offloaded(Bytes frame, const VnetHeader& h) {
 bool RingTransport::output_full() const {
   // Conservative like the TAP queue: "could not take a maximal frame". find_room() only
   // advances producer-private reclaim state, so this is logically const.
-  auto& ring = const_cast<FrameRing&>(*to_guest_);
+  auto& ring = const_cast<SpscFrameRing&>(*to_guest_);
   if (ring.can_accept(ring.max_entry())) return false;
   // Ask for a wake-up, then look again: a pull between the first look and the flag would
   // otherwise go unnoticed (the host loads the flag after releasing the frame).

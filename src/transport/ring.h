@@ -9,11 +9,11 @@
 #include <memory>
 #include <new>
 #include <optional>
-#include <vector>
 
 #include "base/bytes.h"
 #include "base/counters.h"
 #include "base/unique_fd.h"
+#include "transport/frame_ring.h"
 #include "transport/frame_transport.h"
 
 namespace moat::transport {
@@ -44,20 +44,22 @@ struct RingLinkConfig {
 /// kMaxFrameLen plus the per-frame overhead given to create(), a virtio-net header).
 ///
 /// One thread may call the producer functions (try_push, can_accept) and one other thread
-/// the consumer functions (front, pop) at the same time without locks; nothing else is
-/// thread-safe. Each frame is stored contiguously in one byte ring of `bytes +
-/// kMaxFrameLen` bytes, so a frame that fits the byte budget always finds contiguous room
-/// (the same argument as TapTransport's queue) and `front()` can hand out a plain span.
+/// the consumer functions (front, front_mut, pop) at the same time without locks; nothing
+/// else is thread-safe. Placement is a FrameRing (frame_ring.h) owned by the producer: each
+/// frame contiguous in one byte ring of `bytes + max_entry` bytes, so the byte budget is
+/// exact and `front()` can hand out a plain span. The consumer reads entries by sequence
+/// number through FrameRing::at(), which touches only that entry's descriptor and bytes.
 ///
 /// Synchronisation: the producer fills the bytes and the descriptor, then publishes `tail_`;
-/// the consumer reads them, then publishes `head_`. The producer reclaims space only up to
-/// the `head_` it loaded, so it never overwrites bytes the consumer may still read. Both
-/// indices are stored and loaded seq_cst so that "push then look at head" on one side and
-/// "pop then look at tail" on the other cannot both miss each other (the wake-up protocol
-/// of RingTransport depends on that: a push that finds the ring drained signals).
+/// the consumer reads them, then publishes `head_`. The producer reclaims space (pops its
+/// FrameRing) only up to the `head_` it loaded, so it never overwrites bytes the consumer may
+/// still read. Both indices are stored and loaded seq_cst so that "push then look at head"
+/// on one side and "pop then look at tail" on the other cannot both miss each other (the
+/// wake-up protocol of RingTransport depends on that: a push that finds the ring drained
+/// signals).
 ///
 /// Memory is allocated once in create(); pages of the byte ring become resident when used.
-class FrameRing {
+class SpscFrameRing {
   struct Private {
     explicit Private() = default;
   };
@@ -66,10 +68,10 @@ class FrameRing {
   /// EINVAL when `config` is outside its caps. `overhead` (0..kVnetHdrV1) bytes are added to
   /// every entry (a virtio-net header): the byte budget grows by frames * overhead so
   /// `config.bytes` still counts frame bytes, as TapTransport's queue does.
-  static Result<std::unique_ptr<FrameRing>> create(const RingConfig& config, size_t overhead = 0);
-  FrameRing(Private, const RingConfig& config, size_t overhead);
-  FrameRing(const FrameRing&) = delete;
-  FrameRing& operator=(const FrameRing&) = delete;
+  static Result<std::unique_ptr<SpscFrameRing>> create(const RingConfig& config, size_t overhead = 0);
+  SpscFrameRing(Private, const RingConfig& config, size_t overhead);
+  SpscFrameRing(const SpscFrameRing&) = delete;
+  SpscFrameRing& operator=(const SpscFrameRing&) = delete;
 
   // --- producer side ---
   /// Copies `frame` (1..max_entry() bytes, else false) in. false = no room (frames or
@@ -96,34 +98,27 @@ class FrameRing {
   [[nodiscard]] size_t size() const noexcept {
     return size_t(tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire));
   }
-  [[nodiscard]] size_t capacity_frames() const noexcept { return slots_.size(); }
+  [[nodiscard]] size_t capacity_frames() const noexcept { return frames_; }
   [[nodiscard]] size_t capacity_bytes() const noexcept { return bytes_limit_; }
   /// The largest entry: kMaxFrameLen + overhead.
   [[nodiscard]] size_t max_entry() const noexcept { return max_entry_; }
 
  private:
-  struct Slot {
-    uint32_t offset = 0;
-    uint32_t len = 0;
-  };
-  /// Where a `len`-byte frame would go, after reclaiming what the consumer released.
-  std::optional<size_t> find_room(size_t len) noexcept;
+  /// Pops the producer's FrameRing up to the head_ the consumer published.
+  void reclaim() noexcept;
 
   static constexpr size_t kLine = 64;  // keep the two indices on separate cache lines
 
+  // Immutable after construction: read by both threads.
+  const size_t frames_;
   const size_t bytes_limit_;
   const size_t max_entry_;
-  ByteBuffer storage_;       // bytes_limit_ + max_entry_
-  std::vector<Slot> slots_;  // written by the producer before it publishes tail_
+  /// Written by the producer only (push, reclaim); the consumer reads published entries
+  /// through at()/at_mut().
+  FrameRing<> placement_;
 
   alignas(kLine) std::atomic<uint64_t> tail_{0};  // frames pushed; stored by the producer
   alignas(kLine) std::atomic<uint64_t> head_{0};  // frames popped; stored by the consumer
-
-  // Producer-private.
-  alignas(kLine) uint64_t p_tail_ = 0;
-  uint64_t p_reclaimed_ = 0;  // head_ value up to which p_live_bytes_ was reduced
-  size_t p_write_pos_ = 0;
-  size_t p_live_bytes_ = 0;
 
   // Consumer-private.
   alignas(kLine) uint64_t c_head_ = 0;
@@ -170,8 +165,8 @@ class RingTransport final : public FrameTransport {
   static Result<std::unique_ptr<RingTransport>> create(Counters& counters, const RingConfig& from_guest = {},
                                                        const RingConfig& to_guest = {},
                                                        const RingLinkConfig& link = {});
-  RingTransport(Private, Counters& counters, std::unique_ptr<FrameRing> from_guest,
-                std::unique_ptr<FrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake,
+  RingTransport(Private, Counters& counters, std::unique_ptr<SpscFrameRing> from_guest,
+                std::unique_ptr<SpscFrameRing> to_guest, UniqueFd loop_wake, UniqueFd host_wake,
                 const RingLinkConfig& link);
 
   // --- loop side ---
@@ -199,8 +194,8 @@ class RingTransport final : public FrameTransport {
   /// The eventfd the host polls for "frames to pull".
   [[nodiscard]] int to_guest_fd() const noexcept { return host_wake_.get(); }
 
-  [[nodiscard]] const FrameRing& from_guest_ring() const noexcept { return *from_guest_; }
-  [[nodiscard]] const FrameRing& to_guest_ring() const noexcept { return *to_guest_; }
+  [[nodiscard]] const SpscFrameRing& from_guest_ring() const noexcept { return *from_guest_; }
+  [[nodiscard]] const SpscFrameRing& to_guest_ring() const noexcept { return *to_guest_; }
 
  private:
   static void signal(int fd) noexcept;
@@ -210,8 +205,8 @@ class RingTransport final : public FrameTransport {
   const size_t vnet_hdr_len_;
   const OffloadMask guest_offloads_;
   std::optional<VnetFromGuest> vnet_;  // loop thread; only with a header
-  std::unique_ptr<FrameRing> from_guest_;
-  std::unique_ptr<FrameRing> to_guest_;
+  std::unique_ptr<SpscFrameRing> from_guest_;
+  std::unique_ptr<SpscFrameRing> to_guest_;
   UniqueFd loop_wake_;
   UniqueFd host_wake_;
   std::atomic<uint64_t> pending_runt_{0};

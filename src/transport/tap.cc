@@ -63,12 +63,12 @@ TapTransport::TapTransport(Private, UniqueFd fd, bool is_socket, Counters& count
     : fd_(std::move(fd)),
       is_socket_(is_socket),
       counters_(counters),
-      queue_bytes_limit_(config.queue_bytes + (config.vnet_hdr_len ? config.queue_frames * config.vnet_hdr_len : 0)),
       vnet_hdr_len_(config.vnet_hdr_len),
       guest_offloads_(config.vnet_hdr_len ? config.guest_offloads : 0),
       from_guest_buf_(config.vnet_hdr_len + kMaxFrameLen + 1),
-      storage_(queue_bytes_limit_ + config.vnet_hdr_len + kMaxFrameLen),
-      ring_(config.queue_frames) {
+      // The byte budget counts frames; each queued frame carries its header on top.
+      queue_(config.queue_frames, config.queue_bytes + config.queue_frames * config.vnet_hdr_len,
+             config.vnet_hdr_len + kMaxFrameLen) {
   if (vnet_hdr_len_) vnet_.emplace(vnet_hdr_len_, counters_);
 }
 
@@ -162,7 +162,7 @@ bool TapTransport::send_offloaded(Bytes frame, const VnetHeader& h) {
   std::byte hdr_buf[kVnetHdrV1];
   const MutBytes header(hdr_buf, vnet_hdr_len_);
   if (vnet_hdr_len_) h.emit(header);
-  if (queued_frames_ == 0) {  // frames already queued go first: keep order
+  if (queue_.empty()) {  // frames already queued go first: keep order
     switch (write_frame(header, frame)) {
       case WriteOutcome::written:
       case WriteOutcome::discarded:
@@ -179,51 +179,23 @@ bool TapTransport::send_offloaded(Bytes frame, const VnetHeader& h) {
 bool TapTransport::output_full() const {
   // Conservative: "could not take a maximal frame", so a caller that checks first never
   // has a frame of any size refused.
-  return queued_frames_ == ring_.size() || vnet_hdr_len_ + kMaxFrameLen > queue_bytes_limit_ - queued_bytes_;
+  return !queue_.can_push(queue_.max_entry());
 }
 
 bool TapTransport::enqueue(Bytes header, Bytes frame) noexcept {
-  // Stored as one record, header first, so flush() writes it back in one call.
-  const size_t len = header.size() + frame.size();
-  if (queued_frames_ == ring_.size() || len > queue_bytes_limit_ - queued_bytes_) return false;
-  size_t offset;
-  if (queued_frames_ == 0) {
-    offset = 0;
-  } else {
-    const size_t head_offset = ring_[head_].offset;
-    if (write_pos_ > head_offset) {  // contiguous: free space is at the end, then the front
-      if (len <= storage_.size() - write_pos_) offset = write_pos_;
-      else if (len <= head_offset) offset = 0;
-      else return false;  // unreachable: the kMaxFrameLen slack guarantees one of the two
-    } else {  // wrapped: free space is between the newest and the oldest frame
-      if (len <= head_offset - write_pos_) offset = write_pos_;
-      else return false;  // unreachable, same reason
-    }
-  }
-  if (!header.empty()) std::memcpy(storage_.data() + offset, header.data(), header.size());
-  std::memcpy(storage_.data() + offset + header.size(), frame.data(), frame.size());
-  ring_[(head_ + queued_frames_) % ring_.size()] = QueuedFrame{static_cast<uint32_t>(offset), static_cast<uint32_t>(len)};
-  ++queued_frames_;
-  queued_bytes_ += len;
-  write_pos_ = offset + len;
-  counters_.set_max(Counter::queue_to_guest_high_water, queued_frames_);
+  // Stored as one entry, header first, so flush() writes it back in one call.
+  if (!queue_.push(header, frame)) return false;
+  counters_.set_max(Counter::queue_to_guest_high_water, queue_.size());
   return true;
 }
 
-void TapTransport::pop_front() noexcept {
-  queued_bytes_ -= ring_[head_].len;
-  head_ = (head_ + 1) % ring_.size();
-  if (--queued_frames_ == 0) write_pos_ = 0;
-}
-
 Status TapTransport::flush() {
-  while (queued_frames_ != 0) {
-    const QueuedFrame& q = ring_[head_];
-    const Bytes stored(storage_.data() + q.offset, q.len);
+  while (!queue_.empty()) {
+    const Bytes stored = queue_.front();
     switch (write_frame(stored.first(vnet_hdr_len_), stored.subspan(vnet_hdr_len_))) {
       case WriteOutcome::written:
       case WriteOutcome::discarded:
-        pop_front();
+        queue_.pop_front();
         break;
       case WriteOutcome::would_block:
         return {};

@@ -11,6 +11,7 @@
 
 #include "base/counters.h"
 #include "base/unique_fd.h"
+#include "transport/frame_ring.h"
 #include "transport/frame_transport.h"
 
 namespace moat::transport {
@@ -48,9 +49,9 @@ Status set_tap_offloads(int fd, OffloadMask from_guest) noexcept;
 /// the fd; destroy the Watch on fd() first).
 ///
 /// Memory is allocated once in create(): one receive buffer of kMaxFrameLen + 1 bytes and
-/// a to-guest ring of queue_bytes + kMaxFrameLen bytes (the slack lets a frame that does
-/// not fit before the ring's end wrap without ever refusing one that fits the byte
-/// budget). Steady state does no allocation.
+/// the to-guest FrameRing (queue_frames entries, queue_bytes of frames plus their headers,
+/// and one maximal entry of slack so the byte budget is exact). Steady state does no
+/// allocation.
 ///
 /// Counting (into the Counters passed to create()): link.from_guest.frames/bytes for
 /// delivered frames, drop.runt / drop.oversize for rejected ones, link.to_guest.frames/
@@ -78,45 +79,30 @@ class TapTransport final : public FrameTransport {
   /// write(2) now if nothing is queued (keeps order), else / on EAGAIN copy into the ring.
   bool send(Bytes frame) override;
   Status flush() override;
-  [[nodiscard]] bool has_pending_output() const override { return queued_frames_ != 0; }
+  [[nodiscard]] bool has_pending_output() const override { return !queue_.empty(); }
   [[nodiscard]] bool output_full() const override;
   [[nodiscard]] OffloadMask guest_offloads() const override { return guest_offloads_; }
   bool send_offloaded(Bytes frame, const VnetHeader& h) override;
 
-  [[nodiscard]] size_t queued_frames() const noexcept { return queued_frames_; }
-  [[nodiscard]] size_t queued_bytes() const noexcept { return queued_bytes_; }
+  [[nodiscard]] size_t queued_frames() const noexcept { return queue_.size(); }
+  [[nodiscard]] size_t queued_bytes() const noexcept { return queue_.bytes(); }
 
  private:
   enum class WriteOutcome { written, would_block, discarded, link_gone };
-  struct QueuedFrame {
-    uint32_t offset = 0;
-    uint32_t len = 0;
-  };
-
   WriteOutcome write_frame(Bytes header, Bytes frame) noexcept;
   bool enqueue(Bytes header, Bytes frame) noexcept;
-  void pop_front() noexcept;
 
   UniqueFd fd_;
   bool is_socket_;  // send(MSG_NOSIGNAL) instead of write(2): no SIGPIPE from a closed peer
   Counters& counters_;
-  size_t queue_bytes_limit_;
   size_t vnet_hdr_len_;
   OffloadMask guest_offloads_;
   std::optional<VnetFromGuest> vnet_;  ///< from-guest header handling when vnet_hdr_len_ > 0
 
   std::vector<std::byte> from_guest_buf_;  // kMaxFrameLen + 1: a read that fills it is oversize
 
-  // To-guest ring. Each frame is stored contiguously; ring_ holds {offset, len} in FIFO
-  // order from head_. The live bytes are [head offset, write_pos_) when write_pos_ is
-  // past the head frame, else they wrapped: [head offset, end of last frame before the
-  // wrap) + [0, write_pos_).
-  ByteBuffer storage_;  // to-guest queue bytes; pages become resident only when used
-  std::vector<QueuedFrame> ring_;
-  size_t head_ = 0;
-  size_t queued_frames_ = 0;
-  size_t queued_bytes_ = 0;
-  size_t write_pos_ = 0;
+  // To-guest queue: header + frame per entry, each contiguous (FrameRing's placement).
+  FrameRing<> queue_;
 };
 
 }  // namespace moat::transport

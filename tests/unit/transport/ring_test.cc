@@ -1,4 +1,4 @@
-// FrameRing / RingTransport (R-TR-7): ordering, wrap-around, the frame and byte budgets,
+// SpscFrameRing / RingTransport (R-TR-7): ordering, wrap-around, the frame and byte budgets,
 // EAGAIN/ENOSPC semantics, the eventfd wake-up protocol, and a concurrent
 // producer/consumer run.
 #include "transport/ring.h"
@@ -33,21 +33,21 @@ bool readable(int fd) {
   return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
-std::unique_ptr<FrameRing> ring(size_t frames, size_t bytes) {
-  auto r = FrameRing::create(RingConfig{frames, bytes});
+std::unique_ptr<SpscFrameRing> ring(size_t frames, size_t bytes) {
+  auto r = SpscFrameRing::create(RingConfig{frames, bytes});
   EXPECT_TRUE(r.has_value());
   return std::move(r).value();
 }
 
-TEST(FrameRing, RejectsConfigOutsideCaps) {
-  EXPECT_FALSE(FrameRing::create(RingConfig{0, 1 << 20}).has_value());
-  EXPECT_FALSE(FrameRing::create(RingConfig{RingConfig::kMaxFrames + 1, 1 << 20}).has_value());
-  EXPECT_FALSE(FrameRing::create(RingConfig{16, kMaxFrameLen - 1}).has_value());
-  EXPECT_FALSE(FrameRing::create(RingConfig{16, RingConfig::kMaxBytes + 1}).has_value());
-  EXPECT_TRUE(FrameRing::create(RingConfig{1, kMaxFrameLen}).has_value());
+TEST(SpscFrameRing, RejectsConfigOutsideCaps) {
+  EXPECT_FALSE(SpscFrameRing::create(RingConfig{0, 1 << 20}).has_value());
+  EXPECT_FALSE(SpscFrameRing::create(RingConfig{RingConfig::kMaxFrames + 1, 1 << 20}).has_value());
+  EXPECT_FALSE(SpscFrameRing::create(RingConfig{16, kMaxFrameLen - 1}).has_value());
+  EXPECT_FALSE(SpscFrameRing::create(RingConfig{16, RingConfig::kMaxBytes + 1}).has_value());
+  EXPECT_TRUE(SpscFrameRing::create(RingConfig{1, kMaxFrameLen}).has_value());
 }
 
-TEST(FrameRing, FifoOrderAcrossManyWrapArounds) {
+TEST(SpscFrameRing, FifoOrderAcrossManyWrapArounds) {
   auto r = ring(8, 3 * kMaxFrameLen);
   std::mt19937 rng(7);
   uint32_t pushed = 0, popped = 0;
@@ -75,7 +75,7 @@ TEST(FrameRing, FifoOrderAcrossManyWrapArounds) {
   EXPECT_GT(total, 50u * (kMaxFrameLen * 4));
 }
 
-TEST(FrameRing, FullByFramesRefusesAndLeavesRingUnchanged) {
+TEST(SpscFrameRing, FullByFramesRefusesAndLeavesRingUnchanged) {
   auto r = ring(4, kMaxFrameLen);
   for (uint32_t i = 0; i < 4; ++i) ASSERT_TRUE(r->try_push(make_frame(i, 100)));
   EXPECT_FALSE(r->can_accept(100));
@@ -92,7 +92,7 @@ TEST(FrameRing, FullByFramesRefusesAndLeavesRingUnchanged) {
   EXPECT_FALSE(r->front().has_value());
 }
 
-TEST(FrameRing, FullByBytes) {
+TEST(SpscFrameRing, FullByBytes) {
   auto r = ring(64, kMaxFrameLen);  // budget 65550 B
   ASSERT_TRUE(r->try_push(make_frame(0, 30000)));
   ASSERT_TRUE(r->try_push(make_frame(1, 30000)));
@@ -103,7 +103,7 @@ TEST(FrameRing, FullByBytes) {
   EXPECT_TRUE(r->try_push(make_frame(3, 30000)));
 }
 
-TEST(FrameRing, RejectsEmptyAndOversizeFrames) {
+TEST(SpscFrameRing, RejectsEmptyAndOversizeFrames) {
   auto r = ring(4, kMaxFrameLen);
   EXPECT_FALSE(r->try_push(Bytes{}));
   auto big = make_frame(0, kMaxFrameLen + 1);
@@ -114,7 +114,7 @@ TEST(FrameRing, RejectsEmptyAndOversizeFrames) {
 
 // The byte budget is exact: whatever the wrap state, a frame that fits the frame and
 // byte budgets is accepted and one that does not is refused.
-TEST(FrameRing, BudgetIsExactWhateverTheWrapState) {
+TEST(SpscFrameRing, BudgetIsExactWhateverTheWrapState) {
   constexpr size_t kFrames = 32, kBytes = 200000;
   auto r = ring(kFrames, kBytes);
   std::mt19937 rng(3);
@@ -141,7 +141,7 @@ TEST(FrameRing, BudgetIsExactWhateverTheWrapState) {
   }
 }
 
-TEST(FrameRing, WasDrainedTellsWhenTheConsumerMayBeAsleep) {
+TEST(SpscFrameRing, WasDrainedTellsWhenTheConsumerMayBeAsleep) {
   auto r = ring(8, kMaxFrameLen);
   bool d = false;
   ASSERT_TRUE(r->try_push(make_frame(0, 50), &d));
@@ -154,7 +154,7 @@ TEST(FrameRing, WasDrainedTellsWhenTheConsumerMayBeAsleep) {
   EXPECT_TRUE(d);
 }
 
-TEST(FrameRing, ConcurrentProducerAndConsumerKeepOrderAndContent) {
+TEST(SpscFrameRing, ConcurrentProducerAndConsumerKeepOrderAndContent) {
   auto r = ring(64, 256 * 1024);
   constexpr uint32_t kN = 200000;
   auto len_of = [](uint32_t seq) { return size_t(14 + (seq * 2654435761u) % 9000); };
