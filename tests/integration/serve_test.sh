@@ -6,6 +6,9 @@
 # end of stream (connection dropped and counted, moat keeps listening), --once, SIGTERM.
 # moat-it-timeout: 240
 source "$(dirname "$0")/lib.sh" "$@"
+# moat drops to nobody after setup (R-HARD-4) and removes its socket file as nobody, so the
+# socket's directory must be writable by nobody.
+chown 65534 "$T_DIR"
 TOOLS="$(cd "$(dirname "$0")" && pwd)/tools"
 VM="$TOOLS/vmpeer.py"
 start_bg dns "$TOOLS/netpeer.py" dns --port 15353 --name moat-test.example.com --addr 93.184.216.34 \
