@@ -3,7 +3,10 @@
 #include "base/file.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,6 +78,33 @@ TEST(LockDown, AForbiddenCallKillsTheProcess) {
   });
   ASSERT_TRUE(WIFSIGNALED(st)) << st;
   EXPECT_EQ(WTERMSIG(st), SIGSYS);
+}
+
+TEST(LockDown, NoExecutableMemoryAndNoOtherSocketFamilies) {
+  const LockDownPlan plan{.front = Front::serve, .seccomp = SeccompMode::on};
+  int st = in_locked_child(plan, [] {
+    (void)::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return 0;
+  });
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) << st;
+  st = in_locked_child(plan, [] {
+    (void)::socket(AF_NETLINK, SOCK_RAW, 0);
+    return 0;
+  });
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) << st;
+  st = in_locked_child(plan, [] {
+    // A relay's host socket: socket, bind, connect, getsockname are allowed.
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 1;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 2;
+    return ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 ? 0 : 3;
+  });
+  ASSERT_TRUE(WIFEXITED(st)) << st;
+  EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
 TEST(LockDown, LogModeAllowsTheCall) {
