@@ -9,6 +9,8 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # config files (SPEC §4.1): TOML and JSON parsers, header-only use
   libtomlplusplus-dev nlohmann-json3-dev
+  # the seccomp allow-list of run/attach/serve (R-HARD-3, src/harden/)
+  libseccomp-dev
   # test peers: the kernel's stack in a netns is driven with these
   iproute2 iputils-ping busybox-static tshark tcpdump socat curl
   iperf3 knot-dnsutils python3 procps util-linux

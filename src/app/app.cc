@@ -20,6 +20,7 @@
 
 #include "app/gateway.h"
 #include "base/log.h"
+#include "harden/harden.h"
 #include "event/clock.h"
 #include "event/loop.h"
 #include "ns/attach.h"
@@ -113,6 +114,36 @@ UniqueFd block_signals(sigset_t* old) {
   return UniqueFd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
 }
 
+
+/// R-HARD-3/4: what lock_down() will do once the gateway is set up. Resolved first, before
+/// any file is opened, so that a bad hardening.runas fails setup with nothing behind it (and
+/// NSS reads /etc/passwd while it still may). The error is printed.
+std::optional<harden::LockDownPlan> hardening_plan(const config::Config& c, harden::Front front) {
+  harden::LockDownPlan p;
+  p.front = front;
+  p.seccomp = harden::SeccompMode(int(c.hardening.seccomp));  // same order: on, log, off
+  if (harden::is_real_root()) {
+    auto r = harden::resolve_runas(c.hardening.runas);
+    if (!r) {
+      user_error("--runas (hardening.runas): " + r.error());
+      return std::nullopt;
+    }
+    p.runas = std::move(r).value();
+  }
+  // Used by path after the switch: the audit file (SIGHUP reopens it), the pid file (removed
+  // at exit).
+  p.handover = {c.audit.file, c.pid_file};
+  return p;
+}
+
+/// Applies the plan once everything is open; a failure is a setup failure (fail closed).
+bool apply_hardening(const harden::LockDownPlan& p) {
+  if (auto r = harden::lock_down(p); !r) {
+    user_error("hardening: " + r.error());
+    return false;
+  }
+  return true;
+}
 
 /// The loop and one GatewayAssembly for a command-line front end; the guest link is a TAP
 /// fd (run, attach) or serve's socket or inherited fd.
@@ -303,6 +334,8 @@ int run_sandbox(const RunOptions& o) {
   constexpr int kFail = 125;
   const GatewayPlan& plan = o.plan;
   const config::Config& cfg = plan.cfg;
+  auto hardening = hardening_plan(cfg, harden::Front::run);
+  if (!hardening) return kFail;
   auto out = open_outputs(cfg);
   if (!out) return kFail;
 
@@ -377,6 +410,12 @@ int run_sandbox(const RunOptions& o) {
   }
   announce(plan, cfg.net.ifname);
   write_ready_file(cfg);
+  // Hardened before the command is released: it never runs next to a privileged moat.
+  if (!apply_hardening(*hardening)) {
+    child.kill_child(SIGKILL);
+    child.wait_for(std::chrono::seconds(2));
+    return kFail;
+  }
   if (auto s = child.release(); !s) {
     user_error(std::string("run: cannot start the command: ") + s.error().message());
     child.kill_child(SIGKILL);
@@ -402,6 +441,8 @@ int run_sandbox(const RunOptions& o) {
 int attach(const AttachOptions& o) {
   const GatewayPlan& plan = o.plan;
   const config::Config& cfg = plan.cfg;
+  auto hardening = hardening_plan(cfg, harden::Front::attach);
+  if (!hardening) return 2;
   auto out = open_outputs(cfg);
   if (!out) return 2;
 
@@ -464,6 +505,7 @@ int attach(const AttachOptions& o) {
 
   announce(plan, cfg.net.ifname);
   write_ready_file(cfg);
+  if (!apply_hardening(*hardening)) return 1;
   rt.loop.run();
   int rc = 0;
   if (rt.link_error) {
@@ -481,6 +523,9 @@ int serve(const ServeOptions& o) {
   constexpr int kUsage = 2;
   const GatewayPlan& plan = o.plan;
   const config::Config& cfg = plan.cfg;
+  auto hardening = hardening_plan(cfg, harden::Front::serve);
+  if (!hardening) return kUsage;
+  if (o.kind != ServeKind::fd) hardening->handover.push_back(o.path);  // the socket file, removed at stop
   auto out = open_outputs(cfg);
   if (!out) return kUsage;
 
@@ -510,6 +555,7 @@ int serve(const ServeOptions& o) {
   }
   announce(plan, description);
   write_ready_file(cfg);
+  if (!apply_hardening(*hardening)) return 1;
   rt.loop.run();
   int rc = 0;
   if (rt.link_error) {

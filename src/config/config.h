@@ -114,6 +114,13 @@ struct AuditConfig {
   std::vector<std::string> events;  ///< empty = every event except dns_query
 };
 
+/// hardening.* (R-HARD-3/4): applied by the CLI front ends only, never by the C ABI.
+struct HardeningConfig {
+  enum class Seccomp : uint8_t { on, log, off };  ///< the order of the setting's choices
+  Seccomp seccomp = Seccomp::on;
+  std::string runas = "nobody";  ///< user[:group]; used only when started as real root
+};
+
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
@@ -122,6 +129,7 @@ struct Config {
   PolicyConfig policy;
   DnsConfig dns;
   AuditConfig audit;
+  HardeningConfig hardening;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving

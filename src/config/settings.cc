@@ -561,6 +561,28 @@ constexpr Setting kSettings[] = {
        if (c.log_level < LogLevel::trace) c.log_level = LogLevel(int(c.log_level) + 1);
        return std::nullopt;
      }},
+    // --- hardening (R-HARD-3/4; the CLI only) ---
+    {.key = "hardening.seccomp", .flag = "--seccomp", .value_name = "MODE", .type = VT::enumeration,
+     .choices = "on,log,off", .def = "on",
+     .help = "on|log|off: seccomp allow-list after setup (log, off: debugging only)", .group = G::output,
+     .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.hardening.seccomp = HardeningConfig::Seccomp(int(i));  // the choices are the enum's order
+       return std::nullopt;
+     }},
+    {.key = "hardening.runas", .flag = "--runas", .value_name = "USER[:GROUP]", .type = VT::text, .def = "nobody",
+     .help = "identity after setup when started as real root", .group = G::output,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       // Resolved (getpwnam) by the front end before anything is opened; here only the form.
+       const size_t colon = v.find(':');
+       if (v.empty() || colon == 0 || colon + 1 == v.size() || v.size() > 64 ||
+           v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:") !=
+               std::string_view::npos ||
+           (colon != std::string_view::npos && v.find(':', colon + 1) != std::string_view::npos))
+         return fail(q(v.substr(0, 64)) + (v.size() > 64 ? "..." : "") + " is not a user[:group]",
+                     "a user name or uid, optionally ':' and a group name or gid");
+       c.hardening.runas = v;
+       return std::nullopt;
+     }},
     {.key = "log.format", .type = VT::unsupported, .help = "logs are text only in this build"},
     {.key = "log.file", .type = VT::unsupported, .help = "logs go to stderr in this build"},
     // --- whole tables this build refuses ---
@@ -572,8 +594,6 @@ constexpr Setting kSettings[] = {
     {.key = "rate", .type = VT::unsupported, .help = "rate limiting is not implemented; remove the [rate] table"},
     {.key = "control", .type = VT::unsupported, .help = "the control socket is not implemented"},
     {.key = "run", .type = VT::unsupported, .help = "run settings are not configurable in this build"},
-    {.key = "hardening", .type = VT::unsupported,
-     .help = "seccomp and privilege dropping are not configurable in this build"},
     {.key = "operator", .type = VT::unsupported,
      .help = "operator settings belong in the operator config, which this build does not read"},
     {.key = "floor", .type = VT::unsupported,

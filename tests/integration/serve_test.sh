@@ -6,6 +6,9 @@
 # end of stream (connection dropped and counted, moat keeps listening), --once, SIGTERM.
 # moat-it-timeout: 240
 source "$(dirname "$0")/lib.sh" "$@"
+# moat drops to nobody after setup (R-HARD-4) and removes its socket file as nobody, so the
+# socket's directory must be writable by nobody.
+chown 65534 "$T_DIR"
 TOOLS="$(cd "$(dirname "$0")" && pwd)/tools"
 VM="$TOOLS/vmpeer.py"
 start_bg dns "$TOOLS/netpeer.py" dns --port 15353 --name moat-test.example.com --addr 93.184.216.34 \
@@ -88,8 +91,9 @@ start_bg gram "$MOAT" serve --unixgram "$GSOCK" "${GW[@]}" --ready-file "$T_DIR/
 GRAM_PID=$BG_PID
 wait_for 5 test -s "$T_DIR/ready4"
 check "unixgram socket mode 0600" test "$(stat -c %a "$GSOCK")" = 600
+# umask 0: moat answers as nobody (R-HARD-4), so the peers' sockets must be writable by it.
 check "unixgram: peer learned, foreign sender dropped, VFKT rebinds" \
-  timeout 20 "$VM" gram-foreign "$GSOCK" "$T_DIR/peer1" "$T_DIR/peer2"
+  bash -c "umask 000; timeout 20 '$VM' gram-foreign '$GSOCK' '$T_DIR/peer1' '$T_DIR/peer2'"
 check "drop.foreign_peer counted" test "$(counter "$GRAM_PID" "$T_DIR/gram.log" drop.foreign_peer)" -ge 2
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'x'*60, sys.argv[1])" "$GSOCK"
 check "unbound sender logged once" wait_for 3 grep -q "sender without a bound address" "$T_DIR/gram.log"

@@ -39,6 +39,23 @@ TEST(ConfigLoader, Schema) {
   EXPECT_EQ(one_error("schema = \"1\"\n"), "moat: error: a.toml:1:10: schema: expected an integer, got a string");
 }
 
+TEST(ConfigLoader, Hardening) {
+  Config c;
+  EXPECT_EQ(c.hardening.seccomp, HardeningConfig::Seccomp::on);
+  EXPECT_EQ(c.hardening.runas, "nobody");
+  EXPECT_TRUE(errors("[hardening]\nseccomp = \"log\"\nrunas = \"daemon:adm\"\n", Format::toml, &c).empty());
+  EXPECT_EQ(c.hardening.seccomp, HardeningConfig::Seccomp::log);
+  EXPECT_EQ(c.hardening.runas, "daemon:adm");
+  EXPECT_TRUE(errors("{\"hardening\": {\"seccomp\": \"off\", \"runas\": \"65534\"}}", Format::json, &c).empty());
+  EXPECT_EQ(c.hardening.seccomp, HardeningConfig::Seccomp::off);
+  EXPECT_EQ(c.hardening.runas, "65534");
+  EXPECT_NE(one_error("[hardening]\nseccomp = \"maybe\"\n").find("is not one of on, log, off"), std::string::npos);
+  for (const char* bad : {"", ":g", "u:", "a:b:c", "we ird", "x\\ny"})
+    EXPECT_NE(one_error(std::string("[hardening]\nrunas = \"") + bad + "\"\n").find("is not a user[:group]"),
+              std::string::npos)
+        << bad;
+}
+
 TEST(ConfigLoader, TomlSyntaxError) {
   auto e = one_error("[dns]\nrebind_protection true\n");
   EXPECT_EQ(e.rfind("moat: error: a.toml:2:", 0), 0u) << e;
