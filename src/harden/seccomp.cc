@@ -91,9 +91,24 @@ constexpr const char* kExit[] = {"exit", "exit_group"};
 // on a host socket), SIOCOUTQ (unsent bytes), TCGETS (isatty() of stdio by the C library).
 constexpr unsigned long kIoctls[] = {FIONREAD, SIOCOUTQ, TCGETS};
 
+#if defined(MOAT_SANITIZER_RUNTIME)
+// Sanitizer builds only (MOAT_SANITIZE, `make asan`): at exit LeakSanitizer stops the world
+// from a cloned tracer thread (clone, prctl PR_SET_PTRACER/PR_SET_DUMPABLE, ptrace, wait4,
+// getppid) and reads /proc/self; an error report forks llvm-symbolizer. Without these the
+// sanitized gateway would die by SIGSYS at its leak check instead of reporting. A release
+// build never contains them.
+constexpr const char* kSanitizerRuntime[] = {
+    "clone", "clone3", "fork", "vfork", "execve", "prctl", "ptrace", "getppid", "wait4", "waitid",
+    "process_vm_readv", "pipe", "dup2", "sched_getaffinity", "mincore", "getdents64", "readlink",
+};
+#endif
+
 constexpr Group kGroups[] = {
     {"event loop", kEventLoop},       {"fds and memory", kFdsAndMemory}, {"sockets", kSockets},
     {"files", kFiles},                {"signals and child", kSignalsAndChild}, {"exit", kExit},
+#if defined(MOAT_SANITIZER_RUNTIME)
+    {"sanitizer runtime", kSanitizerRuntime},
+#endif
 };
 
 struct CtxDeleter {
