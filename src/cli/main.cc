@@ -167,7 +167,11 @@ int cmd_attach(const std::vector<std::string>& args) {
   auto flags = gateway_flags(o.cfg);
   const size_t own = flags.size();
   flags.push_back({"--netns", "", "PATH", "network namespace to serve (e.g. /run/netns/NAME)",
-                   [&o](std::string_view v) -> Err { o.netns_path = v; return std::nullopt; }});
+                   [&o](std::string_view v) -> Err {
+                     if (v.empty()) return UserError{"--netns", "empty path", "write --netns PATH"};
+                     o.netns_path = v;
+                     return std::nullopt;
+                   }});
   flags.push_back({"--pid", "", "PID", "serve the network namespace of PID",
                    [&o](std::string_view v) -> Err {
                      uint32_t p = 0;
