@@ -16,6 +16,7 @@
 #include <ctime>
 
 #include "base/file.h"
+#include "base/unique_fd.h"
 #include "dns/block_list.h"
 #include "obs/json.h"
 
@@ -103,6 +104,20 @@ policy::HostAddrs host_addrs(const config::NetConfig& n, const Families& f) {
 }
 
 bool write_pid_file(const std::string& path) { return write_atomically(path, std::to_string(::getpid()) + "\n"); }
+
+void PidFile::remove() noexcept {
+  if (path_.empty()) return;
+  const std::string path = std::exchange(path_, {});
+  // Read a few bytes only: whatever the file holds now, ours is "<pid>\n". A forked child
+  // (run's command before exec) has another pid and so never removes it.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) return;
+  char buf[32];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  if (n <= 0) return;
+  if (std::string_view(buf, size_t(n)) != std::to_string(::getpid()) + "\n") return;
+  ::unlink(path.c_str());
+}
 
 // --- finish_config ----------------------------------------------------------------------
 
@@ -286,7 +301,7 @@ Result<GatewayOutputs, std::string> GatewayOutputs::open(const config::Config& c
   if (with_pid_file && !c.pid_file.empty()) {
     if (!write_pid_file(c.pid_file))
       return unexpected(names.pid_file + " " + c.pid_file + ": cannot write: " + std::strerror(errno));
-    out.created_.push_back(c.pid_file);
+    out.pid_file_ = PidFile(c.pid_file);
   }
   if (!c.pcap_file.empty()) {
     auto w = transport::PcapWriter::open(c.pcap_file);
@@ -316,6 +331,7 @@ void GatewayOutputs::discard() {
   audit.reset();
   for (const auto& f : created_) ::unlink(f.c_str());
   created_.clear();
+  pid_file_.remove();
 }
 
 // --- GatewayAssembly --------------------------------------------------------------------

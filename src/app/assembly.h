@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "app/flow_manager.h"
@@ -116,10 +117,37 @@ struct OutputNames {
 /// Writes moat's PID to `path` atomically (temporary file + rename): the pid and ready files.
 bool write_pid_file(const std::string& path);
 
+/// The --pid-file of this process, removed when the owner goes away (every return of
+/// run/attach/serve, clean or not), but only while it still holds our pid: a later moat
+/// may have been started with the same path and written its own.
+class PidFile {
+ public:
+  PidFile() = default;
+  explicit PidFile(std::string path) : path_(std::move(path)) {}
+  PidFile(PidFile&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+  PidFile& operator=(PidFile&& o) noexcept {
+    if (this != &o) {
+      remove();
+      path_ = std::exchange(o.path_, {});
+    }
+    return *this;
+  }
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+  ~PidFile() { remove(); }
+
+  /// Unlinks the file if it holds this process's pid; afterwards owns nothing.
+  void remove() noexcept;
+
+ private:
+  std::string path_;
+};
+
 /// The files a gateway writes, opened before anything else so that a bad path is a setup
 /// error with nothing left behind (§5.2): the pid file (`with_pid_file`, the CLI), the pcap
 /// capture (R-OBS-5) and the audit sink (R-OBS-3). The assembly takes the open handles;
-/// discard() removes every file this run created (also after the handles moved on).
+/// discard() removes every file this run created (also after the handles moved on); the pid
+/// file is removed in any case when the GatewayOutputs is destroyed (PidFile).
 class GatewayOutputs {
  public:
   /// Error: one §5.2 text without "moat: error: ".
@@ -135,6 +163,7 @@ class GatewayOutputs {
 
  private:
   std::vector<std::string> created_;
+  PidFile pid_file_;
 };
 
 /// What the front end adds to an assembly.

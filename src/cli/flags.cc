@@ -46,7 +46,7 @@ ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::s
         r.positional.assign(args.begin() + long(i), args.end());
         break;
       }
-      r.errors.push_back({"\"" + a + "\"", "unexpected argument", ""});
+      r.errors.push_back({quote_value(a), "unexpected argument", ""});
       continue;
     }
     std::string name = a;
@@ -57,12 +57,13 @@ ParseResult parse_flags(const std::vector<Flag>& flags, const std::vector<std::s
     }
     const Flag* f = find_flag(flags, name);
     if (!f) {
-      r.errors.push_back({name, "unknown option", suggestion(flags, name)});
+      // The name is the user's text too: bounded and escaped like any quoted value.
+      r.errors.push_back({escape_control(name, kQuotedValueMax), "unknown option", suggestion(flags, name)});
       continue;
     }
     if (f->value_name.empty()) {
       if (value) {
-        r.errors.push_back({name, "takes no value", ""});
+        r.errors.push_back({f->name, "takes no value", ""});
         continue;
       }
       value = "";

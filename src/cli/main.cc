@@ -31,7 +31,7 @@ constexpr const char* kVersion = MOAT_VERSION_STRING;  // project(VERSION) in CM
 using config::UserError;
 using Err = std::optional<UserError>;
 
-std::string quote(std::string_view v) { return "\"" + std::string(v) + "\""; }
+std::string quote(std::string_view v) { return quote_value(v); }  // bounded, escaped (§5.2)
 
 Err parse_u32(std::string_view flag, std::string_view v, uint32_t lo, uint32_t hi, uint32_t* out) {
   uint64_t x = 0;
@@ -167,7 +167,11 @@ int cmd_attach(const std::vector<std::string>& args) {
   auto flags = gateway_flags(o.cfg);
   const size_t own = flags.size();
   flags.push_back({"--netns", "", "PATH", "network namespace to serve (e.g. /run/netns/NAME)",
-                   [&o](std::string_view v) -> Err { o.netns_path = v; return std::nullopt; }});
+                   [&o](std::string_view v) -> Err {
+                     if (v.empty()) return UserError{"--netns", "empty path", "write --netns PATH"};
+                     o.netns_path = v;
+                     return std::nullopt;
+                   }});
   flags.push_back({"--pid", "", "PID", "serve the network namespace of PID",
                    [&o](std::string_view v) -> Err {
                      uint32_t p = 0;
@@ -472,6 +476,29 @@ void usage(FILE* to) {
                kVersion);
 }
 
+/// `serve --fd N` names a descriptor moat inherited. Checked first thing in main(), before
+/// moat opens anything: if N was closed by the caller, the first descriptor moat opens
+/// (a signalfd, an epoll) would get number N and be adopted as the guest link. Returns the
+/// error to print, if any. Stops at `--` like the flag parser.
+std::optional<UserError> check_inherited_fds(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    std::string_view v;
+    if (a == "--fd" && i + 1 < args.size()) v = args[++i];
+    else if (a.rfind("--fd=", 0) == 0) v = std::string_view(a).substr(5);
+    else continue;
+    int fd = -1;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), fd);
+    // Not a number or out of range: the flag's own parser says so with the usual text.
+    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || fd < 0) continue;
+    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF)
+      return UserError{"--fd " + std::string(v), "not an open file descriptor",
+                       "the descriptor must be open when moat starts"};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 }  // namespace moat::cli
 
@@ -494,7 +521,13 @@ int main(int argc, char** argv) {
   }
   if (sub == "run") return cmd_run(args);
   if (sub == "attach") return cmd_attach(args);
-  if (sub == "serve") return cmd_serve(args);
+  if (sub == "serve") {
+    if (auto e = check_inherited_fds(args)) {
+      std::fprintf(stderr, "%s\n", e->format().c_str());
+      return 2;
+    }
+    return cmd_serve(args);
+  }
   if (sub == "policy") return cmd_policy(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;

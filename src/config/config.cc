@@ -2,11 +2,17 @@
 
 #include <charconv>
 
+#include "base/strings.h"
+
 namespace moat::config {
 
 std::string UserError::format() const {
-  std::string s = "moat: error: " + where + ": " + what;
-  if (!hint.empty()) s += "; " + hint;
+  // The last line of defence for §5.2's one line per error: values are quoted and bounded
+  // where they are named (quote_value()), but a path, a key or a parser's text may still
+  // carry a newline or be huge, so every part is escaped and capped here too.
+  constexpr size_t kPartMax = 1024;
+  std::string s = "moat: error: " + escape_control(where, kPartMax) + ": " + escape_control(what, kPartMax);
+  if (!hint.empty()) s += "; " + escape_control(hint, kPartMax);
   return s;
 }
 
@@ -75,13 +81,13 @@ std::optional<Duration> parse_duration(std::string_view s) {
 std::optional<UserError> parse_ipv4_prefix(std::string_view flag, std::string_view value, Ipv4Addr* addr,
                                            int* prefix) {
   auto slash = value.find('/');
-  std::string f(flag), v(value);
+  std::string f(flag);
   if (slash == std::string_view::npos)
-    return UserError{f, "\"" + v + "\" needs a prefix length", "write e.g. 100.96.0.2/30"};
+    return UserError{f, quote_value(value) + " needs a prefix length", "write e.g. 100.96.0.2/30"};
   auto a = Ipv4Addr::parse(value.substr(0, slash));
-  if (!a) return UserError{f, "\"" + std::string(value.substr(0, slash)) + "\" is not an IPv4 address", ""};
+  if (!a) return UserError{f, quote_value(value.substr(0, slash)) + " is not an IPv4 address", ""};
   auto p = parse_prefix_len(value.substr(slash + 1), 32);
-  if (!p) return UserError{f, "\"" + std::string(value.substr(slash + 1)) + "\" is not a prefix length (0-32)", ""};
+  if (!p) return UserError{f, quote_value(value.substr(slash + 1)) + " is not a prefix length (0-32)", ""};
   *addr = *a;
   *prefix = *p;
   return std::nullopt;
@@ -90,13 +96,13 @@ std::optional<UserError> parse_ipv4_prefix(std::string_view flag, std::string_vi
 std::optional<UserError> parse_ipv6_prefix(std::string_view flag, std::string_view value, Ipv6Addr* addr,
                                            int* prefix) {
   auto slash = value.rfind('/');
-  std::string f(flag), v(value);
+  std::string f(flag);
   if (slash == std::string_view::npos)
-    return UserError{f, "\"" + v + "\" needs a prefix length", "write e.g. fd42:6d73:62::2/64"};
+    return UserError{f, quote_value(value) + " needs a prefix length", "write e.g. fd42:6d73:62::2/64"};
   auto a = Ipv6Addr::parse(value.substr(0, slash));
-  if (!a) return UserError{f, "\"" + std::string(value.substr(0, slash)) + "\" is not an IPv6 address", ""};
+  if (!a) return UserError{f, quote_value(value.substr(0, slash)) + " is not an IPv6 address", ""};
   auto p = parse_prefix_len(value.substr(slash + 1), 128);
-  if (!p) return UserError{f, "\"" + std::string(value.substr(slash + 1)) + "\" is not a prefix length (0-128)", ""};
+  if (!p) return UserError{f, quote_value(value.substr(slash + 1)) + " is not a prefix length (0-128)", ""};
   *addr = *a;
   *prefix = *p;
   return std::nullopt;
@@ -142,13 +148,17 @@ std::vector<UserError> validate(const NetConfig& n, bool v4, bool v6, const NetS
       errs.push_back({src.mtu, std::to_string(n.mtu) + " is out of range",
                       v6 ? "the MTU must be 1280-65520 while IPv6 is active" : "the MTU must be 576-65520"});
   }
-  if (n.ifname.size() > 15) errs.push_back({src.ifname, "\"" + n.ifname + "\" is longer than 15 bytes", ""});
+  if (n.ifname.size() > 15) errs.push_back({src.ifname, quote_value(n.ifname) + " is longer than 15 bytes", ""});
+  // The kernel's dev_valid_name(): no '/', ':' or whitespace, not "." or "..". Control
+  // characters are refused as well: the name ends up in logs and `ip link` output.
+  bool ifname_ok = n.ifname != "." && n.ifname != "..";
   for (char c : n.ifname) {
-    if (c == '/' || c == ' ' || c == ':' || c == '\0') {
-      errs.push_back({src.ifname, "\"" + n.ifname + "\" is not a valid interface name", ""});
-      break;
-    }
+    auto u = static_cast<unsigned char>(c);
+    if (c == '/' || c == ':' || u <= 0x20 || u == 0x7f) ifname_ok = false;
   }
+  if (!ifname_ok)
+    errs.push_back({src.ifname, quote_value(n.ifname) + " is not a valid interface name",
+                    "no '/', ':', spaces or control characters"});
   if (errs.size() > 20) errs.resize(20);
   return errs;
 }

@@ -24,7 +24,9 @@ enum class FamilyMode { automatic, on, off };
 
 /// [net] (SPEC §4.2, R-ADDR-1/2/3).
 struct NetConfig {
-  uint32_t mtu = 0;  ///< 0 = the transport's default (65520 on TAP)
+  /// 0 = unset: app::finish_config() puts in the transport's default (65520 on TAP and
+  /// sockets, 1500 on in-process rings). Users cannot write 0 (net.mtu and --mtu are 576-65520).
+  uint32_t mtu = 0;
   MacAddr guest_mac{{0x02, 0x6d, 0x6f, 0x00, 0x00, 0x02}};
   MacAddr gateway_mac{{0x02, 0x6d, 0x6f, 0x00, 0x00, 0x01}};
   std::string ifname;  ///< empty = the mode's default (eth0 for run, moat0 for attach)

@@ -48,6 +48,48 @@ class CountingIter {
   size_t* consumed_ = nullptr;
 };
 
+/// nlohmann's exception text as a §5.2 message body. Its what() starts with the exception
+/// type ("[json.exception.parse_error.101] parse error at line 1, column 5: syntax error
+/// while parsing value - ...") and ends with the token it read, which is the user's text:
+/// the type and the position are dropped (the position is ours, LINE:COL), the token is
+/// escaped and the whole is bounded, since an unterminated string's "last read" is the
+/// rest of the file.
+std::string json_error_text(std::string_view msg) {
+  if (!msg.empty() && msg.front() == '[') {
+    const size_t end = msg.find("] ");
+    if (end != std::string_view::npos) msg.remove_prefix(end + 2);
+  }
+  if (msg.rfind("parse error", 0) == 0) {
+    const size_t colon = msg.find(": ");
+    if (colon != std::string_view::npos) msg.remove_prefix(colon + 2);
+  }
+  if (msg.rfind("syntax error ", 0) == 0) msg.remove_prefix(13);
+  std::string_view body = msg;
+  std::string prefix, suffix;
+  if (constexpr std::string_view kOverflow = "number overflow parsing "; msg.rfind(kOverflow, 0) == 0) {
+    body = msg.substr(kOverflow.size());
+    prefix = "number ";
+    suffix = " is out of range";
+  }
+  constexpr size_t kMax = 160;
+  std::string out = prefix;
+  for (char ch : body.substr(0, kMax)) {
+    auto c = static_cast<unsigned char>(ch);
+    // Bytes >= 0x80 too: they come from the user's token (invalid UTF-8 is a common
+    // reason to be here) and may be cut mid-sequence.
+    if (c < 0x20 || c >= 0x7f) {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+  if (body.size() > kMax) out += "\xe2\x80\xa6";  // "…"
+  return out + suffix;
+}
+
 Pos pos_at(std::string_view text, size_t off) {
   Pos p{1, 1};
   for (size_t i = 0; i < off && i < text.size(); ++i) {
@@ -113,13 +155,8 @@ class Builder {
     return true;
   }
   bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& ex) {
-    // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."
     set_error_pos();
-    std::string msg = ex.what();
-    auto colon = msg.find(": ");
-    if (colon != std::string::npos && msg.find("parse error") != std::string::npos) msg = msg.substr(colon + 2);
-    if (msg.rfind("syntax error while parsing ", 0) == 0) msg = msg.substr(13);
-    errs_->push_back({where(origin_, last_pos_), msg, ""});
+    errs_->push_back({where(origin_, last_pos_), json_error_text(ex.what()), ""});
     return false;
   }
 

@@ -49,7 +49,7 @@ using policy::Action;
 
 constexpr size_t kMaxErrors = 20;  // §5.2
 
-std::string q(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string q(std::string_view s) { return quote_value(s); }  // bounded, escaped (§5.2)
 
 std::string join(std::initializer_list<std::string_view> names) {
   std::string s;

@@ -3,6 +3,8 @@
 #include <array>
 #include <charconv>
 
+#include "base/strings.h"
+
 #include "policy/profiles.h"
 #include "policy/rule.h"
 
@@ -12,15 +14,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Built by appends: `"\"" + std::string(s) + "\""` trips g++ 12's -Wrestrict false positive at -O3.
-std::string q(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  out += s;
-  out += '"';
-  return out;
-}
+// Every value an error repeats is quoted by quote_value(): bounded and escaped (§5.2).
+std::string q(std::string_view s) { return quote_value(s); }
 
 constexpr int64_t ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
@@ -45,6 +40,32 @@ Opt parse_name(std::string_view v, bool wildcard, std::string* out) {
   if (!n) return fail(q(v) + ": " + n.error().what, n.error().hint);
   if (wild && n->find('.') == std::string::npos) return fail(q(v) + ": a suffix needs at least 2 labels");
   *out = (wild ? "*." : "") + *n;
+  return std::nullopt;
+}
+
+/// A DHCP option 12 hostname (RFC 952/1123 §2.1): dot-separated labels of 1-63 letters,
+/// digits and '-', not starting or ending with '-', 253 bytes in all. Stricter than an
+/// R-POL-3 name on purpose: the guest's DHCP client writes it into its own configuration.
+Opt parse_hostname(std::string_view v, std::string* out) {
+  constexpr std::string_view kHint = "use labels of 1-63 letters, digits and '-' separated by dots, 253 bytes in all";
+  if (v.empty()) return fail("empty hostname", std::string(kHint));
+  if (v.size() > 253) return fail(q(v) + " is longer than 253 bytes", std::string(kHint));
+  std::string_view rest = v;
+  for (;;) {
+    const size_t dot = rest.find('.');
+    const std::string_view label = rest.substr(0, dot);
+    if (label.empty()) return fail(q(v) + " has an empty label", std::string(kHint));
+    if (label.size() > 63) return fail(q(v) + " has a label longer than 63 bytes", std::string(kHint));
+    for (char ch : label) {
+      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
+      if (!ok) return fail(q(v) + " is not a valid hostname", std::string(kHint));
+    }
+    if (label.front() == '-' || label.back() == '-')
+      return fail(q(v) + " has a label that starts or ends with '-'", std::string(kHint));
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  *out = v;
   return std::nullopt;
 }
 
@@ -79,8 +100,10 @@ using G = Group;
 
 constexpr Setting kSettings[] = {
     // --- net ---
+    // 0 is not a value a user can write (SPEC: 576/1280-65520). Unset, NetConfig::mtu stays
+    // 0 and app::finish_config() puts in the transport's default.
     {.key = "net.mtu", .flag = "--mtu", .value_name = "N", .type = VT::integer, .lo = 576, .hi = 65520,
-     .zero_ok = true, .unit = "bytes", .def = "0: per transport, 65520 on TAP",
+     .unit = "bytes", .def = "65520 on TAP and sockets, 1500 on in-process rings",
      .help = "IP MTU of the guest link (at least 1280 while IPv6 is active)",
      .group = G::addressing, .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.net.mtu = uint32_t(v);
@@ -208,9 +231,9 @@ constexpr Setting kSettings[] = {
        return std::nullopt;
      }},
     {.key = "net.hostname", .flag = "--hostname", .value_name = "NAME", .type = VT::text,
-     .help = "hostname offered by DHCP (option 12)", .group = G::addressing,
+     .help = "hostname offered by DHCP (option 12; labels of letters, digits, '-')", .group = G::addressing,
      .set_text = [](Config& c, Source, std::string_view v, FlagState&) {
-       return parse_name(v, false, &c.net.hostname);
+       return parse_hostname(v, &c.net.hostname);
      }},
     {.key = "net.search_domains", .type = VT::list, .help = "DNS search domains (DHCP 15/119, DNSSL)",
      .group = G::addressing,
@@ -539,13 +562,14 @@ constexpr Setting kSettings[] = {
      }},
     {.key = "pcap.snaplen", .type = VT::unsupported, .help = "the capture length is fixed (262144) in this build"},
     {.key = "pcap.max_size", .type = VT::unsupported, .help = "capture rotation is not implemented"},
-    {.flag = "--ready-file", .value_name = "FILE", .type = VT::text,
+    {.flag = "--ready-file", .value_name = "FILE", .type = VT::path,
      .help = "write moat's PID to FILE (atomically) once it serves", .group = G::output,
      .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
        c.ready_file = v;
        return std::nullopt;
      }},
-    {.flag = "--pid-file", .value_name = "FILE", .type = VT::text, .help = "write moat's PID to FILE at start",
+    {.flag = "--pid-file", .value_name = "FILE", .type = VT::path,
+     .help = "write moat's PID to FILE at start (removed at exit)",
      .group = G::output, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
        c.pid_file = v;
        return std::nullopt;
@@ -686,7 +710,7 @@ Opt apply_flag(const Setting& s, Config& c, std::string_view value, FlagState& s
       int64_t x = 0;
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
       if (ec == std::errc::result_out_of_range && p == value.data() + value.size())
-        return fail(std::string(value) + " is out of range", range_text(s));
+        return fail(escape_control(value, kQuotedValueMax) + " is out of range", range_text(s));
       if (value.empty() || ec != std::errc() || p != value.data() + value.size())
         return fail(q(value) + " is not a number");
       return apply_int(s, c, Source::flag, x);
@@ -695,12 +719,17 @@ Opt apply_flag(const Setting& s, Config& c, std::string_view value, FlagState& s
     case ValueType::enumeration: return apply_choice(s, c, Source::flag, value);
     case ValueType::list:
     case ValueType::path_list:
+      if (s.type == ValueType::path_list && value.empty()) return fail("empty path");
       // R-CLI-1: list flags append to the file's list; --dns-upstream replaces it.
       if (s.flag_replaces && st.count == 0 && s.clear != nullptr) s.clear(c);
       ++st.count;
       return apply_text(s, c, Source::flag, value, st);
-    case ValueType::text:
     case ValueType::path:
+      // The file's loader refuses an empty path too (get_path()); an empty flag value
+      // would otherwise switch the output off without a word (--pcap "", --pid-file "").
+      if (value.empty()) return fail("empty path");
+      return apply_text(s, c, Source::flag, value, st);
+    case ValueType::text:
     case ValueType::custom: return apply_text(s, c, Source::flag, value, st);
     case ValueType::unsupported: break;
   }

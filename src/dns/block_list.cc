@@ -7,12 +7,13 @@
 #include <cstring>
 
 #include "base/file.h"
+#include "base/strings.h"
 
 namespace moat::dns {
 
 namespace {
 
-std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string quote(std::string_view s) { return quote_value(s); }  // bounded, escaped (§5.2)
 
 bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r'; }
 

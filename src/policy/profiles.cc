@@ -1,5 +1,7 @@
 #include "policy/profiles.h"
 
+#include "base/strings.h"
+
 namespace moat::policy {
 
 std::string ProfileSet::to_string() const {
@@ -36,18 +38,18 @@ Result<ProfileSet, ProfileError> parse_profiles(std::span<const std::string_view
         size_t best_d = 3;
         for (std::string_view c : {"public", "private", "host", "none", "all"})
           if (size_t d = edit_distance(name, c); d < best_d) best_d = d, best = c;
-        return unexpected(ProfileError{"unknown profile \"" + std::string(item.substr(0, comma)) + "\"",
+        return unexpected(ProfileError{"unknown profile " + quote_value(item.substr(0, comma)),
                                        best.empty() ? "" : "did you mean \"" + std::string(best) + "\"?"});
       }
       if (name == "none" || name == "all") {
         if (!exclusive.empty() && exclusive != name)
-          return unexpected(ProfileError{"\"" + name + "\" cannot be combined with \"" + exclusive + "\"", ""});
+          return unexpected(ProfileError{quote_value(name) + " cannot be combined with " + quote_value(exclusive), ""});
         exclusive = name;
       } else if (first_other.empty()) {
         first_other = name;
       }
       if (!exclusive.empty() && !first_other.empty())
-        return unexpected(ProfileError{"\"" + exclusive + "\" cannot be combined with \"" + first_other + "\"", ""});
+        return unexpected(ProfileError{quote_value(exclusive) + " cannot be combined with " + quote_value(first_other), ""});
       if (comma == item.size()) break;
       item = item.substr(comma + 1);
     }

@@ -24,6 +24,21 @@ bool requested(Bytes parameter_request_list, uint8_t option) noexcept {
   return false;
 }
 
+/// Whether `s` may go out as a DHCP text option (12 host name, 15 domain name): one
+/// option holds at most 255 bytes (RFC 2132 §2), and control characters would end up in
+/// the guest's own configuration files. config/ already refuses such values (a hostname
+/// is labels of letters, digits and '-'); this is defence in depth for anything that
+/// reaches the stack another way (the C ABI, a future caller), so the option is left out
+/// rather than sent truncated or raw.
+bool sendable_text_option(std::string_view s) noexcept {
+  if (s.size() > 255) return false;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
 uint32_t seconds_u32(Duration d) noexcept {
   auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
   return static_cast<uint32_t>(std::clamp<int64_t>(s, 0, 0xffffffff));
@@ -103,8 +118,9 @@ void Interface::on_dhcp4(const wire::Ipv4Repr& ip, Bytes udp_payload, Instant no
       rep.renewal_time = lease / 2;                                              // 58: T1 = 50 %
       rep.rebinding_time = static_cast<uint32_t>(uint64_t{lease} * 7 / 8);       // 59: T2 = 87.5 %
     }
-    rep.hostname = cfg_.hostname;                                                // 12
-    if (!cfg_.search_domains.empty()) rep.domain_name = cfg_.search_domains.front();  // 15
+    if (sendable_text_option(cfg_.hostname)) rep.hostname = cfg_.hostname;        // 12
+    if (!cfg_.search_domains.empty() && sendable_text_option(cfg_.search_domains.front()))
+      rep.domain_name = cfg_.search_domains.front();                             // 15
     rep.search_domains = std::span<const std::string>(cfg_.search_domains);      // 119
     if (requested(req.parameter_request_list, kOptionClasslessRoute))
       rep.classless_default_route = cfg_.gateway4;  // 121 (RFC 3442); clients then ignore 3

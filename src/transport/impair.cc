@@ -23,12 +23,7 @@ constexpr std::array<std::string_view, 6> kKeys = {"loss", "reorder", "duplicate
 enum KeyIndex : size_t { kLoss, kReorder, kDuplicate, kDelay, kJitter, kSeed };
 
 std::string quoted(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  out += s;
-  out += '"';
-  return out;
+  return quote_value(s);  // bounded, escaped (§5.2)
 }
 
 std::string unknown_key_error(std::string_view key) {

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/strings.h"
+
 namespace moat::transport {
 
 BoundUnixSocket::BoundUnixSocket(BoundUnixSocket&& o) noexcept
@@ -119,7 +121,7 @@ Result<BoundUnixSocket, std::string> bind_unix(const std::string& path, int type
 }
 
 Result<mode_t, std::string> parse_socket_mode(std::string_view text) {
-  if (text.empty() || text.size() > 4) return unexpected("\"" + std::string(text) + "\" is not an octal mode like 0600");
+  if (text.empty() || text.size() > 4) return unexpected(quote_value(text) + " is not an octal mode like 0600");
   mode_t m = 0;
   for (char c : text) {
     if (c < '0' || c > '7') return unexpected("\"" + std::string(text) + "\" is not an octal mode like 0600");

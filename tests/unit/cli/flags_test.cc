@@ -75,7 +75,7 @@ TEST(SettingFlags, ErrorsNameTheFlagAndMatchTheKey) {
   auto r = parse_flags(flags, {"--mtu", "100", "--dns-timeout=31s", "-r", "allow@dns,allow@nope:tcp", "--max-flows", "9"},
                        false);
   ASSERT_EQ(r.errors.size(), 3u);
-  EXPECT_EQ(r.errors[0].format(), "moat: error: --mtu: 100 is out of range; expected 0 or 576-65520");
+  EXPECT_EQ(r.errors[0].format(), "moat: error: --mtu: 100 is out of range; expected 576-65520");
   EXPECT_EQ(r.errors[1].format(), "moat: error: --dns-timeout: \"31s\" is out of range; expected 100ms-30s");
   EXPECT_EQ(r.errors[2].where, "--rule #2 \"allow@nope:tcp\" col 7");  // the short form names the rule too
   EXPECT_EQ(c.flows.max_flows, 9u);
@@ -101,6 +101,66 @@ TEST(Flags, EditDistance) {
   EXPECT_EQ(edit_distance("--publsh", "--publish"), 1u);
   EXPECT_EQ(edit_distance("", "abc"), 3u);
   EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+}
+
+// --- bad input (issue 14) ------------------------------------------------------------
+
+std::vector<std::string> flag_errors(std::vector<std::string> args, config::Config* out = nullptr) {
+  config::Config c;
+  auto flags = setting_flags(out != nullptr ? *out : c);
+  auto r = parse_flags(flags, args, false);
+  std::vector<std::string> v;
+  for (const auto& e : r.errors) v.push_back(e.format());
+  return v;
+}
+
+TEST(SettingFlags, MtuZeroIsRefused) {
+  EXPECT_EQ(flag_errors({"--mtu", "0"}), std::vector<std::string>{"moat: error: --mtu: 0 is out of range; expected 576-65520"});
+  EXPECT_EQ(flag_errors({"--mtu=-1"}), std::vector<std::string>{"moat: error: --mtu: -1 is out of range; expected 576-65520"});
+  auto huge = flag_errors({"--mtu", std::string(5000, '9')});
+  ASSERT_EQ(huge.size(), 1u);
+  EXPECT_LT(huge[0].size(), 200u) << huge[0].size();
+}
+
+TEST(SettingFlags, EmptyAndInvalidNames) {
+  EXPECT_EQ(flag_errors({"--ifname", ""}), std::vector<std::string>{"moat: error: --ifname: \"\" must be 1-15 bytes"});
+  auto h = flag_errors({"--hostname", ""});
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h[0].rfind("moat: error: --hostname: empty hostname", 0), 0u) << h[0];
+  auto nl = flag_errors({"--hostname", "good\nbad"});
+  ASSERT_EQ(nl.size(), 1u);
+  EXPECT_EQ(nl[0].rfind("moat: error: --hostname: \"good\\nbad\" is not a valid hostname", 0), 0u) << nl[0];
+  auto big = flag_errors({"--hostname", std::string(300, 'a')});
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_NE(big[0].find("(300 bytes) is longer than 253 bytes"), std::string::npos) << big[0];
+  config::Config c;
+  EXPECT_TRUE(flag_errors({"--hostname", "Sandbox-7.internal"}, &c).empty());
+  EXPECT_EQ(c.net.hostname, "Sandbox-7.internal");
+}
+
+TEST(SettingFlags, EmptyPathsAreRefused) {
+  for (const char* f : {"--pid-file", "--ready-file", "--pcap", "--audit", "--dns-block-file"}) {
+    auto e = flag_errors({f, ""});
+    ASSERT_EQ(e.size(), 1u) << f;
+    EXPECT_EQ(e[0], std::string("moat: error: ") + f + ": empty path");
+  }
+}
+
+TEST(SettingFlags, HugeValuesAreQuotedBounded) {
+  const std::string big(100000, 'x');
+  for (const char* f : {"--name", "--ipv4", "--gateway4", "--dhcpv6", "--offloads", "--publish", "--rule", "--dns-block",
+                        "--log-level", "--connect-timeout", "--guest-mac"}) {
+    auto e = flag_errors({f, big});
+    ASSERT_FALSE(e.empty()) << f;
+    EXPECT_LT(e[0].size(), 400u) << f << ": " << e[0].substr(0, 200);
+    EXPECT_EQ(e[0].find('\n'), std::string::npos) << f;
+  }
+  auto unknown = flag_errors({"--" + big});
+  ASSERT_EQ(unknown.size(), 1u);
+  EXPECT_LT(unknown[0].size(), 200u);
+  auto stray = flag_errors({big});
+  ASSERT_EQ(stray.size(), 1u);
+  EXPECT_LT(stray[0].size(), 200u);
 }
 
 }  // namespace

@@ -411,6 +411,61 @@ level = "debug"
   EXPECT_EQ(a.log_level, b.log_level);
 }
 
+// --- bad input (issue 14) ------------------------------------------------------------
+
+TEST(ConfigLoader, MtuZeroIsRefused) {
+  // 0 used to mean "the transport's default"; the default is now only the absence of the key.
+  EXPECT_EQ(one_error("[net]\nmtu = 0\n"), "moat: error: a.toml:2:7: net.mtu: 0 is out of range; expected 576-65520");
+  EXPECT_EQ(one_error("{\"net\": {\"mtu\": 0}}", Format::json),
+            "moat: error: a.toml:1:17: net.mtu: 0 is out of range; expected 576-65520");
+  EXPECT_EQ(one_error("[net]\nmtu = -1500\n"),
+            "moat: error: a.toml:2:7: net.mtu: -1500 is out of range; expected 576-65520");
+}
+
+TEST(ConfigLoader, HostnameMustBeADnsHostname) {
+  Config c;
+  EXPECT_TRUE(errors("[net]\nhostname = \"box-1.example\"\n", Format::toml, &c).empty());
+  EXPECT_EQ(c.net.hostname, "box-1.example");
+  EXPECT_EQ(one_error("[net]\nhostname = \"\"\n").rfind("moat: error: a.toml:2:12: net.hostname: empty hostname;", 0), 0u);
+  EXPECT_EQ(one_error("[net]\nhostname = \"a\\nb\"\n").rfind(
+                "moat: error: a.toml:2:12: net.hostname: \"a\\nb\" is not a valid hostname;", 0),
+            0u);
+  EXPECT_NE(one_error("[net]\nhostname = \"" + std::string(300, 'a') + "\"\n").find("is longer than 253 bytes"),
+            std::string::npos);
+  EXPECT_NE(one_error("[net]\nhostname = \"" + std::string(64, 'a') + ".b\"\n").find("label longer than 63"),
+            std::string::npos);
+  EXPECT_NE(one_error("[net]\nhostname = \"a_b\"\n").find("is not a valid hostname"), std::string::npos);
+  EXPECT_NE(one_error("[net]\nhostname = \"-a\"\n").find("starts or ends with '-'"), std::string::npos);
+  EXPECT_NE(one_error("[net]\nhostname = \"a..b\"\n").find("empty label"), std::string::npos);
+}
+
+TEST(ConfigLoader, LongAndMultiLineValuesAreQuotedBoundedOnOneLine) {
+  const std::string big(100000, 'x');
+  auto e = one_error("[gateway]\nname = \"" + big + "\"\n");
+  EXPECT_LT(e.size(), 300u) << e.size();
+  EXPECT_NE(e.find("\xe2\x80\xa6 (100000 bytes) is not a valid gateway name"), std::string::npos) << e;
+  auto nl = one_error("[audit]\nevents = [\"flow_open\\nmoat: error: forged\"]\n");
+  EXPECT_EQ(nl.find('\n'), std::string::npos) << nl;
+  EXPECT_NE(nl.find("\"flow_open\\nmoat: error: forged\" is not an audit event"), std::string::npos) << nl;
+  // An unknown key is the user's text too.
+  auto k = one_error("[net]\n\"" + std::string(5000, 'k') + "\" = 1\n");
+  EXPECT_LT(k.size(), 1200u);
+}
+
+TEST(ConfigLoader, JsonErrorsCarryNoExceptionInternals) {
+  auto overflow = one_error("{\"net\": {\"mtu\": 1e999}}", Format::json);
+  EXPECT_EQ(overflow.find("json.exception"), std::string::npos) << overflow;
+  EXPECT_EQ(overflow, "moat: error: a.toml:1:22: number '1e999' is out of range");
+  auto syntax = one_error("{\"net\": {\"mtu\": 1500,}}", Format::json);
+  EXPECT_EQ(syntax, "moat: error: a.toml:1:22: while parsing object key - unexpected '}'; expected string literal");
+  auto utf8 = one_error("{\"net\": {\"hostname\": \"a\xff\"}}", Format::json);
+  EXPECT_EQ(utf8.find("json.exception"), std::string::npos) << utf8;
+  EXPECT_NE(utf8.find("\\xff"), std::string::npos) << utf8;
+  // An unterminated 100 KB string: nlohmann's "last read" is the whole token.
+  auto open_str = one_error("{\"a\": \"" + std::string(100000, 'q'), Format::json);
+  EXPECT_LT(open_str.size(), 300u) << open_str.size();
+}
+
 TEST(ConfigLoader, FileErrors) {
   Config c;
   auto r = load_config_file("/nonexistent/moat/a.toml", c);

@@ -208,5 +208,22 @@ TEST_F(DhcpTest, InactiveIpv4ServesNoDhcp) {
   expect_only_drop(DropReason::inactive_family);
 }
 
+// Defence in depth behind config/'s hostname check: a value that reaches the stack
+// anyway (the C ABI) never goes out over 255 bytes or with control characters.
+TEST_F(DhcpTest, HostnameThatCannotBeSentIsLeftOut) {
+  for (const std::string& bad : {std::string(300, 'a'), std::string("box\nevil"), std::string("a\0b", 3)}) {
+    cfg.hostname = bad;
+    make();
+    sink.frames.clear();
+    feed(g.dhcp(g.dhcp_msg(Type::discover)));
+    ASSERT_EQ(sink.frames.size(), 1u);
+    auto r = test::as_dhcp(out(0));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->dhcp.message_type, Type::offer);
+    EXPECT_TRUE(r->dhcp.hostname.empty()) << r->dhcp.hostname.size();
+    EXPECT_EQ(r->dhcp.domain_name, "corp.example");  // the rest of the offer is intact
+  }
+}
+
 }  // namespace
 }  // namespace moat::stack
