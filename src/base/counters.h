@@ -29,6 +29,7 @@ namespace moat {
   X(arp_rate_limited, "arp.rate_limited")               \
   X(ndp_replies, "ndp.replies")                         \
   X(ndp_rate_limited, "ndp.rate_limited")               \
+  X(ndp_foreign_mac, "ndp.foreign_mac")                 \
   X(ra_sent, "ndp.ra_sent")                             \
   X(dhcp_offers, "dhcp.offers")                         \
   X(dhcp_acks, "dhcp.acks")                             \
