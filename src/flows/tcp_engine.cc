@@ -106,6 +106,7 @@ TcpEngine::TcpEngine(event::Loop& loop, GuestIo& io, const Destinations& destina
   blocked_.reserve(2 * size_t(table_.capacity()));
   blocked_scratch_.reserve(2 * size_t(table_.capacity()));
   tw_ring_.assign(tw_.capacity(), FlowId{});
+  pending_dests_.reserve(table_.capacity());  // at most one entry per flow
   io_.set_output_ready([this] { on_output_ready(); });
 }
 
@@ -236,10 +237,14 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   }
   if (pending_connects_ >= cfg_.max_pending_connects) {
     counters_.inc(Counter::limits_hits_max_pending_connects);
-    MOAT_LOG_RATELIMITED(warn, "tcp: limit max_pending_connects (%u) reached, refusing",
-                         cfg_.max_pending_connects);
-    refuse(key, seg);
-    return;
+    // Fair share (TCP.md "Pending connects"): a destination with fewer pending connects
+    // than the busiest one gets a slot by failing the busiest one's oldest connect.
+    if (!make_room_for_connect(key.remote, now)) {
+      MOAT_LOG_RATELIMITED(warn, "tcp: limit max_pending_connects (%u) reached, refusing",
+                           cfg_.max_pending_connects);
+      refuse(key, seg);
+      return;
+    }
   }
   // R-TCP-1 step 5 / R-POL-9: the path. The policy address is the one the guest used.
   FlowInfo info;
@@ -328,11 +333,77 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     f.conn.on_peer_connected(now);
     f.gate_deadline = now + (admission_ ? admission_->first_flight_timeout() : std::chrono::seconds(1));
   } else {
-    f.connecting = true;
-    ++pending_connects_;
+    begin_connect(f, now);
     dial(f, now);
   }
   post_event(f, now);
+}
+
+// ---- Pending connects (TCP.md "Pending connects") ----------------------------------------
+
+void TcpEngine::begin_connect(TcpFlow& f, Instant now) {
+  MOAT_ASSERT(!f.connecting);
+  f.connecting = true;
+  f.connect_started = now;
+  ++pending_connects_;
+  const IpAddr& remote = f.conn.key().remote;
+  for (PendingDest& d : pending_dests_) {
+    if (d.remote == remote) {
+      ++d.count;
+      return;
+    }
+  }
+  pending_dests_.push_back(PendingDest{remote, 1});  // capacity reserved: no allocation
+}
+
+void TcpEngine::end_connect(TcpFlow& f) {
+  if (!f.connecting) return;
+  f.connecting = false;
+  --pending_connects_;
+  const IpAddr& remote = f.conn.key().remote;
+  for (size_t i = 0; i < pending_dests_.size(); ++i) {
+    PendingDest& d = pending_dests_[i];
+    if (d.remote != remote) continue;
+    if (--d.count == 0) {
+      d = pending_dests_.back();  // order does not matter
+      pending_dests_.pop_back();
+    }
+    return;
+  }
+  // A bug, not input: counted in release, fatal in debug.
+  counters_.inc(Counter::internal_errors);
+  MOAT_LOG_RATELIMITED(error, "tcp: a pending connect without its destination entry");
+  MOAT_ASSERT(false);
+}
+
+uint32_t TcpEngine::pending_connects_to(const IpAddr& remote) const noexcept {
+  for (const PendingDest& d : pending_dests_)
+    if (d.remote == remote) return d.count;
+  return 0;
+}
+
+bool TcpEngine::make_room_for_connect(const IpAddr& remote, Instant now) {
+  // The busiest destination; the SYN's own destination must have fewer pending connects,
+  // else it is the hog (or all are equal) and the SYN is refused as before.
+  uint32_t busiest = 0;
+  for (const PendingDest& d : pending_dests_) busiest = std::max(busiest, d.count);
+  if (busiest <= pending_connects_to(remote)) return false;
+  // The oldest pending connect among the destinations with that many. One pass over the
+  // slab, only while the limit is hit (bounded by max_flows).
+  TcpFlow* victim = nullptr;
+  table_.for_each_live([&](FlowId, TcpFlow& f) {
+    if (!f.connecting || f.finished || pending_connects_to(f.conn.key().remote) != busiest) return;
+    if (!victim || f.connect_started < victim->connect_started) victim = &f;
+  });
+  if (!victim) return false;  // unreachable: the busiest destination has a connecting flow
+  counters_.inc(Counter::tcp_connect_evicted);
+  MOAT_LOG_RATELIMITED(info, "tcp: max_pending_connects (%u) reached; failing the oldest of %u connects to %s",
+                       cfg_.max_pending_connects, busiest, victim->conn.key().remote.to_string().c_str());
+  // Failed as its connect timeout would fail it: ICMP host unreachable (RST once the guest
+  // handshake is complete, on the inspect path).
+  connect_failed(*victim, ETIMEDOUT, now);
+  post_event(*victim, now);
+  return true;
 }
 
 void TcpEngine::report_opened(TcpFlow& f) {
@@ -408,8 +479,7 @@ void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
   }
   // Inspect path: dial now; the held bytes are replayed once connected.
   f.inspect_dial = true;
-  f.connecting = true;
-  ++pending_connects_;
+  begin_connect(f, now);
   f.gate_deadline = now + cfg_.connect_timeout;
   dial(f, now);
 }
@@ -429,10 +499,7 @@ void TcpEngine::inspect_connected(TcpFlow& f, Instant now) {
 void TcpEngine::hand_over(TcpFlow& f, TcpPeerProvider& provider, TcpPeer& peer, Instant now) {
   f.provider = &provider;
   f.provided = &peer;
-  if (f.connecting) {  // not reachable on the gate path today (the handshake waits for it)
-    f.connecting = false;
-    --pending_connects_;
-  }
+  end_connect(f);  // not reachable on the gate path today (the handshake waits for it)
   // The gate path's host connection saw no guest byte yet: it gets RST, not a FIN that
   // would look like an (empty) request.
   f.watch.reset();
@@ -528,8 +595,7 @@ void TcpEngine::dial(TcpFlow& f, Instant now) {
 void TcpEngine::on_connect_event(TcpFlow& f, uint32_t events, Instant now) {
   const int err = so_error(f.host.fd());
   if (err == 0 && (events & EPOLLOUT) && !(events & EPOLLERR)) {
-    f.connecting = false;
-    --pending_connects_;
+    end_connect(f);
     counters_.inc(Counter::tcp_opened);
     report_opened(f);
     if (f.inspect_dial) inspect_connected(f, now);
@@ -548,10 +614,7 @@ void TcpEngine::on_connect_event(TcpFlow& f, uint32_t events, Instant now) {
 
 // R-TCP-3 failure mapping.
 void TcpEngine::connect_failed(TcpFlow& f, int err, Instant now) {
-  if (f.connecting) {
-    f.connecting = false;
-    --pending_connects_;
-  }
+  end_connect(f);
   f.watch.reset();
   f.host.reset();
   if (f.inspect_dial) {
@@ -723,8 +786,7 @@ void TcpEngine::arm_timer(TcpFlow& f) {
 void TcpEngine::finish(TcpFlow& f, Instant now) {
   f.finished = true;
   if (f.connecting) {
-    f.connecting = false;
-    --pending_connects_;
+    end_connect(f);
     // R-TCP-3: no answer from the host within connect_timeout -> ICMP host unreachable.
     if (f.conn.close_reason() == TcpCloseReason::ConnectTimeout) {
       counters_.inc(Counter::tcp_timeouts);
