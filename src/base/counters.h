@@ -75,6 +75,7 @@ namespace moat {
   X(tcp_challenge_acks, "tcp.challenge_acks")           \
   X(tcp_time_wait_evicted, "tcp.time_wait_evicted")     \
   X(tcp_connect_evicted, "tcp.connect_evicted")         \
+  X(ports_refused, "ports.refused")                     \
   X(limits_hits_max_flows, "limits.hits.max_flows")     \
   X(limits_hits_max_pending_connects, "limits.hits.max_pending_connects") \
   X(tcp_path_fast, "tcp.path.fast")                     \

@@ -898,27 +898,38 @@ void TcpEngine::expire_time_wait(Instant now) {
 Result<void, Errno> TcpEngine::open_to_guest(UniqueFd accepted, IpAddr guest, uint16_t guest_port, IpAddr src_seen,
                                              uint16_t src_port, Instant now) {
   if (!accepted) return unexpected(Errno{EBADF});
-  if (guest.is_v6 != src_seen.is_v6) return unexpected(Errno{EAFNOSUPPORT});
+  // A refused connection is closed with SO_LINGER 0: the host peer sees RST, as for a
+  // refused connect, not a FIN that reads as an empty but successful exchange (R-LIM-4).
+  auto refuse_accepted = [&accepted](int err) -> Result<void, Errno> {
+    linger lg{1, 0};
+    ::setsockopt(accepted.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    accepted.reset();
+    return unexpected(Errno{err});
+  };
+  if (guest.is_v6 != src_seen.is_v6) return refuse_accepted(EAFNOSUPPORT);
   const FlowKey key{guest, src_seen, guest_port, src_port};
-  if (table_.find(key)) return unexpected(Errno{EADDRINUSE});
+  if (table_.find(key)) return refuse_accepted(EADDRINUSE);
   if (table_.live() >= cfg_.max_flows) {
     counters_.inc(Counter::limits_hits_max_flows);
-    return unexpected(Errno{ENOBUFS});
+    MOAT_LOG_RATELIMITED(warn, "tcp: limit max_flows (%u) reached, resetting a published connection",
+                         cfg_.max_flows);
+    return refuse_accepted(ENOBUFS);
   }
   expire_time_wait(now);
   if (auto tid = tw_.find(key)) {
     tw_.close(*tid);
     tw_.sweep();
   }
-  if (auto s = setup_socket(accepted.get()); !s) return unexpected(s.error());
+  if (auto s = setup_socket(accepted.get()); !s) return refuse_accepted(s.error().value);
   auto id = table_.insert(key);
-  if (!id) return unexpected(Errno{ENOBUFS});
+  if (!id) return refuse_accepted(ENOBUFS);
   TcpFlow& f = *table_.get(*id);
   f.engine = this;
   f.id = *id;
   f.host.attach(std::move(accepted), peer_options());
   auto w = loop_.watch(f.host.fd(), kEpollEvents, f);
   if (!w) {
+    f.host.abort();  // RST, as above
     f.finished = true;
     table_.close(*id);
     sweep();

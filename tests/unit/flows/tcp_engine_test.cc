@@ -698,5 +698,31 @@ TEST_F(TcpEngineTest, PendingConnectsAreSharedFairlyBetweenDestinations) {
   EXPECT_EQ(err, "");
 }
 
+// A published connection beyond max_flows is reset (SO_LINGER 0), not closed with a FIN.
+TEST_F(TcpEngineTest, PublishedConnectionBeyondMaxFlowsGetsRst) {
+  cfg.max_flows = 1;
+  start();
+  UniqueFd held = handshake();  // the one slot
+  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  ASSERT_TRUE(accepted.valid());
+  auto r = engine->open_to_guest(std::move(accepted), guest4, 8080, Ipv4Addr::from_octets(203, 0, 113, 9), 50002,
+                                 now());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().value, ENOBUFS);
+  EXPECT_EQ(counters.get(Counter::limits_hits_max_flows), 1u);
+  pollfd p{client.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  char c;
+  errno = 0;
+  EXPECT_LT(::recv(client.get(), &c, 1, 0), 0) << "a FIN (EOF) instead of a reset";
+  EXPECT_EQ(errno, ECONNRESET);
+}
+
 }  // namespace
 }  // namespace moat::flows::test
