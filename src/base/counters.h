@@ -76,6 +76,7 @@ namespace moat {
   X(tcp_time_wait_evicted, "tcp.time_wait_evicted")     \
   X(tcp_connect_evicted, "tcp.connect_evicted")         \
   X(ports_refused, "ports.refused")                     \
+  X(ports_accept_emfile, "ports.accept_emfile")         \
   X(limits_hits_max_flows, "limits.hits.max_flows")     \
   X(limits_hits_max_pending_connects, "limits.hits.max_pending_connects") \
   X(tcp_path_fast, "tcp.path.fast")                     \
@@ -98,6 +99,7 @@ namespace moat {
   X(dns_pins_active, "dns.pins_active")                 \
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
+  X(dns_accept_emfile, "dns.accept_emfile")             \
   X(pcap_dropped, "pcap.dropped")                       \
   X(internal_errors, "internal_errors")
 // clang-format on
