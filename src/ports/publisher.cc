@@ -256,6 +256,7 @@ void Publisher::on_tcp_accept(Listener& l) {
     if (!source_for(peer, peer_port, &guest, &src, &src_port)) {
       linger lg{1, 0};  // the peer sees RST
       ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      counters_.inc(Counter::ports_refused);
       continue;
     }
     if (!admit(peer, peer_port, l.guest_port, true)) {
