@@ -238,8 +238,9 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   if (pending_connects_ >= cfg_.max_pending_connects) {
     counters_.inc(Counter::limits_hits_max_pending_connects);
     // Fair share (TCP.md "Pending connects"): a destination with fewer pending connects
-    // than the busiest one gets a slot by failing the busiest one's oldest connect.
-    if (!make_room_for_connect(key.remote, now)) {
+    // than the busiest one gets a slot by failing the busiest one's oldest connect (once
+    // the SYN passed policy and is about to dial, below).
+    if (!connect_victim(key.remote)) {
       MOAT_LOG_RATELIMITED(warn, "tcp: limit max_pending_connects (%u) reached, refusing",
                            cfg_.max_pending_connects);
       refuse(key, seg);
@@ -333,6 +334,7 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     f.conn.on_peer_connected(now);
     f.gate_deadline = now + (admission_ ? admission_->first_flight_timeout() : std::chrono::seconds(1));
   } else {
+    if (pending_connects_ >= cfg_.max_pending_connects) evict_connect_for(key.remote, now);
     begin_connect(f, now);
     dial(f, now);
   }
@@ -382,12 +384,12 @@ uint32_t TcpEngine::pending_connects_to(const IpAddr& remote) const noexcept {
   return 0;
 }
 
-bool TcpEngine::make_room_for_connect(const IpAddr& remote, Instant now) {
+TcpFlow* TcpEngine::connect_victim(const IpAddr& remote) {
   // The busiest destination; the SYN's own destination must have fewer pending connects,
   // else it is the hog (or all are equal) and the SYN is refused as before.
   uint32_t busiest = 0;
   for (const PendingDest& d : pending_dests_) busiest = std::max(busiest, d.count);
-  if (busiest <= pending_connects_to(remote)) return false;
+  if (busiest <= pending_connects_to(remote)) return nullptr;
   // The oldest pending connect among the destinations with that many. One pass over the
   // slab, only while the limit is hit (bounded by max_flows).
   TcpFlow* victim = nullptr;
@@ -395,15 +397,20 @@ bool TcpEngine::make_room_for_connect(const IpAddr& remote, Instant now) {
     if (!f.connecting || f.finished || pending_connects_to(f.conn.key().remote) != busiest) return;
     if (!victim || f.connect_started < victim->connect_started) victim = &f;
   });
-  if (!victim) return false;  // unreachable: the busiest destination has a connecting flow
+  return victim;
+}
+
+void TcpEngine::evict_connect_for(const IpAddr& remote, Instant now) {
+  TcpFlow* victim = connect_victim(remote);
+  if (!victim) return;  // a provider or policy call in between freed a slot: nothing to do
   counters_.inc(Counter::tcp_connect_evicted);
   MOAT_LOG_RATELIMITED(info, "tcp: max_pending_connects (%u) reached; failing the oldest of %u connects to %s",
-                       cfg_.max_pending_connects, busiest, victim->conn.key().remote.to_string().c_str());
+                       cfg_.max_pending_connects, pending_connects_to(victim->conn.key().remote),
+                       victim->conn.key().remote.to_string().c_str());
   // Failed as its connect timeout would fail it: ICMP host unreachable (RST once the guest
   // handshake is complete, on the inspect path).
   connect_failed(*victim, ETIMEDOUT, now);
   post_event(*victim, now);
-  return true;
 }
 
 void TcpEngine::report_opened(TcpFlow& f) {

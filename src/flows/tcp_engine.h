@@ -162,9 +162,12 @@ class TcpEngine {
   /// Pending-connect bookkeeping: every `connecting` transition goes through these two.
   void begin_connect(TcpFlow& f, Instant now);
   void end_connect(TcpFlow& f);
-  /// max_pending_connects is reached: fails the oldest pending connect of the busiest
-  /// destination if `remote` has fewer pending connects than it; false: refuse the SYN.
-  bool make_room_for_connect(const IpAddr& remote, Instant now);
+  /// max_pending_connects is reached: the pending connect a new connect to `remote` may
+  /// displace — the oldest of the busiest destination, if `remote` has fewer pending
+  /// connects than it; null: refuse the SYN.
+  TcpFlow* connect_victim(const IpAddr& remote);
+  /// Fails connect_victim(remote) as its connect timeout would (tcp.connect_evicted).
+  void evict_connect_for(const IpAddr& remote, Instant now);
   void check_gate(TcpFlow& f, Instant now, bool timed_out);
   void inspect_connected(TcpFlow& f, Instant now);
   /// A provider took a released gate/inspect flow: `peer` replaces the host socket.
