@@ -18,6 +18,7 @@
 #include "base/file.h"
 #include "base/unique_fd.h"
 #include "dns/block_list.h"
+#include "dns/tcp_server.h"
 #include "obs/json.h"
 
 namespace moat::app {
@@ -42,11 +43,13 @@ bool has_route(int family) {
 
 flows::Endpoint endpoint(const config::UpstreamSpec& u) { return flows::Endpoint{u.addr, u.port}; }
 
-/// R-LIM-3: raise RLIMIT_NOFILE to the hard limit. If that is still below what the flow
-/// limits need (max_flows + max_pending_connects + 2 * udp sessions + icmp sessions + 64),
-/// the limits are reduced proportionally, with a warning, so a shortage never surfaces
-/// later as EMFILE.
-void raise_fd_limit(config::FlowConfig& fl) {
+/// R-LIM-3: raise RLIMIT_NOFILE to the hard limit. If that is still below what the limits
+/// need (max_flows + max_pending_connects + 2 * udp sessions + icmp sessions + DNS upstream
+/// sockets (dns.max_inflight) + DNS-over-TCP sessions and listeners + 64), the limits are
+/// reduced proportionally, with a warning, so a shortage never surfaces later as EMFILE.
+/// (The DNS-TCP session and listener caps are fixed; they are counted but not scaled.)
+void raise_fd_limit(config::Config& cfg) {
+  config::FlowConfig& fl = cfg.flows;
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
   if (rl.rlim_cur < rl.rlim_max) {
@@ -54,20 +57,27 @@ void raise_fd_limit(config::FlowConfig& fl) {
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   constexpr uint64_t kReserve = 64;  // the TAP, epoll, signalfd, listeners, logs, pcap
-  const uint64_t need =
-      uint64_t(fl.max_flows) + fl.max_pending_connects + 2ull * fl.udp_max_sessions + fl.icmp_max_sessions + kReserve;
+  // Each DNS-over-TCP session holds its loopback accept plus the guest flow's host socket;
+  // each direct-query destination holds a listener (dns/tcp_server.h defaults, as app uses).
+  const dns::TcpServerConfig dns_tcp{};
+  const uint64_t fixed = kReserve + 2ull * dns_tcp.max_sessions + dns_tcp.max_listeners;
+  const uint64_t need = uint64_t(fl.max_flows) + fl.max_pending_connects + 2ull * fl.udp_max_sessions +
+                        fl.icmp_max_sessions + cfg.dns.max_inflight + fixed;
   if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return;
-  const double f = rl.rlim_cur > kReserve ? double(rl.rlim_cur - kReserve) / double(need - kReserve) : 0.0;
+  const double f = rl.rlim_cur > fixed ? double(rl.rlim_cur - fixed) / double(need - fixed) : 0.0;
   auto scale = [f](uint32_t v) { return std::max<uint32_t>(1, uint32_t(double(v) * f)); };
   MOAT_LOG(warn,
-           "the file-descriptor limit (%llu) is below what the flow limits need (%llu); reducing them to "
-           "max_flows %u, max_pending_connects %u, udp sessions %u, icmp sessions %u (raise it with ulimit -n)",
+           "the file-descriptor limit (%llu) is below what the limits need (%llu); reducing them to "
+           "max_flows %u, max_pending_connects %u, udp sessions %u, icmp sessions %u, dns.max_inflight %u "
+           "(raise it with ulimit -n)",
            static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(need), scale(fl.max_flows),
-           scale(fl.max_pending_connects), scale(fl.udp_max_sessions), scale(fl.icmp_max_sessions));
+           scale(fl.max_pending_connects), scale(fl.udp_max_sessions), scale(fl.icmp_max_sessions),
+           scale(cfg.dns.max_inflight));
   fl.max_flows = scale(fl.max_flows);
   fl.max_pending_connects = scale(fl.max_pending_connects);
   fl.udp_max_sessions = scale(fl.udp_max_sessions);
   fl.icmp_max_sessions = scale(fl.icmp_max_sessions);
+  cfg.dns.max_inflight = scale(cfg.dns.max_inflight);
 }
 
 /// Writes `content` to path via a temporary file + rename, so readers never see a partial file.
@@ -285,7 +295,7 @@ Result<GatewayPlan, std::vector<config::UserError>> finish_config(config::Config
   }
   if (o.own_process) {
     set_log_level(cfg.log_level);
-    raise_fd_limit(cfg.flows);  // before flows_setup() copies the limits
+    raise_fd_limit(cfg);  // before flows_setup() copies the limits
   }
   plan.link = link_config(cfg, fam);
   plan.flows = flows_setup(cfg, fam);

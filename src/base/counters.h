@@ -29,6 +29,7 @@ namespace moat {
   X(arp_rate_limited, "arp.rate_limited")               \
   X(ndp_replies, "ndp.replies")                         \
   X(ndp_rate_limited, "ndp.rate_limited")               \
+  X(ndp_foreign_mac, "ndp.foreign_mac")                 \
   X(ra_sent, "ndp.ra_sent")                             \
   X(dhcp_offers, "dhcp.offers")                         \
   X(dhcp_acks, "dhcp.acks")                             \
@@ -73,6 +74,9 @@ namespace moat {
   X(tcp_tso_segments, "tcp.tso_segments")               \
   X(tcp_challenge_acks, "tcp.challenge_acks")           \
   X(tcp_time_wait_evicted, "tcp.time_wait_evicted")     \
+  X(tcp_connect_evicted, "tcp.connect_evicted")         \
+  X(ports_refused, "ports.refused")                     \
+  X(ports_accept_emfile, "ports.accept_emfile")         \
   X(limits_hits_max_flows, "limits.hits.max_flows")     \
   X(limits_hits_max_pending_connects, "limits.hits.max_pending_connects") \
   X(tcp_path_fast, "tcp.path.fast")                     \
@@ -95,6 +99,7 @@ namespace moat {
   X(dns_pins_active, "dns.pins_active")                 \
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
+  X(dns_accept_emfile, "dns.accept_emfile")             \
   X(pcap_dropped, "pcap.dropped")                       \
   X(internal_errors, "internal_errors")
 // clang-format on

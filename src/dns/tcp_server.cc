@@ -16,6 +16,7 @@ struct TcpServer::Listener {
   uint16_t port = 0;
   UniqueFd fd;
   event::Watch watch;
+  event::TimerHandle resume;  ///< while unwatched after EMFILE (see on_accept)
 };
 
 struct TcpServer::Session final : AnswerSink {
@@ -86,10 +87,31 @@ std::optional<std::pair<IpAddr, uint16_t>> TcpServer::endpoint_for(const IpAddr&
   return std::make_pair(IpAddr(Ipv4Addr::from_octets(127, 0, 0, 1)), lp->port);
 }
 
+void TcpServer::resume_accept(Listener& l) {
+  auto w = loop_.watch(l.fd.get(), EPOLLIN, [this, lp = &l](uint32_t) { on_accept(*lp); });
+  if (!w) {
+    l.resume = loop_.schedule_after(std::chrono::milliseconds(100), [this, lp = &l] { resume_accept(*lp); });
+    return;
+  }
+  l.watch = std::move(*w);
+  on_accept(l);
+}
+
 void TcpServer::on_accept(Listener& l) {
   for (int i = 0; i < 16; ++i) {
     UniqueFd fd(::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
+    if (!fd) {
+      // R-LIM-3: out of fds the backlog stays readable and the level-triggered watch would
+      // spin on a failing accept(); unwatch the listener for a short back-off instead.
+      const int e = errno;
+      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        counters_.inc(Counter::dns_accept_emfile);
+        MOAT_LOG_RATELIMITED(warn, "dns: TCP accept failed: %s; pausing the listener", std::strerror(e));
+        l.watch.reset();
+        l.resume = loop_.schedule_after(std::chrono::milliseconds(100), [this, lp = &l] { resume_accept(*lp); });
+      }
+      return;
+    }
     if (open_sessions_ >= cfg_.max_sessions) {
       MOAT_LOG_RATELIMITED(debug, "dns: %u TCP sessions open; refusing another", cfg_.max_sessions);
       continue;  // closed: the guest sees the connection end

@@ -51,6 +51,8 @@ class TcpServer {
   struct Listener;
   struct Session;
   void on_accept(Listener& l);
+  /// Re-watches a listener paused by on_accept() for want of fds.
+  void resume_accept(Listener& l);
   void on_session_io(uint32_t idx, uint32_t gen, uint32_t events);
   void read_queries(Session& s);
   void flush(Session& s);

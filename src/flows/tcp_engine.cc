@@ -106,6 +106,7 @@ TcpEngine::TcpEngine(event::Loop& loop, GuestIo& io, const Destinations& destina
   blocked_.reserve(2 * size_t(table_.capacity()));
   blocked_scratch_.reserve(2 * size_t(table_.capacity()));
   tw_ring_.assign(tw_.capacity(), FlowId{});
+  pending_dests_.reserve(table_.capacity());  // at most one entry per flow
   io_.set_output_ready([this] { on_output_ready(); });
 }
 
@@ -236,10 +237,15 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   }
   if (pending_connects_ >= cfg_.max_pending_connects) {
     counters_.inc(Counter::limits_hits_max_pending_connects);
-    MOAT_LOG_RATELIMITED(warn, "tcp: limit max_pending_connects (%u) reached, refusing",
-                         cfg_.max_pending_connects);
-    refuse(key, seg);
-    return;
+    // Fair share (TCP.md "Pending connects"): a destination with fewer pending connects
+    // than the busiest one gets a slot by failing the busiest one's oldest connect (once
+    // the SYN passed policy and is about to dial, below).
+    if (!connect_victim(key.remote)) {
+      MOAT_LOG_RATELIMITED(warn, "tcp: limit max_pending_connects (%u) reached, refusing",
+                           cfg_.max_pending_connects);
+      refuse(key, seg);
+      return;
+    }
   }
   // R-TCP-1 step 5 / R-POL-9: the path. The policy address is the one the guest used.
   FlowInfo info;
@@ -328,11 +334,83 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     f.conn.on_peer_connected(now);
     f.gate_deadline = now + (admission_ ? admission_->first_flight_timeout() : std::chrono::seconds(1));
   } else {
-    f.connecting = true;
-    ++pending_connects_;
+    if (pending_connects_ >= cfg_.max_pending_connects) evict_connect_for(key.remote, now);
+    begin_connect(f, now);
     dial(f, now);
   }
   post_event(f, now);
+}
+
+// ---- Pending connects (TCP.md "Pending connects") ----------------------------------------
+
+void TcpEngine::begin_connect(TcpFlow& f, Instant now) {
+  MOAT_ASSERT(!f.connecting);
+  f.connecting = true;
+  f.connect_started = now;
+  ++pending_connects_;
+  const IpAddr& remote = f.conn.key().remote;
+  for (PendingDest& d : pending_dests_) {
+    if (d.remote == remote) {
+      ++d.count;
+      return;
+    }
+  }
+  pending_dests_.push_back(PendingDest{remote, 1});  // capacity reserved: no allocation
+}
+
+void TcpEngine::end_connect(TcpFlow& f) {
+  if (!f.connecting) return;
+  f.connecting = false;
+  --pending_connects_;
+  const IpAddr& remote = f.conn.key().remote;
+  for (size_t i = 0; i < pending_dests_.size(); ++i) {
+    PendingDest& d = pending_dests_[i];
+    if (d.remote != remote) continue;
+    if (--d.count == 0) {
+      d = pending_dests_.back();  // order does not matter
+      pending_dests_.pop_back();
+    }
+    return;
+  }
+  // A bug, not input: counted in release, fatal in debug.
+  counters_.inc(Counter::internal_errors);
+  MOAT_LOG_RATELIMITED(error, "tcp: a pending connect without its destination entry");
+  MOAT_ASSERT(false);
+}
+
+uint32_t TcpEngine::pending_connects_to(const IpAddr& remote) const noexcept {
+  for (const PendingDest& d : pending_dests_)
+    if (d.remote == remote) return d.count;
+  return 0;
+}
+
+TcpFlow* TcpEngine::connect_victim(const IpAddr& remote) {
+  // The busiest destination; the SYN's own destination must have fewer pending connects,
+  // else it is the hog (or all are equal) and the SYN is refused as before.
+  uint32_t busiest = 0;
+  for (const PendingDest& d : pending_dests_) busiest = std::max(busiest, d.count);
+  if (busiest <= pending_connects_to(remote)) return nullptr;
+  // The oldest pending connect among the destinations with that many. One pass over the
+  // slab, only while the limit is hit (bounded by max_flows).
+  TcpFlow* victim = nullptr;
+  table_.for_each_live([&](FlowId, TcpFlow& f) {
+    if (!f.connecting || f.finished || pending_connects_to(f.conn.key().remote) != busiest) return;
+    if (!victim || f.connect_started < victim->connect_started) victim = &f;
+  });
+  return victim;
+}
+
+void TcpEngine::evict_connect_for(const IpAddr& remote, Instant now) {
+  TcpFlow* victim = connect_victim(remote);
+  if (!victim) return;  // a provider or policy call in between freed a slot: nothing to do
+  counters_.inc(Counter::tcp_connect_evicted);
+  MOAT_LOG_RATELIMITED(info, "tcp: max_pending_connects (%u) reached; failing the oldest of %u connects to %s",
+                       cfg_.max_pending_connects, pending_connects_to(victim->conn.key().remote),
+                       victim->conn.key().remote.to_string().c_str());
+  // Failed as its connect timeout would fail it: ICMP host unreachable (RST once the guest
+  // handshake is complete, on the inspect path).
+  connect_failed(*victim, ETIMEDOUT, now);
+  post_event(*victim, now);
 }
 
 void TcpEngine::report_opened(TcpFlow& f) {
@@ -408,8 +486,7 @@ void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
   }
   // Inspect path: dial now; the held bytes are replayed once connected.
   f.inspect_dial = true;
-  f.connecting = true;
-  ++pending_connects_;
+  begin_connect(f, now);
   f.gate_deadline = now + cfg_.connect_timeout;
   dial(f, now);
 }
@@ -429,10 +506,7 @@ void TcpEngine::inspect_connected(TcpFlow& f, Instant now) {
 void TcpEngine::hand_over(TcpFlow& f, TcpPeerProvider& provider, TcpPeer& peer, Instant now) {
   f.provider = &provider;
   f.provided = &peer;
-  if (f.connecting) {  // not reachable on the gate path today (the handshake waits for it)
-    f.connecting = false;
-    --pending_connects_;
-  }
+  end_connect(f);  // not reachable on the gate path today (the handshake waits for it)
   // The gate path's host connection saw no guest byte yet: it gets RST, not a FIN that
   // would look like an (empty) request.
   f.watch.reset();
@@ -528,8 +602,7 @@ void TcpEngine::dial(TcpFlow& f, Instant now) {
 void TcpEngine::on_connect_event(TcpFlow& f, uint32_t events, Instant now) {
   const int err = so_error(f.host.fd());
   if (err == 0 && (events & EPOLLOUT) && !(events & EPOLLERR)) {
-    f.connecting = false;
-    --pending_connects_;
+    end_connect(f);
     counters_.inc(Counter::tcp_opened);
     report_opened(f);
     if (f.inspect_dial) inspect_connected(f, now);
@@ -548,10 +621,7 @@ void TcpEngine::on_connect_event(TcpFlow& f, uint32_t events, Instant now) {
 
 // R-TCP-3 failure mapping.
 void TcpEngine::connect_failed(TcpFlow& f, int err, Instant now) {
-  if (f.connecting) {
-    f.connecting = false;
-    --pending_connects_;
-  }
+  end_connect(f);
   f.watch.reset();
   f.host.reset();
   if (f.inspect_dial) {
@@ -723,8 +793,7 @@ void TcpEngine::arm_timer(TcpFlow& f) {
 void TcpEngine::finish(TcpFlow& f, Instant now) {
   f.finished = true;
   if (f.connecting) {
-    f.connecting = false;
-    --pending_connects_;
+    end_connect(f);
     // R-TCP-3: no answer from the host within connect_timeout -> ICMP host unreachable.
     if (f.conn.close_reason() == TcpCloseReason::ConnectTimeout) {
       counters_.inc(Counter::tcp_timeouts);
@@ -836,27 +905,38 @@ void TcpEngine::expire_time_wait(Instant now) {
 Result<void, Errno> TcpEngine::open_to_guest(UniqueFd accepted, IpAddr guest, uint16_t guest_port, IpAddr src_seen,
                                              uint16_t src_port, Instant now) {
   if (!accepted) return unexpected(Errno{EBADF});
-  if (guest.is_v6 != src_seen.is_v6) return unexpected(Errno{EAFNOSUPPORT});
+  // A refused connection is closed with SO_LINGER 0: the host peer sees RST, as for a
+  // refused connect, not a FIN that reads as an empty but successful exchange (R-LIM-4).
+  auto refuse_accepted = [&accepted](int err) -> Result<void, Errno> {
+    linger lg{1, 0};
+    ::setsockopt(accepted.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    accepted.reset();
+    return unexpected(Errno{err});
+  };
+  if (guest.is_v6 != src_seen.is_v6) return refuse_accepted(EAFNOSUPPORT);
   const FlowKey key{guest, src_seen, guest_port, src_port};
-  if (table_.find(key)) return unexpected(Errno{EADDRINUSE});
+  if (table_.find(key)) return refuse_accepted(EADDRINUSE);
   if (table_.live() >= cfg_.max_flows) {
     counters_.inc(Counter::limits_hits_max_flows);
-    return unexpected(Errno{ENOBUFS});
+    MOAT_LOG_RATELIMITED(warn, "tcp: limit max_flows (%u) reached, resetting a published connection",
+                         cfg_.max_flows);
+    return refuse_accepted(ENOBUFS);
   }
   expire_time_wait(now);
   if (auto tid = tw_.find(key)) {
     tw_.close(*tid);
     tw_.sweep();
   }
-  if (auto s = setup_socket(accepted.get()); !s) return unexpected(s.error());
+  if (auto s = setup_socket(accepted.get()); !s) return refuse_accepted(s.error().value);
   auto id = table_.insert(key);
-  if (!id) return unexpected(Errno{ENOBUFS});
+  if (!id) return refuse_accepted(ENOBUFS);
   TcpFlow& f = *table_.get(*id);
   f.engine = this;
   f.id = *id;
   f.host.attach(std::move(accepted), peer_options());
   auto w = loop_.watch(f.host.fd(), kEpollEvents, f);
   if (!w) {
+    f.host.abort();  // RST, as above
     f.finished = true;
     table_.close(*id);
     sweep();

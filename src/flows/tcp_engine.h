@@ -70,6 +70,7 @@ struct TcpFlow final : event::IoHandler {
 
   // SYN-RECEIVED while dialling (R-TCP-3, R-ADDR-5).
   bool connecting = false;
+  Instant connect_started{};  // the oldest pending connect is the one evicted first
   bool saw_refused = false;
   int last_errno = 0;
   DialPlan plan;
@@ -132,6 +133,8 @@ class TcpEngine {
 
   [[nodiscard]] size_t active_flows() const noexcept { return table_.live(); }
   [[nodiscard]] size_t pending_connects() const noexcept { return pending_connects_; }
+  /// Pending connects to one destination address (the fair-share unit, TCP.md).
+  [[nodiscard]] uint32_t pending_connects_to(const IpAddr& remote) const noexcept;
   [[nodiscard]] size_t time_wait_records() const noexcept { return tw_.live(); }
   [[nodiscard]] const OooPool& ooo_pool() const noexcept { return ooo_pool_; }
   /// The connection for a 4-tuple (tests, control socket).
@@ -156,6 +159,15 @@ class TcpEngine {
   void dial(TcpFlow& f, Instant now);
   void connect_failed(TcpFlow& f, int err, Instant now);
   void on_flow_timer(FlowId id);
+  /// Pending-connect bookkeeping: every `connecting` transition goes through these two.
+  void begin_connect(TcpFlow& f, Instant now);
+  void end_connect(TcpFlow& f);
+  /// max_pending_connects is reached: the pending connect a new connect to `remote` may
+  /// displace — the oldest of the busiest destination, if `remote` has fewer pending
+  /// connects than it; null: refuse the SYN.
+  TcpFlow* connect_victim(const IpAddr& remote);
+  /// Fails connect_victim(remote) as its connect timeout would (tcp.connect_evicted).
+  void evict_connect_for(const IpAddr& remote, Instant now);
   void check_gate(TcpFlow& f, Instant now, bool timed_out);
   void inspect_connected(TcpFlow& f, Instant now);
   /// A provider took a released gate/inspect flow: `peer` replaces the host socket.
@@ -197,6 +209,13 @@ class TcpEngine {
   OooPool ooo_pool_;  // before table_: outlives every flow's chunks
   FlowTable<TcpFlow> table_;
   size_t pending_connects_ = 0;
+  /// Pending connects per destination address; unordered, one entry per destination with
+  /// at least one (linear scans: at most max_pending_connects entries in practice).
+  struct PendingDest {
+    IpAddr remote;
+    uint32_t count = 0;
+  };
+  std::vector<PendingDest> pending_dests_;
   std::vector<FlowId> dirty_, dirty_scratch_;      // flows owing a flush()
   std::vector<FlowId> blocked_, blocked_scratch_;  // flows waiting for to-guest queue space
 

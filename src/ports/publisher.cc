@@ -76,6 +76,9 @@ struct Publisher::Listener final : event::IoHandler {
   UniqueFd fd;
   bool v6_socket = false;
   event::Watch watch;
+  /// TCP, while accept() fails for want of fds (EMFILE/ENFILE): the listener is not
+  /// watched (a level-triggered backlog would wake the loop forever) until this fires.
+  event::TimerHandle resume;
   std::vector<Mapping> mappings;  ///< UDP only; bounded by udp_max_mappings
   void on_io(uint32_t) override {
     if (spec.proto == config::Proto::tcp) owner->on_tcp_accept(*this);
@@ -237,8 +240,13 @@ void Publisher::on_tcp_accept(Listener& l) {
     socklen_t sl = sizeof ss;
     UniqueFd c(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!c) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        MOAT_LOG_RATELIMITED(warn, "publish: accept failed: %s", std::strerror(errno));
+      const int e = errno;
+      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        pause_accepting(l, e);
+        return;
+      }
+      if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
+        MOAT_LOG_RATELIMITED(warn, "publish: accept failed: %s", std::strerror(e));
       return;
     }
     uint16_t peer_port = 0;
@@ -248,6 +256,7 @@ void Publisher::on_tcp_accept(Listener& l) {
     if (!source_for(peer, peer_port, &guest, &src, &src_port)) {
       linger lg{1, 0};  // the peer sees RST
       ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      counters_.inc(Counter::ports_refused);
       continue;
     }
     if (!admit(peer, peer_port, l.guest_port, true)) {
@@ -255,9 +264,37 @@ void Publisher::on_tcp_accept(Listener& l) {
       ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       continue;
     }
+    // A refusal (max_flows, ...) resets the accepted connection inside the engine.
     auto r = tcp_.open_to_guest(std::move(c), guest, l.guest_port, src, src_port, loop_.now());
-    if (!r) MOAT_LOG_RATELIMITED(debug, "publish: cannot open to the guest: %s", r.error().message());
+    if (!r) {
+      counters_.inc(Counter::ports_refused);
+      MOAT_LOG_RATELIMITED(debug, "publish: cannot open to the guest: %s", r.error().message());
+    }
   }
+}
+
+// R-LIM-3: out of fds the backlog stays readable, and a level-triggered watch would
+// wake the loop for a failing accept() forever (a spin). Instead the listener goes
+// unwatched for kAcceptBackoff; the peers wait in the kernel's backlog meanwhile (their
+// connect already succeeded) and are served once fds are free again. One failed accept
+// per back-off is all the shortage costs.
+void Publisher::pause_accepting(Listener& l, int err) {
+  counters_.inc(Counter::ports_accept_emfile);
+  MOAT_LOG_RATELIMITED(warn, "publish \"%s\": accept failed: %s; pausing the listener (raise ulimit -n)",
+                       l.spec.text.c_str(), std::strerror(err));
+  l.watch.reset();
+  l.resume = loop_.schedule_after(kAcceptBackoff, [this, lp = &l] { resume_accepting(*lp); });
+}
+
+void Publisher::resume_accepting(Listener& l) {
+  // The timer belongs to the listener, so `l` is alive here (remove() cancels it).
+  auto w = loop_.watch(l.fd.get(), EPOLLIN, l);
+  if (!w) {  // epoll itself out of memory: try again later rather than lose the listener
+    l.resume = loop_.schedule_after(kAcceptBackoff, [this, lp = &l] { resume_accepting(*lp); });
+    return;
+  }
+  l.watch = std::move(*w);
+  on_tcp_accept(l);  // what queued meanwhile (level-triggered would report it anyway)
 }
 
 bool Publisher::admit(const IpAddr& peer, uint16_t peer_port, uint16_t guest_port, bool tcp) {

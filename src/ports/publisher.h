@@ -83,6 +83,11 @@ class Publisher final : public flows::PacketHook {
   struct Listener;
   struct Mapping;
   void on_tcp_accept(Listener& l);
+  /// accept() failed for want of fds or memory: unwatch the listener for kAcceptBackoff.
+  void pause_accepting(Listener& l, int err);
+  void resume_accepting(Listener& l);
+  /// How long a listener stays unwatched after EMFILE/ENFILE (R-LIM-3: no spin).
+  static constexpr Duration kAcceptBackoff = std::chrono::milliseconds(100);
   void on_udp_readable(Listener& l);
   bool on_guest_udp(const IpAddr& src, const IpAddr& dst, uint16_t src_port, uint16_t dst_port, Bytes payload,
                     Instant now);

@@ -104,9 +104,14 @@ void Interface::ignore(Counter counter) noexcept { counters_.inc(counter); }
 
 void Interface::learn_guest_mac(const MacAddr& mac) noexcept {
   // Never learn a group address, the zero MAC or our own: none can be the guest's NIC.
-  if (mac.is_multicast() || mac.is_zero() || mac == cfg_.gateway_mac || mac == guest_mac_) return;
+  if (mac.is_multicast() || mac.is_zero() || mac == cfg_.gateway_mac) return;
+  if (mac == guest_mac_) {
+    guest_mac_learned_ = true;  // the configured MAC confirmed by the guest
+    return;
+  }
   MOAT_LOG(debug, "stack: guest MAC %s -> %s", guest_mac_.to_string().c_str(), mac.to_string().c_str());
   guest_mac_ = mac;  // R-ADDR-4: re-learned from later valid frames
+  guest_mac_learned_ = true;
 }
 
 // ---- Lifecycle --------------------------------------------------------------------------
@@ -313,7 +318,9 @@ void Interface::on_ipv6(const wire::EthernetRepr& eth, Bytes packet, Instant now
       return drop(DropReason::bad_src);
     }
   }
-  learn_guest_mac(eth.src);
+  // Link-local sources (DHCPv6, the gateway link-local) prove no guest identity, like NDP's
+  // (ndp.cc): they teach the MAC only before one is learned.
+  if (src_global || !guest_mac_learned_) learn_guest_mac(eth.src);
 
   if (multicast) {
     // R-NET-8: DHCPv6 on ff02::1:2 port 547, while IPv6 is active (R-ADDR-3) and the

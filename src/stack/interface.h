@@ -218,6 +218,9 @@ class Interface {
   PacketHandler* handler_ = nullptr;
 
   MacAddr guest_mac_;
+  /// A frame from the guest taught (or confirmed) guest_mac_. Until then any valid frame
+  /// may; after, only frames from a guest address move it (ndp.cc: forged NDP does not).
+  bool guest_mac_learned_ = false;
   Ipv6Addr gateway_ll_;
   Ipv4Addr dns4_list_[1];  ///< backing store for the DHCP option 6 span
   Ipv6Addr dns6_list_[1];  ///< backing store for the DHCPv6 option 23 span

@@ -1,7 +1,7 @@
 // Neighbour discovery (SPEC R-NET-5, RFC 4861) and Router Advertisements (R-NET-6).
 //
 // moat is the only router and the only other node on the link, so NDP reduces to:
-// answer NS for our three addresses, learn the guest MAC from its link-layer options,
+// answer NS for our three addresses, learn the guest MAC (before one is learned; see on_ndp),
 // and advertise the guest /64 with MTU and DNS (RFC 8106). We never send Redirects and
 // never resolve other on-link addresses on the guest's behalf.
 #include "base/log.h"
@@ -50,8 +50,20 @@ void Interface::on_ndp(const wire::EthernetRepr& eth, const wire::Ipv6Repr& ip, 
   // RFC 4861 §6.1.1 / §7.1.1: no source link-layer option from ::.
   if (from_unspecified && nd.source_ll) return drop(DropReason::bad_ndp);
 
-  learn_guest_mac(eth.src);
-  if (nd.source_ll) learn_guest_mac(*nd.source_ll);
+  // The link-layer options must name the frame's sender: a mismatch is a forged option
+  // (there is no proxy on this link, RFC 4389), and answering it would aim at a third MAC.
+  if (nd.source_ll && *nd.source_ll != eth.src) return drop(DropReason::bad_ndp);
+  if (nd.type == wire::kNdpNeighborAdvert && nd.target_ll && *nd.target_ll != eth.src)
+    return drop(DropReason::bad_ndp);
+  // Guest MAC source of truth (R-ADDR-4): NDP from link-local or :: sources carries no
+  // guest identity (any frame can claim fe80::x), so it may teach the MAC only before one
+  // is learned. Once learned, only a frame from a guest address (IPv4 guest4, an IPv6
+  // guest-prefix address: NDP from one included) moves it; NDP from another MAC is still
+  // answered, to that MAC, so a guest whose NIC changed can resolve the gateway, but never
+  // redirects the rest of moat's traffic (counted ndp.foreign_mac).
+  const bool src_global = ip.src.in_subnet(cfg_.guest6, cfg_.prefix6) && !is_gateway_addr(ip.src);
+  if (eth.src != guest_mac_ && guest_mac_learned_ && !src_global) counters_.inc(Counter::ndp_foreign_mac);
+  else learn_guest_mac(eth.src);
 
   switch (nd.type) {
     case wire::kNdpRouterSolicit: {
@@ -97,8 +109,8 @@ void Interface::on_ndp(const wire::EthernetRepr& eth, const wire::Ipv6Repr& ip, 
       return;
     }
     case wire::kNdpNeighborAdvert:
-      // Unsolicited NAs announce the guest's own addresses; the MAC was learned above.
-      if (nd.target_ll && !from_unspecified) learn_guest_mac(*nd.target_ll);
+      // Unsolicited NAs announce the guest's own addresses; the MAC was learned above
+      // (target_ll, when present, equals it).
       return ignore(Counter::ignored_neighbor);
     default:
       // Router Advertisements from the guest: it is not a router here (R-ICMP-4 spirit).

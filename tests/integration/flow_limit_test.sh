@@ -57,6 +57,8 @@ check "... and they close cleanly"            grep -qx "hold2 0" "$G/hold2.out"
 # proportionally at start (and says so) instead of failing later with EMFILE.
 fdlog="$T_DIR/fdlimit.log"
 ( ulimit -n 1000 && exec "$MOAT" run --profile all -- true ) 2> "$fdlog" || true  # ulimit -n sets soft and hard
+# The budget counts dns.max_inflight (256 upstream sockets) and the DNS-over-TCP sessions
+# (64, two fds each) and listeners (16) too, and scales dns.max_inflight with the rest.
 check "low fd limit: flow limits reduced with a warning" \
-  grep -q "file-descriptor limit (1000) is below what the flow limits need (6976); reducing them to max_flows 554" "$fdlog"
+  grep -q "file-descriptor limit (1000) is below what the limits need (7376); reducing them to max_flows 452, max_pending_connects 56, udp sessions 113, icmp sessions 28, dns.max_inflight 28" "$fdlog"
 finish

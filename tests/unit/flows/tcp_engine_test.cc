@@ -1,5 +1,7 @@
 // TcpEngine scenarios with real host sockets on 127.0.0.1 (SPEC §3.4).
+#include <net/route.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 
 #include "tcp_engine_fixture.h"
 #include "unit/flows/netns_child.h"
@@ -600,6 +602,126 @@ TEST_F(TcpEngineTest, PublishedPortGuestRstResetsHost) {
   pollfd p{client.get(), POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, 1000), 1);
   EXPECT_LT(::recv(client.get(), &c, 1, 0), 0);
+}
+
+// ---- Issue 14: fair pending connects, RST for refused published connections -----------------
+
+/// Routes 10.0.0.0/8 out of `lo` without making it local: SYNs to it vanish (no ICMP, the
+/// namespace does not forward), so their connects stay pending like a blackholed host's.
+inline bool route_ten_into_the_void() {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  rtentry rt{};
+  auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+  dst->sin_family = AF_INET;
+  dst->sin_addr.s_addr = htonl(0x0a000000);
+  auto* mask = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+  mask->sin_family = AF_INET;
+  mask->sin_addr.s_addr = htonl(0xff000000);
+  rt.rt_flags = RTF_UP;
+  char dev[] = "lo";
+  rt.rt_dev = dev;
+  return ::ioctl(s.get(), SIOCADDRT, &rt) == 0;
+}
+
+// A SYN storm to a blackholed address fills max_pending_connects; a healthy destination
+// still gets a slot (the storm's oldest connect fails with ICMP host unreachable, as its
+// timeout would), while more SYNs to the storm's own destination are refused.
+TEST_F(TcpEngineTest, PendingConnectsAreSharedFairlyBetweenDestinations) {
+  const std::string err = moat::flows::testing::in_new_netns([this]() -> std::string {
+    CHILD_CHECK(moat::flows::testing::bring_lo_up());
+    CHILD_CHECK(route_ten_into_the_void());
+    cfg.max_pending_connects = 4;
+    start();
+    auto send_syn_to = [this](Ipv4Addr dst, uint16_t dport, uint16_t sport) {  // a guest SYN to anywhere
+      TcpRepr r;
+      r.src_port = sport;
+      r.dst_port = dport;
+      r.seq = SeqNum{5000};
+      r.flags = tf::syn;
+      r.window = 65535;
+      Buf l4(r.header_len());
+      wire::Ipv4Repr ip;
+      ip.src = guest4;
+      ip.dst = dst;
+      ip.protocol = wire::kProtoTcp;
+      ip.payload_len = uint16_t(l4.size());
+      r.emit_v4(MutBytes(l4), ip.src, ip.dst);
+      engine->on_segment_v4(ip, Bytes(l4), now());
+    };
+    const Ipv4Addr dead = Ipv4Addr::from_octets(10, 0, 0, 1);
+    for (uint16_t i = 0; i < 4; ++i) {
+      send_syn_to(dead, 80, uint16_t(41000 + i));
+      clock.advance(std::chrono::milliseconds(10));  // distinct ages: 41000 is the oldest
+    }
+    pump(3);
+    CHILD_CHECK(engine->pending_connects() == 4u);
+    CHILD_CHECK(engine->pending_connects_to(IpAddr(dead)) == 4u);
+    CHILD_CHECK(io.out.empty());
+    // The storm's own destination is the busiest: refused as before.
+    send_syn_to(dead, 80, 41010);
+    auto refused = take();
+    CHILD_CHECK(refused.size() == 1u && refused[0].has(tf::rst) && refused[0].h.dst_port == 41010);
+    CHILD_CHECK(counters.get(Counter::tcp_connect_evicted) == 0u);
+    // A healthy destination (the gateway -> host loopback listener) is admitted.
+    send(tf::syn, gseq, SeqNum{0});
+    CHILD_CHECK(pump_until([&] {
+      for (auto& e : io.out)
+        if (!e.icmp_error && parse_seg(e) && parse_seg(e)->h.dst_port == gport) return true;
+      return false;
+    }));
+    bool synack = false, icmp_to_oldest = false;
+    for (auto& e : io.out) {
+      if (e.icmp_error) {
+        CHILD_CHECK(e.type == 3 && e.code == 1);  // host unreachable, like a connect timeout
+        auto q = wire::TcpRepr::parse(Bytes(e.l4), nullptr);
+        icmp_to_oldest = q && q->src_port == 41000;
+      } else if (auto sg = parse_seg(e); sg && sg->h.dst_port == gport) {
+        synack = sg->h.flags == (tf::syn | tf::ack);
+      }
+    }
+    CHILD_CHECK(synack);
+    CHILD_CHECK(icmp_to_oldest);
+    CHILD_CHECK(counters.get(Counter::tcp_connect_evicted) == 1u);
+    CHILD_CHECK(engine->pending_connects_to(IpAddr(dead)) == 3u);
+    io.out.clear();
+    CHILD_CHECK(engine->pending_connects() == 3u);  // the healthy one connected
+    // Other blackholed addresses, with fewer pending connects than the first, also get in:
+    // the fourth slot is free, then the busiest destination gives one up again.
+    send_syn_to(Ipv4Addr::from_octets(10, 0, 0, 2), 80, 41020);
+    send_syn_to(Ipv4Addr::from_octets(10, 0, 0, 3), 80, 41021);
+    CHILD_CHECK(counters.get(Counter::tcp_connect_evicted) == 2u);
+    CHILD_CHECK(engine->pending_connects_to(IpAddr(dead)) == 2u);
+    CHILD_CHECK(engine->pending_connects() == 4u);
+    return "";
+  });
+  if (err == "unshare(CLONE_NEWNET) failed") GTEST_SKIP() << "needs CAP_SYS_ADMIN for a private network namespace";
+  EXPECT_EQ(err, "");
+}
+
+// A published connection beyond max_flows is reset (SO_LINGER 0), not closed with a FIN.
+TEST_F(TcpEngineTest, PublishedConnectionBeyondMaxFlowsGetsRst) {
+  cfg.max_flows = 1;
+  start();
+  UniqueFd held = handshake();  // the one slot
+  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  ASSERT_TRUE(accepted.valid());
+  auto r = engine->open_to_guest(std::move(accepted), guest4, 8080, Ipv4Addr::from_octets(203, 0, 113, 9), 50002,
+                                 now());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().value, ENOBUFS);
+  EXPECT_EQ(counters.get(Counter::limits_hits_max_flows), 1u);
+  pollfd p{client.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  char c;
+  errno = 0;
+  EXPECT_LT(::recv(client.get(), &c, 1, 0), 0) << "a FIN (EOF) instead of a reset";
+  EXPECT_EQ(errno, ECONNRESET);
 }
 
 }  // namespace

@@ -67,6 +67,59 @@ TEST_F(StackTest, NdpWithWrongHopLimitIsDropped) {
   expect_only_drop(DropReason::bad_ndp);
 }
 
+// Issue 14: NDP from a link-local source proves no guest identity. Once the guest MAC is
+// learned, forged NS/RS from other MACs are answered (to that MAC) but do not move it: an
+// IPv4 reply still goes to the real guest MAC.
+TEST_F(StackTest, ForgedNdpFromAnotherMacDoesNotMoveTheGuestMac) {
+  feed(g.icmp4_echo(cfg.gateway4, 1, 1, {}));  // the real guest: MAC learned
+  ASSERT_EQ(sink.frames.size(), 1u);
+  test::GuestFrames forger = g;
+  forger.guest_mac = MacAddr{{0x02, 0xee, 0, 0, 0, 9}};
+  const Ipv6Addr forged_ll = forger.guest_mac.link_local();
+  feed(forger.ns(cfg.gateway6, forged_ll));
+  feed(forger.rs(forged_ll), t0 + seconds(10));
+  EXPECT_EQ(iface->guest_mac(), g.guest_mac);
+  EXPECT_EQ(counters.get(Counter::ndp_foreign_mac), 2u);
+  // The NS is still answered, to the asker's MAC.
+  auto na = test::as_ndp(out(1));
+  ASSERT_TRUE(na);
+  EXPECT_EQ(na->outer.eth.dst, forger.guest_mac);
+  sink.frames.clear();
+  feed(g.icmp4_echo(cfg.gateway4, 1, 2, {}), t0 + seconds(11));
+  ASSERT_EQ(sink.frames.size(), 1u);
+  auto r = test::as_ipv4(out(0));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->eth.dst, g.guest_mac);
+}
+
+// A source link-layer option naming another MAC than the frame's sender is forged.
+TEST_F(StackTest, NsWithMismatchedSourceLinkLayerOptionIsDropped) {
+  test::GuestFrames forger = g;
+  forger.guest_mac = MacAddr{{0x02, 0xee, 0, 0, 0, 9}};
+  wire::NdpRepr m;
+  m.type = wire::kNdpNeighborSolicit;
+  m.target = cfg.gateway6;
+  m.source_ll = forger.guest_mac;  // the frame itself comes from g.guest_mac
+  feed(g.ndp(m, g.guest_ll(), cfg.gateway6.solicited_node()));
+  EXPECT_TRUE(sink.frames.empty());
+  EXPECT_EQ(iface->guest_mac(), cfg.guest_mac);
+  expect_only_drop(DropReason::bad_ndp);
+}
+
+// A guest whose NIC really changed moves the MAC with its first frame from a guest address.
+TEST_F(StackTest, GuestMacMovesWithAFrameFromTheGuestAddress) {
+  feed(g.icmp4_echo(cfg.gateway4, 1, 1, {}));
+  test::GuestFrames moved = g;
+  moved.guest_mac = MacAddr{{0x02, 0xaa, 0, 0, 0, 7}};
+  feed(moved.icmp4_echo(cfg.gateway4, 1, 2, {}));
+  EXPECT_EQ(iface->guest_mac(), moved.guest_mac);
+  test::GuestFrames moved2 = g;
+  moved2.guest_mac = MacAddr{{0x02, 0xaa, 0, 0, 0, 8}};
+  feed(moved2.ns(cfg.gateway6, g.guest6));  // NDP from a guest-prefix source moves it too
+  EXPECT_EQ(iface->guest_mac(), moved2.guest_mac);
+  EXPECT_EQ(counters.get(Counter::ndp_foreign_mac), 0u);
+}
+
 TEST_F(StackTest, NsLearnsGuestMacFromSourceLinkLayerOption) {
   MacAddr new_mac{{0x02, 0xaa, 0, 0, 0, 1}};
   test::GuestFrames g2 = g;
