@@ -96,6 +96,7 @@ namespace moat {
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(pcap_dropped, "pcap.dropped")                       \
+  X(run_drain_reset, "run.drain_reset")                 \
   X(internal_errors, "internal_errors")
 // clang-format on
 

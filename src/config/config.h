@@ -114,6 +114,14 @@ struct AuditConfig {
   std::vector<std::string> events;  ///< empty = every event except dns_query
 };
 
+/// [run] (SPEC §4.2 run.*, R-CLI-2).
+struct RunConfig {
+  /// run.drain_timeout: how long `moat run` keeps serving after the command exited (and
+  /// `serve --once` after the VM disconnected) so that flows finish; 0 = reset at once.
+  Duration drain_timeout = std::chrono::seconds(5);
+  static constexpr Duration kDrainTimeoutMax = std::chrono::minutes(10);
+};
+
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
@@ -122,6 +130,7 @@ struct Config {
   PolicyConfig policy;
   DnsConfig dns;
   AuditConfig audit;
+  RunConfig run;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving
