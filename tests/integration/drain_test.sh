@@ -9,6 +9,7 @@
 #   * a UDP burst sent just before the command exits: every datagram arrives;
 #   * a receiver that never reads: the drain stops at --drain-timeout with the warning, the
 #     run.drain_reset counter, and an RST at the receiver;
+#   * a SIGTERM during a drain stops moat at once (flows reset, status still the command's);
 #   * --drain-timeout 0: the old behaviour, flows reset at once (and counted);
 #   * serve --once: a VM (a kernel TCP client behind a TAP bridged onto the QEMU stream)
 #     disconnects mid-transfer while the receiver is not reading yet: everything moat had
@@ -98,6 +99,19 @@ check "never-read: ONE warning names the drain timeout and the reset flow" \
 check "never-read: run.drain_reset=1" test "$(stat_of "$T_DIR/stuck.log" run.drain_reset)" = 1
 check "never-read: the receiver saw the reset" wait_for 10 grep -q ECONNRESET "$T_DIR/stuck.out"
 echo "never-read: moat run took ${took}s for a 3 s command and a 2 s drain (informational)"
+
+# --- SIGTERM during a drain stops at once ------------------------------------------------------
+sink stuck2 18425 --never-read
+start_bg sigdrain "$MOAT" run "${GW[@]}" --log-level debug --drain-timeout 60s -- \
+  timeout 2 socat -u "FILE:$BLOB" "TCP:$GWIP:18425"
+SIG_PID=$BG_PID
+check "sigterm: the drain started" wait_for 20 grep -q 'run: draining 1 TCP flow' "$T_DIR/sigdrain.log"
+kill -TERM "$SIG_PID"
+check "sigterm: moat stops without waiting out the 60 s drain" wait_for 5 bash -c "! kill -0 $SIG_PID 2>/dev/null"
+set +e; wait "$SIG_PID"; rc=$?; set -e
+check "sigterm: the status is still the command's (124)" test "$rc" -eq 124
+check "sigterm: the warning says a signal stopped the drain" \
+  grep -q 'warning: run: stopped by a signal after .*: reset 1 TCP flow' "$T_DIR/sigdrain.log"
 
 # --- --drain-timeout 0: reset at once (the old behaviour) --------------------------------------
 sink zero 18430 "${SLOW[@]}"
