@@ -21,6 +21,7 @@
 #include "app/gateway.h"
 #include "base/log.h"
 #include "harden/harden.h"
+#include "config/settings.h"
 #include "event/clock.h"
 #include "event/loop.h"
 #include "ns/attach.h"
@@ -188,18 +189,86 @@ struct Runtime {
 
   void log_stats(LogLevel level) { gw.log_stats(level); }
 
+  /// A SIGTERM/SIGINT asked moat to stop: a drain in progress ends at once.
+  void request_stop() {
+    stop_requested = true;
+    loop.stop();
+  }
+
   /// attach and serve (no child): SIGTERM/SIGINT stop the loop, SIGUSR1 logs the counters,
   /// SIGHUP reopens the audit file (config reload: TODO(policy)).
   Result<event::Watch> watch_daemon_signals(int sigfd) {
     return loop.watch(sigfd, EPOLLIN, [this, sigfd](uint32_t) {
       signalfd_siginfo si;
       while (::read(sigfd, &si, sizeof si) == ssize_t(sizeof si)) {
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) loop.stop();
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) request_stop();
         else if (si.ssi_signo == SIGUSR1) log_stats(LogLevel::info);
         else if (si.ssi_signo == SIGHUP) reopen_audit();
       }
     });
   }
+
+  /// R-CLI-2 "nothing lost at exit": keeps serving until the flows have finished their
+  /// work (FlowManager::drain_backlog() empty and, while the guest may still be sending,
+  /// no frame from it for one tick) or `timeout` has passed; then drained flows are closed
+  /// quietly and the rest reset, counted in run.drain_reset and named in ONE warning.
+  /// `guest_gone`: the link ended (serve --once), nothing more comes from the guest.
+  /// A SIGTERM/SIGINT (request_stop) or a failing link ends the wait at once. Runs on the
+  /// loop's thread with the loop stopped; uses no syscall the gateway does not already use.
+  void drain(Duration timeout, bool guest_gone, const char* who) {
+    Gateway* g = gw.gateway();
+    FlowManager* fm = g ? g->flows() : nullptr;
+    if (!fm) return;
+    const Instant start = loop.now();
+    size_t reset = fm->begin_drain(guest_gone, start);
+    DrainBacklog left = fm->drain_backlog();
+    MOAT_LOG(debug, "%s: draining %zu TCP flow(s), %zu queued UDP datagram(s), %zu DNS quer%s (at most %s)", who,
+             left.tcp, left.udp, left.dns, left.dns == 1 ? "y" : "ies", config::format_duration(timeout).c_str());
+    bool timed_out = timeout <= Duration::zero();
+    const bool link_was_gone = link_error.has_value();  // serve's drain starts with it
+    const auto link_failed = [&] { return link_error.has_value() && !link_was_gone; };
+    if (!timed_out && !stop_requested && !link_failed()) {
+      const auto frames = [this] { return gw.counters().values[size_t(Counter::link_from_guest_frames)]; };
+      uint64_t frames_seen = frames();
+      event::TimerHandle tick;
+      std::function<void()> check = [&] {
+        const uint64_t f = frames();
+        // The guest kernel may still hold frames for us (the command's sockets, its TAP
+        // queue) while no flow looks busy: one quiet tick before calling it done.
+        const bool quiet = guest_gone || f == frames_seen;
+        frames_seen = f;
+        left = fm->drain_backlog();
+        if (quiet && left.empty()) return loop.stop();
+        if (loop.now() - start >= timeout) {
+          timed_out = true;
+          return loop.stop();
+        }
+        tick = loop.schedule_after(kDrainTick, check);
+      };
+      tick = loop.schedule_after(kDrainTick, check);
+      loop.run();
+      left = fm->drain_backlog();
+    }
+    reset += fm->end_drain(loop.now());
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(loop.now() - start);
+    if (reset == 0 && left.udp == 0 && left.dns == 0) {
+      MOAT_LOG(debug, "%s: drained in %lld ms", who, static_cast<long long>(took.count()));
+      return;
+    }
+    gw.counters().inc(Counter::run_drain_reset, reset);
+    const char* why = stop_requested ? "stopped by a signal"
+                      : link_failed() ? "the guest link failed"
+                      : timed_out    ? "drain timeout"
+                                     : "drain";
+    MOAT_LOG(warn,
+             "%s: %s after %lld ms (run.drain_timeout %s): reset %zu TCP flow(s) still carrying data; "
+             "dropped %zu queued UDP datagram(s); %zu DNS quer%s unanswered",
+             who, why, static_cast<long long>(took.count()), config::format_duration(timeout).c_str(), reset, left.udp,
+             left.dns, left.dns == 1 ? "y" : "ies");
+  }
+
+  static constexpr Duration kDrainTick = std::chrono::milliseconds(20);
+  bool stop_requested = false;
 };
 
 /// The files of a CLI gateway (pid file, pcap, audit); the error is printed.
@@ -371,6 +440,7 @@ int run_sandbox(const RunOptions& o) {
 
   std::optional<int> status;
   auto on_child_exit = [&] {
+    if (status) return;  // the pidfd stays readable once the child is gone
     if (auto st = child.try_wait()) {
       status = st;
       rt.loop.stop();
@@ -381,9 +451,15 @@ int run_sandbox(const RunOptions& o) {
     while (::read(sigfd.get(), &si, sizeof si) == ssize_t(sizeof si)) {
       switch (si.ssi_signo) {
         case SIGTERM:
+        case SIGINT:
+          // While the command runs SIGTERM is its (R-CLI-2) and SIGINT comes to it from the
+          // terminal; once it has exited and moat drains, either stops moat at once.
+          if (status) rt.request_stop();
+          else if (si.ssi_signo == SIGTERM) child.kill_child(SIGTERM);
+          break;
         case SIGHUP:
-          if (si.ssi_signo == SIGHUP) rt.reopen_audit();
-          child.kill_child(int(si.ssi_signo));  // R-CLI-2: forwarded to the command
+          rt.reopen_audit();
+          child.kill_child(SIGHUP);  // R-CLI-2: forwarded to the command
           break;
         case SIGUSR1:
           rt.log_stats(LogLevel::info);
@@ -391,7 +467,7 @@ int run_sandbox(const RunOptions& o) {
         case SIGCHLD:
           on_child_exit();
           break;
-        default:  // SIGINT, SIGQUIT: the terminal delivers them to the command itself
+        default:  // SIGQUIT: the terminal delivers it to the command itself
           break;
       }
     }
@@ -432,6 +508,12 @@ int run_sandbox(const RunOptions& o) {
     child.kill_child(SIGKILL);
     child.wait_for(std::chrono::seconds(2));
     status = kFail;
+  } else {
+    // R-CLI-2: the command is gone, its data may not be. The namespace is still held
+    // (Sandbox), so the guest kernel keeps sending what its sockets queued; serve until the
+    // flows are done or run.drain_timeout passes. The exit status stays the command's.
+    pid_watch.reset();
+    rt.drain(cfg.run.drain_timeout, /*guest_gone=*/false, "run");
   }
   rt.log_stats(LogLevel::debug);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
@@ -568,6 +650,11 @@ int serve(const ServeOptions& o) {
   } else {
     MOAT_LOG(info, "stopping: signal");
   }
+  // R-CLI-2 for VMs: when the guest left for good (--once, an fd's end), what moat holds
+  // toward the host still goes out and the host sides get their FIN. A signal or a failing
+  // link keeps R-CLI-5's stop: flows reset at once.
+  if (rt.link_error && transport::is_link_gone(*rt.link_error) && !rt.stop_requested)
+    rt.drain(cfg.run.drain_timeout, /*guest_gone=*/true, "serve");
   rt.log_stats(LogLevel::debug);
   sig_watch->reset();
   rt.gw.stop("exit");  // resets open flows, flushes the capture, removes the socket file

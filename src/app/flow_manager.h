@@ -118,6 +118,14 @@ policy::HostAddrs host_addrs(const flows::DestinationConfig& d);
 /// The SPEC's default posture (profile public) for these addresses.
 std::shared_ptr<const policy::Engine> default_policy(const flows::DestinationConfig& d);
 
+/// What a drain (R-CLI-2) still waits for.
+struct DrainBacklog {
+  size_t tcp = 0;  ///< flows not drained (TcpEngine::undrained_flows)
+  size_t udp = 0;  ///< guest datagrams queued for a host socket
+  size_t dns = 0;  ///< queries forwarded and neither answered nor timed out
+  [[nodiscard]] bool empty() const noexcept { return tcp == 0 && udp == 0 && dns == 0; }
+};
+
 /// Builds and owns the flow side of one gateway (see the top of this file).
 class FlowManager final {
  public:
@@ -129,6 +137,21 @@ class FlowManager final {
   flows::Dispatch& dispatch() noexcept { return dispatch_; }
   /// End of a from-guest frame batch (coalesced TCP ACKs).
   void flush(Instant now) { dispatch_.flush(now); }
+
+  /// The drain (R-CLI-2), see src/app/README.md "Drain": no new TCP flow from here on;
+  /// `guest_gone` (the link ended for good): upstreams are shut after what moat holds and
+  /// DNS answers are no longer waited for, as nobody would receive them. Returns the
+  /// flows reset at once (handshakes of a gone guest).
+  size_t begin_drain(bool guest_gone, Instant now) {
+    drain_guest_gone_ = guest_gone;
+    return dispatch_.tcp().begin_drain(guest_gone, now);
+  }
+  [[nodiscard]] DrainBacklog drain_backlog() {
+    return DrainBacklog{dispatch_.tcp().undrained_flows(), dispatch_.udp().queued_datagrams(),
+                        drain_guest_gone_ ? 0 : dns_->forwarder().inflight()};
+  }
+  /// Closes drained flows quietly and resets the rest; returns the number reset.
+  size_t end_drain(Instant now) { return dispatch_.tcp().end_drain(now); }
 
   /// Binds the published ports (before ready). Error: one §5.2 line.
   Result<void, std::string> publish(const std::vector<config::PublishSpec>& specs) { return publisher_.bind_all(specs); }
@@ -156,6 +179,7 @@ class FlowManager final {
   PolicyAdmission admission_;              // before the engines that use it
   flows::Dispatch dispatch_;
   ports::Publisher publisher_;
+  bool drain_guest_gone_ = false;
 };
 
 }  // namespace moat::app

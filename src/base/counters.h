@@ -101,6 +101,7 @@ namespace moat {
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(dns_accept_emfile, "dns.accept_emfile")             \
   X(pcap_dropped, "pcap.dropped")                       \
+  X(run_drain_reset, "run.drain_reset")                 \
   X(internal_errors, "internal_errors")
 // clang-format on
 

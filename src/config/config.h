@@ -123,6 +123,14 @@ struct HardeningConfig {
   std::string runas = "nobody";  ///< user[:group]; used only when started as real root
 };
 
+/// [run] (SPEC §4.2 run.*, R-CLI-2).
+struct RunConfig {
+  /// run.drain_timeout: how long `moat run` keeps serving after the command exited (and
+  /// `serve --once` after the VM disconnected) so that flows finish; 0 = reset at once.
+  Duration drain_timeout = std::chrono::seconds(5);
+  static constexpr Duration kDrainTimeoutMax = std::chrono::minutes(10);
+};
+
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
@@ -132,6 +140,7 @@ struct Config {
   DnsConfig dns;
   AuditConfig audit;
   HardeningConfig hardening;
+  RunConfig run;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving

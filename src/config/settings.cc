@@ -617,7 +617,18 @@ constexpr Setting kSettings[] = {
     {.key = "forward", .type = VT::unsupported, .help = "guest-to-host forwards are not implemented"},
     {.key = "rate", .type = VT::unsupported, .help = "rate limiting is not implemented; remove the [rate] table"},
     {.key = "control", .type = VT::unsupported, .help = "the control socket is not implemented"},
-    {.key = "run", .type = VT::unsupported, .help = "run settings are not configurable in this build"},
+    {.key = "run.drain_timeout", .flag = "--drain-timeout", .value_name = "DUR", .type = VT::duration, .lo = 0,
+     .hi = ms(RunConfig::kDrainTimeoutMax), .def = "5s",
+     .help = "run: serve this long after CMD exits (serve --once: after the VM left) so flows finish; 0 = reset at once",
+     .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.run.drain_timeout = d;
+       return std::nullopt;
+     }},
+    {.key = "run.dns_config", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
+    {.key = "run.ca_trust", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
+    {.key = "run.userns", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
+    {.key = "run.map_user", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
+    {.key = "run.mask_paths", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
     {.key = "operator", .type = VT::unsupported,
      .help = "operator settings belong in the operator config, which this build does not read"},
     {.key = "floor", .type = VT::unsupported,
@@ -676,6 +687,8 @@ Opt apply_int(const Setting& s, Config& c, Source src, int64_t v) {
 
 Opt apply_duration(const Setting& s, Config& c, Source src, std::string_view text) {
   auto d = parse_duration(text);
+  // A bare 0 needs no unit where 0 is in range ("--drain-timeout 0" = off).
+  if (!d && text == "0" && s.lo == 0) d = Duration::zero();
   if (!d) {
     bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
     if (digits) return fail(q(text) + " needs a unit (e.g. " + q(std::string(text) + "s") + ")");

@@ -173,6 +173,24 @@ void HostSocketPeer::shutdown_write() {
   }
 }
 
+bool HostSocketPeer::delivered() const noexcept {
+  if (!fd_ || aborted_ || !write_shut_done_ || ring_.size() > 0) return false;
+  int unacked = 0;
+  return ::ioctl(fd_.get(), SIOCOUTQ, &unacked) == 0 && unacked == 0;
+}
+
+void HostSocketPeer::discard_input() noexcept {
+  if (!fd_ || aborted_) return;
+  // 64 rounds of up to 1 MiB: more than any socket buffer holds; a host that keeps
+  // sending faster than that gets the RST it asked for.
+  for (int i = 0; i < 64; ++i) {
+    const ssize_t r = ::recv(fd_.get(), nullptr, 1 << 20, MSG_DONTWAIT | MSG_TRUNC);
+    if (r > 0) continue;
+    if (r < 0 && errno == EINTR) continue;
+    break;
+  }
+}
+
 void HostSocketPeer::abort() {
   if (!fd_ || aborted_) return;
   aborted_ = true;

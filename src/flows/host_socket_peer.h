@@ -55,6 +55,14 @@ class HostSocketPeer final : public TcpPeer {
   Status on_writable() noexcept;
   [[nodiscard]] size_t buffered() const noexcept { return ring_.size(); }
   [[nodiscard]] bool write_shut() const noexcept { return write_shut_done_; }
+  /// The drain's test for "the guest's bytes have arrived" (R-CLI-2): the write side is
+  /// shut, the ring is empty and the kernel holds no unacknowledged byte (SIOCOUTQ 0), so
+  /// the host application has received everything and the FIN. One ioctl.
+  [[nodiscard]] bool delivered() const noexcept;
+  /// Discards whatever the host sent that nobody will read (recv MSG_TRUNC until empty,
+  /// bounded), so that closing the socket afterwards sends no RST (a close with unread
+  /// data resets the connection).
+  void discard_input() noexcept;
 
   // ---- TcpPeer ----
   size_t readable() override;

@@ -1016,4 +1016,13 @@ uint64_t TcpConn::bytes_to_guest() const noexcept {
   return d < (1u << 31) ? d : 0;
 }
 
+void TcpConn::on_guest_gone() {
+  if (finished() || guest_fin_ || guest_gone_ || !peer_) return;
+  // guest_fin_ stays false: rcv_nxt_ has no FIN in it (bytes_from_guest) and the states
+  // stay as they are; the owner knows the link is gone.
+  guest_gone_ = true;
+  ooo_.clear();
+  peer_->shutdown_write();
+}
+
 }  // namespace moat::flows

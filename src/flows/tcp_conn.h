@@ -226,6 +226,11 @@ class TcpConn {
   /// Owner-initiated reset of both sides (limits, shutdown, policy): RST to the guest,
   /// abort() to the peer.
   void abort(TcpCloseReason why, Instant now);
+  /// The guest's link is gone for good (a VM disconnected from `serve --once`): no guest
+  /// byte can follow, so the peer's write side is shut after what it already took, as after
+  /// a guest FIN (out-of-order bytes beyond a hole are void). Nothing is sent to the guest
+  /// and the state does not change. Idempotent; no-op once finished or after a guest FIN.
+  void on_guest_gone();
   /// Ends the connection without sending anything (the owner answered, e.g. with ICMP).
   void abort_silently(TcpCloseReason why) { if (!finished()) close(why); }
   /// Out-of-order guest payload is queued in chunks of `pool` (which must outlive the
@@ -320,6 +325,7 @@ class TcpConn {
   bool ws_ok_ = false;      // window scaling negotiated (RFC 7323 §2.2)
   uint16_t rcv_mss_ = 536;  // largest guest segment we expect (for "every 2nd full segment")
   bool guest_fin_ = false;
+  bool guest_gone_ = false;  // on_guest_gone(): the upstream write side was shut for it
   OooQueue ooo_;            // out-of-order payload beyond rcv_nxt_, within rcv_adv_
 
   bool peer_connected_ = false;

@@ -228,6 +228,13 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     refuse(key, seg);
     return;
   }
+  // R-CLI-2: while draining, the guest's processes are gone; a SYN now has no one to
+  // serve (a left-over retransmission, or a straggler that only delays the exit).
+  if (draining_) {
+    counters_.inc(Counter::tcp_refused);
+    refuse(key, seg);
+    return;
+  }
   // R-TCP-16 / R-LIM-4: at a limit new flows are refused, established ones never evicted.
   if (table_.live() >= cfg_.max_flows) {
     counters_.inc(Counter::limits_hits_max_flows);
@@ -852,6 +859,62 @@ void TcpEngine::abort_all(Instant now) {
   sweep();
 }
 
+size_t TcpEngine::begin_drain(bool guest_gone, Instant now) {
+  draining_ = true;
+  size_t reset = 0;
+  if (!guest_gone || guest_gone_) return reset;
+  guest_gone_ = true;
+  table_.for_each_live([&](FlowId, TcpFlow& f) {
+    if (f.finished || f.conn.finished()) return;
+    const TcpState st = f.conn.state();
+    if (st == TcpState::SynReceived || st == TcpState::SynSent) {
+      f.conn.abort(TcpCloseReason::Aborted, now);
+      ++reset;
+    } else {
+      f.conn.on_guest_gone();
+    }
+    post_event(f, now);
+  });
+  sweep();
+  return reset;
+}
+
+bool TcpEngine::drained(const TcpFlow& f) const {
+  if (f.finished || f.conn.finished()) return true;
+  if (!f.conn.guest_fin_received() && !guest_gone_) return false;
+  if (f.host.fd() >= 0) return f.host.delivered();
+  // No host socket: an in-process peer took the FIN; an inspect flow not dialled yet has
+  // the guest's bytes still in its gate.
+  return f.provided != nullptr;
+}
+
+size_t TcpEngine::undrained_flows() {
+  size_t n = 0;
+  table_.for_each_live([&](FlowId, TcpFlow& f) {
+    if (!drained(f)) ++n;
+  });
+  return n;
+}
+
+size_t TcpEngine::end_drain(Instant now) {
+  draining_ = true;
+  size_t reset = 0;
+  table_.for_each_live([&](FlowId, TcpFlow& f) {
+    if (f.finished) return;
+    if (drained(f)) {
+      // The host's socket is closed without SO_LINGER 0 when the slot is swept.
+      f.host.discard_input();
+      f.conn.abort_silently(TcpCloseReason::Normal);
+    } else {
+      f.conn.abort(TcpCloseReason::Aborted, now);
+      ++reset;
+    }
+    post_event(f, now);
+  });
+  sweep();
+  return reset;
+}
+
 const TcpConn* TcpEngine::find(const FlowKey& key) {
   auto id = table_.find(key);
   return id ? &table_.get(*id)->conn : nullptr;
@@ -915,6 +978,7 @@ Result<void, Errno> TcpEngine::open_to_guest(UniqueFd accepted, IpAddr guest, ui
   };
   if (guest.is_v6 != src_seen.is_v6) return refuse_accepted(EAFNOSUPPORT);
   const FlowKey key{guest, src_seen, guest_port, src_port};
+  if (draining_) return refuse_accepted(ECONNREFUSED);  // R-CLI-2: the guest is leaving
   if (table_.find(key)) return refuse_accepted(EADDRINUSE);
   if (table_.live() >= cfg_.max_flows) {
     counters_.inc(Counter::limits_hits_max_flows);

@@ -131,6 +131,26 @@ class TcpEngine {
   /// Resets every flow (both sides), e.g. at shutdown.
   void abort_all(Instant now);
 
+  // ---- The drain (R-CLI-2: nothing the guest sent is lost at exit) ----
+  // A flow is *drained* when the guest's side of it is complete: it is finished, or the
+  // guest's FIN arrived (or the guest's link is gone) and its upstream took every byte
+  // and the FIN — on a host socket: write side shut, ring empty, nothing unacknowledged
+  // in the kernel (HostSocketPeer::delivered); a provided peer: it was told. What the
+  // host still sends toward a guest that has left is not waited for.
+  /// Enters the drain: new guest SYNs are refused (RST, tcp.refused) and open_to_guest
+  /// fails with ECONNREFUSED. `guest_gone`: the link is gone for good (serve --once), so
+  /// every flow's upstream is shut after what moat holds (TcpConn::on_guest_gone), and
+  /// flows still in their handshake are reset at once (they carry nothing). Returns the
+  /// number of flows it reset.
+  size_t begin_drain(bool guest_gone, Instant now);
+  [[nodiscard]] bool draining() const noexcept { return draining_; }
+  /// Flows not drained yet (one ioctl per flow with a shut host socket).
+  [[nodiscard]] size_t undrained_flows();
+  /// Ends every flow: drained ones quietly (unread host input discarded, then a plain
+  /// close: the host sees the FIN it already has, no RST), the others reset on both sides.
+  /// Returns the number reset.
+  size_t end_drain(Instant now);
+
   [[nodiscard]] size_t active_flows() const noexcept { return table_.live(); }
   [[nodiscard]] size_t pending_connects() const noexcept { return pending_connects_; }
   /// Pending connects to one destination address (the fair-share unit, TCP.md).
@@ -183,6 +203,8 @@ class TcpEngine {
   void arm_timer(TcpFlow& f);
   void sweep();
 
+  bool drained(const TcpFlow& f) const;
+
   void add_time_wait(const FlowKey& key, wire::SeqNum seq, wire::SeqNum ack, Instant now);
   void expire_time_wait(Instant now);
 
@@ -216,6 +238,7 @@ class TcpEngine {
     uint32_t count = 0;
   };
   std::vector<PendingDest> pending_dests_;
+  bool draining_ = false, guest_gone_ = false;
   std::vector<FlowId> dirty_, dirty_scratch_;      // flows owing a flush()
   std::vector<FlowId> blocked_, blocked_scratch_;  // flows waiting for to-guest queue space
 

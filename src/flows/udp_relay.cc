@@ -711,6 +711,12 @@ void UdpRelay::flush_queue(HostSocket& sock, Instant now) {
   (void)sock.watch.modify(EPOLLIN);
 }
 
+size_t UdpRelay::queued_datagrams() const noexcept {
+  size_t n = 0;
+  for (const auto& q : queues_) n += q->count;  // free queues are empty (release_queue)
+  return n;
+}
+
 void UdpRelay::release_queue(HostSocket& sock) {
   if (sock.queue == kNone) return;
   SendQueue& q = *queues_[sock.queue];

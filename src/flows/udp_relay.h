@@ -108,6 +108,9 @@ class UdpRelay {
   /// allows everything. Must outlive the relay.
   void set_admission(Admission* a) noexcept { admission_ = a; }
 
+  /// Guest datagrams still waiting for a host socket that returned EAGAIN (the drain,
+  /// R-CLI-2, waits for them to be sent).
+  [[nodiscard]] size_t queued_datagrams() const noexcept;
   [[nodiscard]] size_t active_sessions() const noexcept { return session_count_; }
   [[nodiscard]] size_t active_peers() const noexcept { return peer_count_; }
   /// Host port of the session's socket of that family (0 if none): for tests and logs.

@@ -20,7 +20,7 @@ int64_t now_ms() noexcept {
   return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-bool send_tagged(int sock, char tag, std::string_view text, int fd) noexcept {
+bool send_tagged(int sock, char tag, std::string_view text, int fd, int extra_fd = -1) noexcept {
   std::array<char, kMaxMessage> buf{};
   buf[0] = tag;
   size_t n = std::min(text.size(), buf.size() - 1);
@@ -29,15 +29,17 @@ bool send_tagged(int sock, char tag, std::string_view text, int fd) noexcept {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(2 * sizeof(int))> control{};
   if (fd >= 0) {
+    const int fds[2] = {fd, extra_fd};
+    const size_t count = extra_fd >= 0 ? 2 : 1;
     msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    c->cmsg_len = CMSG_LEN(count * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds, count * sizeof(int));
   }
   ssize_t r;
   do {
@@ -47,10 +49,11 @@ bool send_tagged(int sock, char tag, std::string_view text, int fd) noexcept {
 }
 }  // namespace
 
-bool send_fd(int sock, int fd) noexcept { return send_tagged(sock, 'F', {}, fd); }
+bool send_fd(int sock, int fd, int extra_fd) noexcept { return send_tagged(sock, 'F', {}, fd, extra_fd); }
 bool send_error(int sock, std::string_view message) noexcept { return send_tagged(sock, 'E', message, -1); }
 
-Result<UniqueFd, std::string> recv_fd(int sock, std::chrono::milliseconds timeout, std::string_view what) {
+Result<UniqueFd, std::string> recv_fd(int sock, std::chrono::milliseconds timeout, std::string_view what,
+                                      UniqueFd* extra) {
   const int64_t deadline = now_ms() + timeout.count();
   for (;;) {
     int64_t left = deadline - now_ms();
@@ -74,7 +77,7 @@ Result<UniqueFd, std::string> recv_fd(int sock, std::chrono::milliseconds timeou
   } while (n < 0 && errno == EINTR);
   if (n < 0) return unexpected(std::string(what) + ": receive: " + std::strerror(errno));
   // Collect every passed fd first so none leaks, whatever the message says.
-  UniqueFd received;
+  UniqueFd received, second;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -82,12 +85,14 @@ Result<UniqueFd, std::string> recv_fd(int sock, std::chrono::milliseconds timeou
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
       if (!received) received.reset(fd);
+      else if (!second && extra) second.reset(fd);
       else ::close(fd);
     }
   }
   if (n == 0) return unexpected(std::string(what) + ": exited before reporting");
   if (buf[0] == 'E') return unexpected(std::string(buf.data() + 1, size_t(n) - 1));
   if (buf[0] != 'F' || !received) return unexpected(std::string(what) + ": malformed reply");
+  if (extra) *extra = std::move(second);
   return received;
 }
 

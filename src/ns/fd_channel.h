@@ -16,11 +16,14 @@ namespace moat::ns::detail {
 
 /// Helper side. Errors are ignored by callers (the helper exits either way and the
 /// parent then sees EOF).
-bool send_fd(int sock, int fd) noexcept;
+/// `extra_fd` (optional, -1 = none) travels in the same message, after `fd`.
+bool send_fd(int sock, int fd, int extra_fd = -1) noexcept;
 bool send_error(int sock, std::string_view message) noexcept;
 
 /// Parent side: waits up to `timeout` for the reply. `what` names the helper in messages.
-Result<UniqueFd, std::string> recv_fd(int sock, std::chrono::milliseconds timeout, std::string_view what);
+/// `extra`, when given, receives the second fd of the message (invalid if there was none).
+Result<UniqueFd, std::string> recv_fd(int sock, std::chrono::milliseconds timeout, std::string_view what,
+                                      UniqueFd* extra = nullptr);
 
 /// Reaps `pid`, waiting at most `timeout`; then SIGKILLs and reaps it. Returns the raw
 /// wait status, or nullopt if it could not be reaped (ECHILD).

@@ -222,8 +222,14 @@ std::optional<std::string> child_setup(const ChildPlan& p, UniqueFd* tap_out) {
     detail::send_error(sock, "run: " + *err);
     ::_exit(kExitSetupFailed);
   }
-  if (!detail::send_fd(sock, tap.get())) ::_exit(kExitSetupFailed);
+  // The namespace itself, so moat can keep it alive after CMD exits (the drain, R-CLI-2):
+  // the guest kernel's orphaned sockets must still be able to send their queued data and
+  // FIN. Opened here, by the child, so moat needs neither /proc nor ptrace access to it;
+  // without it (no /proc) moat still works, it just relies on the TAP's own reference.
+  UniqueFd netns(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!detail::send_fd(sock, tap.get(), netns.get())) ::_exit(kExitSetupFailed);
   tap.reset();  // moat has its own reference now; ours must not keep the TAP alive
+  netns.reset();
 
   char b = 0;
   ssize_t n;
@@ -344,7 +350,7 @@ Result<Sandbox, std::string> Sandbox::start(const SandboxSpec& spec) {
   Sandbox sb;
   sb.pid_ = child;
   if (int pfd = int(::syscall(SYS_pidfd_open, child, 0)); pfd >= 0) sb.pidfd_.reset(pfd);
-  auto tap = detail::recv_fd(ours.get(), spec.setup_timeout, "run: sandbox setup");
+  auto tap = detail::recv_fd(ours.get(), spec.setup_timeout, "run: sandbox setup", &sb.netns_);
   if (!tap) {
     // The child exits 125 right after reporting; a hung one is killed by reap_bounded.
     (void)detail::reap_bounded(child, std::chrono::milliseconds(2000));
@@ -361,6 +367,7 @@ Sandbox::Sandbox(Sandbox&& o) noexcept
       pidfd_(std::move(o.pidfd_)),
       control_(std::move(o.control_)),
       tap_(std::move(o.tap_)),
+      netns_(std::move(o.netns_)),
       status_(o.status_) {}
 
 Sandbox::~Sandbox() {

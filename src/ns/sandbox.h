@@ -12,6 +12,9 @@
 //              resets signal dispositions and execs CMD (exec failure: 126/127).
 //   running    watch pidfd() (readable when the child exits), then try_wait().
 //   reaped     try_wait() returned the status; kill_child() is a no-op from here on.
+//              The network namespace is still held (netns fd, taken at start()), so the
+//              guest kernel can finish sending what the command's sockets queued while
+//              moat drains (R-CLI-2); it goes away with the Sandbox.
 // Destroying a Sandbox whose child was not reaped SIGKILLs the child's process group and
 // reaps it (fail closed).
 #include <sys/types.h>
@@ -68,6 +71,9 @@ class Sandbox {
   std::optional<int> try_wait();
   /// try_wait() until `timeout` passes (tests, shutdown).
   std::optional<int> wait_for(std::chrono::milliseconds timeout);
+  /// Whether moat holds the sandbox's network namespace open (an fd the child sent with
+  /// the TAP): it then outlives the command for the drain.
+  [[nodiscard]] bool holds_netns() const noexcept { return bool(netns_); }
   /// Sends sig to the child's process group (the child is its leader); no-op once reaped.
   void kill_child(int sig) noexcept;
 
@@ -77,6 +83,7 @@ class Sandbox {
   UniqueFd pidfd_;
   UniqueFd control_;  ///< our end of the socketpair; the ready byte goes here
   UniqueFd tap_;
+  UniqueFd netns_;  ///< the child's network namespace, held until the Sandbox is destroyed
   std::optional<int> status_;
 };
 

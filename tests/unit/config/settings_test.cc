@@ -192,3 +192,30 @@ TEST(Settings, HelpCarriesTheDefaultAndTheRange) {
 
 }  // namespace
 }  // namespace moat::config
+
+namespace moat::config {
+namespace {
+
+TEST(Settings, DrainTimeoutFlagAndKey) {
+  const Setting& s = *setting_by_flag("--drain-timeout");
+  EXPECT_EQ(s.key, "run.drain_timeout");
+  Config flag;
+  FlagState st;
+  EXPECT_EQ(flag.run.drain_timeout, std::chrono::seconds(5));  // SPEC §4.2 default
+  ASSERT_FALSE(apply_flag(s, flag, "0", st));  // a bare 0 needs no unit: reset at once
+  EXPECT_EQ(flag.run.drain_timeout, Duration::zero());
+  ASSERT_FALSE(apply_flag(s, flag, "250ms", st));
+  EXPECT_EQ(flag.run.drain_timeout, std::chrono::milliseconds(250));
+  EXPECT_TRUE(apply_flag(s, flag, "7", st));  // other bare numbers still need a unit
+  EXPECT_TRUE(apply_flag(s, flag, "11m", st));
+  Config file;
+  ASSERT_TRUE(load_config_text("[run]\ndrain_timeout = \"2s\"\n", Format::toml, "a.toml", file));
+  EXPECT_EQ(file.run.drain_timeout, std::chrono::seconds(2));
+  // The rest of [run] is still refused by name, not silently accepted.
+  auto r = load_config_text("[run]\nuserns = \"always\"\n", Format::toml, "a.toml", file);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().front().format().find("run.userns"), std::string::npos) << r.error().front().format();
+}
+
+}  // namespace
+}  // namespace moat::config
