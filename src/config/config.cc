@@ -79,9 +79,9 @@ std::optional<UserError> parse_ipv4_prefix(std::string_view flag, std::string_vi
   if (slash == std::string_view::npos)
     return UserError{f, "\"" + v + "\" needs a prefix length", "write e.g. 100.96.0.2/30"};
   auto a = Ipv4Addr::parse(value.substr(0, slash));
-  if (!a) return UserError{f, "\"" + std::string(value.substr(0, slash)) + "\" is not an IPv4 address", ""};
+  if (!a) return UserError{f, std::string("\"").append(value.substr(0, slash)) + "\" is not an IPv4 address", ""};
   auto p = parse_prefix_len(value.substr(slash + 1), 32);
-  if (!p) return UserError{f, "\"" + std::string(value.substr(slash + 1)) + "\" is not a prefix length (0-32)", ""};
+  if (!p) return UserError{f, std::string("\"").append(value.substr(slash + 1)) + "\" is not a prefix length (0-32)", ""};
   *addr = *a;
   *prefix = *p;
   return std::nullopt;
@@ -94,9 +94,9 @@ std::optional<UserError> parse_ipv6_prefix(std::string_view flag, std::string_vi
   if (slash == std::string_view::npos)
     return UserError{f, "\"" + v + "\" needs a prefix length", "write e.g. fd42:6d73:62::2/64"};
   auto a = Ipv6Addr::parse(value.substr(0, slash));
-  if (!a) return UserError{f, "\"" + std::string(value.substr(0, slash)) + "\" is not an IPv6 address", ""};
+  if (!a) return UserError{f, std::string("\"").append(value.substr(0, slash)) + "\" is not an IPv6 address", ""};
   auto p = parse_prefix_len(value.substr(slash + 1), 128);
-  if (!p) return UserError{f, "\"" + std::string(value.substr(slash + 1)) + "\" is not a prefix length (0-128)", ""};
+  if (!p) return UserError{f, std::string("\"").append(value.substr(slash + 1)) + "\" is not a prefix length (0-128)", ""};
   *addr = *a;
   *prefix = *p;
   return std::nullopt;

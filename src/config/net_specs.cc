@@ -15,7 +15,7 @@ bool parse_port(std::string_view s, uint16_t* out, bool allow_zero = false) {
   return true;
 }
 
-std::string q(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string q(std::string_view s) { return std::string("\"").append(s).append("\""); }
 
 /// "a" or "a-b" -> first port and count.
 bool parse_range(std::string_view s, uint16_t* first, uint16_t* count, bool allow_zero) {
@@ -149,7 +149,7 @@ Result<Dhcpv6Mode, std::string> parse_dhcpv6_mode(std::string_view s) {
   if (s == "stateless") return Dhcpv6Mode::stateless;
   if (s == "stateful") return Dhcpv6Mode::stateful;
   if (s == "off") return Dhcpv6Mode::off;
-  return unexpected("\"" + std::string(s) + "\" is not one of stateless, stateful, off");
+  return unexpected(std::string("\"").append(s) + "\" is not one of stateless, stateful, off");
 }
 
 Result<OffloadSpec, std::string> parse_offloads(std::string_view s) {
@@ -164,14 +164,14 @@ Result<OffloadSpec, std::string> parse_offloads(std::string_view s) {
     bool* flag = item == "csum" ? &o.csum : item == "tso4" ? &o.tso4 : item == "tso6" ? &o.tso6
                : item == "uso"  ? &o.uso  : nullptr;
     if (flag == nullptr)
-      return unexpected("\"" + std::string(item) + "\" is not an offload (expected auto, none, or a list of csum, tso4, tso6, uso)");
-    if (*flag) return unexpected("\"" + std::string(item) + "\" is listed twice");
+      return unexpected(std::string("\"").append(item) + "\" is not an offload (expected auto, none, or a list of csum, tso4, tso6, uso)");
+    if (*flag) return unexpected(std::string("\"").append(item) + "\" is listed twice");
     *flag = true;
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
   }
   if ((o.tso4 || o.tso6 || o.uso) && !o.csum)
-    return unexpected("\"" + std::string(s) + "\": tso4, tso6 and uso need csum");
+    return unexpected(std::string("\"").append(s) + "\": tso4, tso6 and uso need csum");
   return o;
 }
 

@@ -12,7 +12,7 @@ namespace moat::dns {
 
 namespace {
 
-std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string quote(std::string_view s) { return std::string("\"").append(s).append("\""); }
 
 bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r'; }
 

@@ -93,7 +93,7 @@ bool Target::matches_name(std::string_view n) const noexcept {
 
 namespace {
 
-std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string quote(std::string_view s) { return std::string("\"").append(s).append("\""); }
 
 /// The closest keyword within edit distance 2, or empty.
 std::string_view closest(std::string_view tok, std::span<const std::string_view> cands) {
