@@ -9,7 +9,7 @@ std::string ProfileSet::to_string() const {
   if (all) return "all";
   std::string s;
   auto add = [&](bool on, std::string_view n) {
-    if (on) s += (s.empty() ? "" : ",") + std::string(n);
+    if (on) s.append(s.empty() ? "" : ",").append(n);
   };
   add(public_, "public");
   add(private_, "private");

@@ -155,7 +155,7 @@ Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec, 
         int e = errno;
         listeners_.resize(before);  // close what this spec bound
         std::string msg = std::string(where) + " \"" + spec.text + "\": " + what + " " +
-                          (spec.bind.is_v6 ? "[" + spec.bind.to_string() + "]" : spec.bind.to_string()) + ":" +
+                          (spec.bind.is_v6 ? std::string("[").append(spec.bind.to_string()).append("]") : spec.bind.to_string()) + ":" +
                           std::to_string(want) + ": " + std::strerror(e);
         if (e == EACCES && want < 1024)
           msg += "; ports < 1024 need CAP_NET_BIND_SERVICE or sysctl net.ipv4.ip_unprivileged_port_start";
@@ -193,7 +193,7 @@ Result<void, std::string> Publisher::bind_spec(const config::PublishSpec& spec, 
 std::vector<std::string> Publisher::describe() const {
   std::vector<std::string> out;
   for (const auto& l : listeners_) {
-    std::string b = l->spec.bind.is_v6 ? "[" + l->spec.bind.to_string() + "]" : l->spec.bind.to_string();
+    std::string b = l->spec.bind.is_v6 ? std::string("[").append(l->spec.bind.to_string()).append("]") : l->spec.bind.to_string();
     out.push_back(std::string(l->spec.proto == config::Proto::tcp ? "tcp " : "udp ") + b + ":" +
                   std::to_string(l->host_port) + " -> guest port " + std::to_string(l->guest_port));
   }

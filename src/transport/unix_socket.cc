@@ -124,11 +124,11 @@ Result<mode_t, std::string> parse_socket_mode(std::string_view text) {
   if (text.empty() || text.size() > 4) return unexpected(quote_value(text) + " is not an octal mode like 0600");
   mode_t m = 0;
   for (char c : text) {
-    if (c < '0' || c > '7') return unexpected("\"" + std::string(text) + "\" is not an octal mode like 0600");
+    if (c < '0' || c > '7') return unexpected(quote_value(text) + " is not an octal mode like 0600");
     m = m * 8 + mode_t(c - '0');
   }
-  if (m > 0777) return unexpected("\"" + std::string(text) + "\" has bits above 0777");
-  if ((m & 0600) != 0600) return unexpected("\"" + std::string(text) + "\" must give the owner read and write (0600)");
+  if (m > 0777) return unexpected(quote_value(text) + " has bits above 0777");
+  if ((m & 0600) != 0600) return unexpected(quote_value(text) + " must give the owner read and write (0600)");
   return m;
 }
 

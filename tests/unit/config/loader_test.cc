@@ -158,7 +158,7 @@ TEST(ConfigLoader, UnsupportedKeysFailClosed) {
 
 TEST(ConfigLoader, ErrorsAreCollectedUpToTwenty) {
   std::string t = "[dns]\n";
-  for (int i = 0; i < 30; ++i) t += "k" + std::to_string(i) + "xxxxxxxxxx = 1\n";
+  for (int i = 0; i < 30; ++i) t.append("k").append(std::to_string(i)).append("xxxxxxxxxx = 1\n");
   EXPECT_EQ(errors(t).size(), 20u);
   EXPECT_EQ(errors("[dns]\ntimeout = 1\ndeadline = 2\n[udp]\nmax_sessions = 0\n").size(), 3u);
 }

@@ -103,7 +103,7 @@ TEST_F(PinSetTest, CnameLoopRejected) {
 
 TEST_F(PinSetTest, ChainLongerThan16Stops) {
   std::vector<Record> ans;
-  for (int i = 0; i < 20; ++i) ans.push_back(rec_cname("n" + std::to_string(i) + ".test", "n" + std::to_string(i + 1) + ".test", 600));
+  for (int i = 0; i < 20; ++i) ans.push_back(rec_cname(std::string("n").append(std::to_string(i)).append(".test"), std::string("n").append(std::to_string(i + 1)).append(".test"), 600));
   ans.push_back(rec_a("n20.test", v4(9, 9, 9, 9), 600));  // 20 links away
   ans.push_back(rec_a("n10.test", v4(8, 8, 8, 8), 600));  // 10 links away
   EXPECT_EQ(pins.update("n0.test", ans), 1u);
