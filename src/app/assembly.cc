@@ -121,12 +121,20 @@ void PidFile::remove() noexcept {
   // Read a few bytes only: whatever the file holds now, ours is "<pid>\n". A forked child
   // (run's command before exec) has another pid and so never removes it.
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-  if (!fd) return;
+  if (!fd) {
+    if (errno != ENOENT)
+      MOAT_LOG(warn, "pid file %s left behind: %s (the --runas user must reach and write its directory)",
+               path.c_str(), std::strerror(errno));
+    return;
+  }
   char buf[32];
   const ssize_t n = ::read(fd.get(), buf, sizeof buf);
   if (n <= 0) return;
   if (std::string_view(buf, size_t(n)) != std::to_string(::getpid()) + "\n") return;
-  ::unlink(path.c_str());
+  // After the privilege drop (R-HARD-4) the runas user must be able to write the directory.
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    MOAT_LOG(warn, "pid file %s left behind: %s (the --runas user must reach and write its directory)",
+             path.c_str(), std::strerror(errno));
 }
 
 // --- finish_config ----------------------------------------------------------------------

@@ -229,6 +229,13 @@ int cmd_serve(const std::vector<std::string>& args) {
                      o.fd = int(n);
                      if (!e && n <= 2)
                        return UserError{"--fd", std::string(v) + " is standard input/output/error", "pass a descriptor >= 3"};
+                     // Checked while the flags are parsed, before moat opens a descriptor it
+                     // keeps (only the config file was opened and closed): if the caller closed
+                     // N, the first descriptor moat opens (a signalfd, an epoll) would get
+                     // number N and be adopted as the guest link.
+                     if (!e && ::fcntl(int(n), F_GETFD) == -1 && errno == EBADF)
+                       return UserError{"--fd " + std::string(v), "not an open file descriptor",
+                                        "the descriptor must be open when moat starts"};
                      return e;
                    }});
   flags.push_back({"--fd-type", "", "tap|stream|dgram", "what --fd is (default: detected from the descriptor)",
@@ -476,29 +483,6 @@ void usage(FILE* to) {
                kVersion);
 }
 
-/// `serve --fd N` names a descriptor moat inherited. Checked first thing in main(), before
-/// moat opens anything: if N was closed by the caller, the first descriptor moat opens
-/// (a signalfd, an epoll) would get number N and be adopted as the guest link. Returns the
-/// error to print, if any. Stops at `--` like the flag parser.
-std::optional<UserError> check_inherited_fds(const std::vector<std::string>& args) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--") break;
-    std::string_view v;
-    if (a == "--fd" && i + 1 < args.size()) v = args[++i];
-    else if (a.rfind("--fd=", 0) == 0) v = std::string_view(a).substr(5);
-    else continue;
-    int fd = -1;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), fd);
-    // Not a number or out of range: the flag's own parser says so with the usual text.
-    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || fd < 0) continue;
-    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF)
-      return UserError{"--fd " + std::string(v), "not an open file descriptor",
-                       "the descriptor must be open when moat starts"};
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 }  // namespace moat::cli
 
@@ -521,13 +505,7 @@ int main(int argc, char** argv) {
   }
   if (sub == "run") return cmd_run(args);
   if (sub == "attach") return cmd_attach(args);
-  if (sub == "serve") {
-    if (auto e = check_inherited_fds(args)) {
-      std::fprintf(stderr, "%s\n", e->format().c_str());
-      return 2;
-    }
-    return cmd_serve(args);
-  }
+  if (sub == "serve") return cmd_serve(args);
   if (sub == "policy") return cmd_policy(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;

@@ -19,6 +19,9 @@ G_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 G_TOOLS="$MOAT_SHARED_DIR/guest/tools"
 G_NAME="$(basename "$0" .sh)"
 G_DIR="$(mktemp -d "/tmp/moat-guest-$G_NAME.XXXXXX")"
+# Started as root, moat serve runs as nobody after setup (R-HARD-4) and removes its socket and
+# pid files at exit from this directory, so nobody owns it (README "Hardening").
+chown 65534 "$G_DIR"
 export GUEST_CACHE="${GUEST_CACHE:-/var/tmp/guest-harness-cache}"
 G_PIDS=()
 g_cleanup() {

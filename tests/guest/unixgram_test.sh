@@ -10,6 +10,8 @@ g_bg moat "$MOAT" serve --unixgram "$SOCK" --profile all --dns-upstream 127.0.0.
   --ready-file "$G_DIR/ready" --log-level debug
 g_wait 5 test -s "$G_DIR/ready" || { echo "FAIL: moat did not become ready"; G_RC=1; exit 1; }
 set +e
+# moat (nobody after setup, R-HARD-4) sends to QEMU's bound socket: it must be writable by it.
+umask 0
 g_boot "dgram,id=n0,local.type=unix,local.path=$G_DIR/vm.sock,remote.type=unix,remote.path=$SOCK" \
   "$MOAT_SHARED_DIR/guest/tests/smoke.sh" \
   --env HTTP_PORT=8080 --env DNS_NAME=harness.test --env DNS_EXPECT=192.0.3.7 --env SMALL_MD5="$SMALL_MD5" \

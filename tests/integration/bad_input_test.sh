@@ -82,16 +82,18 @@ check "no json.exception in JSON errors" bash -c "! '$MOAT' policy check big.jso
 expect_err 2 '^moat: error: --fd 3: not an open file descriptor' timeout 10 "$MOAT" serve --fd 3 3<&-
 expect_err 2 '^moat: error: --fd 9: not an open file descriptor' timeout 10 "$MOAT" serve --fd=9 --fd-type dgram 9<&-
 # (7) --pid-file: written at start, removed at every exit; left alone when it is not ours.
-timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/moat.pid" -- \
-  sh -c "cat '$T_DIR/moat.pid' > '$T_DIR/pid.seen'" > /dev/null 2> pidrun.log || true
+# moat runs as nobody after setup (R-HARD-4), so the pid file's directory is nobody's.
+chmod 0711 "$T_DIR"; mkdir -p "$T_DIR/run"; chown 65534 "$T_DIR/run"
+timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/run/moat.pid" -- \
+  sh -c "cat '$T_DIR/run/moat.pid' > '$T_DIR/pid.seen'" > /dev/null 2> pidrun.log || true
 check "--pid-file existed while the command ran" test -s pid.seen
-check "--pid-file removed at a clean exit" test ! -e moat.pid
-set +e; timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/moat.pid" -- sh -c 'exit 3' 2>> pidrun.log; rc=$?; set -e
-check "run passes the command's status (3) and removes the pid file" test "$rc" -eq 3 -a ! -e moat.pid
-timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/moat.pid" -- \
-  sh -c "echo 999999 > '$T_DIR/moat.pid'" > /dev/null 2>> pidrun.log || true
-check "a pid file rewritten by someone else is left alone" grep -qx 999999 moat.pid
-rm -f moat.pid
+check "--pid-file removed at a clean exit" test ! -e run/moat.pid
+set +e; timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/run/moat.pid" -- sh -c 'exit 3' 2>> pidrun.log; rc=$?; set -e
+check "run passes the command's status (3) and removes the pid file" test "$rc" -eq 3 -a ! -e run/moat.pid
+timeout 60 "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/run/moat.pid" -- \
+  sh -c "echo 999999 > '$T_DIR/run/moat.pid'" > /dev/null 2>> pidrun.log || true
+check "a pid file rewritten by someone else is left alone" grep -qx 999999 run/moat.pid
+rm -f run/moat.pid
 expect_err 125 'cannot open' "$MOAT" run --dns-upstream 127.0.0.1:15353 --pid-file "$T_DIR/moat.pid" --pcap /nonexistent-dir/x.pcap -- true
 check "--pid-file removed after a setup failure" test ! -e moat.pid
 expect_err 125 '^moat: error: --pid-file: empty path$' "$MOAT" run --pid-file "" -- true

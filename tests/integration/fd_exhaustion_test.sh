@@ -19,7 +19,10 @@ exit 0
 GUEST
 chmod +x "$G/guest.sh"
 
-start_bg moat timeout 120 "$MOAT" run --profile all --ready-file "$T_DIR/moat.ready" \
+# --runas root: the test lowers moat's fd limit with prlimit after start, which the kernel allows
+# only for a target with the caller's uids (this sandbox gives root no CAP_SYS_RESOURCE over
+# others); capabilities and seccomp are still dropped/installed as usual.
+start_bg moat timeout 120 "$MOAT" run --runas root --profile all --ready-file "$T_DIR/moat.ready" \
   -p 127.0.0.1:18600:8600 -- "$G/guest.sh"
 runner=$BG_PID
 check "moat ready and guest server listening" wait_for 20 test -e "$G/server.ready" -a -s "$T_DIR/moat.ready"
