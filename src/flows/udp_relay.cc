@@ -185,7 +185,14 @@ void UdpRelay::on_datagram(const IpAddr& src, const IpAddr& dst, uint16_t src_po
       if (known != kNone) peers_[known].policy_generation = admission_->generation();
     }
   }
-  if (s == kNone) s = create_session(src, src_port, now);
+  if (s == kNone) {
+    // R-LIM-2: at 90 % of the memory budget no new session (R-POL-10 response).
+    if (cfg_.budget && cfg_.budget->refuse_new(now)) {
+      if (admission_ && admission_->drop_denied()) return counters_.drop(DropReason::memory);
+      return refuse(src, dst, udp, uint16_t(udp.size()), ttl, now, true);
+    }
+    s = create_session(src, src_port, now);
+  }
   Session& session = sessions_[s];
   session.last_active = now;
   session_lru_.touch(s);

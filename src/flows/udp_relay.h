@@ -55,6 +55,7 @@
 #include "base/addr.h"
 #include "base/bytes.h"
 #include "base/counters.h"
+#include "base/memory_budget.h"
 #include "base/time.h"
 #include "base/unique_fd.h"
 #include "event/loop.h"
@@ -69,6 +70,8 @@ namespace moat::flows {
 
 /// The `udp.*` config slice (R-UDP-3, R-LIM-1). The constructor clamps to the hard caps.
 struct UdpConfig {
+  /// The gateway's memory budget (R-LIM-2): new sessions are refused at its refuse level.
+  MemoryBudget* budget = nullptr;
   uint32_t max_sessions = 1024;
   Duration idle_timeout = 60s;
   uint32_t max_peers = 1024;            ///< per session
