@@ -13,8 +13,10 @@
 //   pressure  >= 75 %: host sockets are not read for to-guest data, advertised windows halve
 //   refuse    >= 90 %: new flows and sessions are refused (R-POL-10 response), `limit_hit`
 //   full      >= 100 %: from-guest frames other than TCP ACK/FIN/RST are dropped (drop.memory)
-// try_charge() refuses what would cross the limit, so only charge() (memory that already
-// exists, e.g. one frame) can take `used` past it: by at most one such charge.
+// try_charge() refuses what would reach the limit, so buffers that can wait (a flow's ring,
+// a reordering chunk) fill the budget to just below 100 %: established flows keep moving
+// while new ones are refused. Only charge() (memory that already exists, e.g. one frame)
+// reaches the full level, and takes `used` past the limit by at most that one charge.
 //
 // Gauges: memory.used, memory.high_water, memory.budget and memory.level are kept current in
 // the gateway's Counters; limits.hits.memory counts refusals.
@@ -42,9 +44,9 @@ class MemoryBudget {
   [[nodiscard]] MemoryLevel level() const noexcept { return level_; }
   [[nodiscard]] bool at_least(MemoryLevel l) const noexcept { return level_ >= l; }
 
-  /// Would `n` more bytes still fit under the limit?
-  [[nodiscard]] bool fits(uint64_t n) const noexcept { return limit_ == 0 || (used_ <= limit_ && n <= limit_ - used_); }
-  /// Charges `n` bytes if they fit under the limit; false (nothing charged) otherwise.
+  /// Would `n` more bytes stay below the limit (used + n < limit)?
+  [[nodiscard]] bool fits(uint64_t n) const noexcept { return limit_ == 0 || (used_ < limit_ && n < limit_ - used_); }
+  /// Charges `n` bytes if they fit (stay below the limit); false (nothing charged) otherwise.
   [[nodiscard]] bool try_charge(uint64_t n) noexcept;
   /// Charges `n` bytes unconditionally (memory that exists already or must exist).
   void charge(uint64_t n) noexcept;

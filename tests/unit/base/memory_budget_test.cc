@@ -18,7 +18,10 @@ TEST(MemoryBudget, LevelsFollowTheCharge) {
   EXPECT_EQ(b.level(), MemoryLevel::pressure);
   ASSERT_TRUE(b.try_charge(1));  // 900 = 90 %
   EXPECT_EQ(b.level(), MemoryLevel::refuse);
-  ASSERT_TRUE(b.try_charge(100));  // exactly the limit
+  EXPECT_FALSE(b.try_charge(100));  // try_charge stays below the limit
+  ASSERT_TRUE(b.try_charge(99));
+  EXPECT_EQ(b.level(), MemoryLevel::refuse);
+  b.charge(1);  // exactly the limit
   EXPECT_EQ(b.level(), MemoryLevel::full);
   EXPECT_EQ(c.get(Counter::memory_used), 1000u);
   EXPECT_EQ(c.get(Counter::memory_level), 3u);
@@ -32,14 +35,14 @@ TEST(MemoryBudget, LevelsFollowTheCharge) {
   EXPECT_EQ(c.get(Counter::memory_high_water), 1000u);
 }
 
-TEST(MemoryBudget, TryChargeNeverCrossesTheLimitChargeMayByOne) {
+TEST(MemoryBudget, TryChargeStaysBelowTheLimitChargeMayCrossItByOne) {
   MemoryBudget b(1000);
-  EXPECT_FALSE(b.try_charge(1001));
+  EXPECT_FALSE(b.try_charge(1000));
   EXPECT_EQ(b.used(), 0u);
   ASSERT_TRUE(b.try_charge(990));
-  EXPECT_FALSE(b.try_charge(11));
-  EXPECT_TRUE(b.fits(10));
-  EXPECT_FALSE(b.fits(11));
+  EXPECT_FALSE(b.try_charge(10));
+  EXPECT_TRUE(b.fits(9));
+  EXPECT_FALSE(b.fits(10));
   b.charge(1514);  // a frame already received
   EXPECT_EQ(b.used(), 2504u);
   EXPECT_EQ(b.level(), MemoryLevel::full);
