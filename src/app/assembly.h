@@ -200,6 +200,7 @@ class GatewayAssembly {
   GatewayPlan plan_;
   Counters counters_;
   MemoryBudget budget_;                   // R-LIM-2; before audit_ and gateway_, which charge it
+  MemoryCharge fixed_charge_;             // the audit and pcap write buffers, allocated once
   std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
   std::unique_ptr<Gateway> gateway_;
   bool stopped_ = false;

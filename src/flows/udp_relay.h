@@ -230,6 +230,8 @@ class UdpRelay {
   size_t peer_count_ = 0;
 
   std::vector<std::unique_ptr<SendQueue>> queues_;  // grows to queue_bytes_total / queue_bytes
+  MemoryCharge queue_charge_;  // R-LIM-2: the queues_ rings, charged as the pool grows
+  MemoryCharge fixed_charge_;  // R-LIM-2: the receive buffers, for the relay's life
   std::vector<uint32_t> free_queues_;
 
   event::TimerHandle expiry_timer_;
