@@ -222,6 +222,7 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.tcp.max_flows = c.flows.max_flows;
   s.tcp.max_pending_connects = c.flows.max_pending_connects;
   s.tcp.connect_timeout = c.flows.connect_timeout;
+  s.tcp.flow_buffer = c.flows.flow_buffer;
   s.udp.max_sessions = c.flows.udp_max_sessions;
   s.icmp.max_sessions = c.flows.icmp_max_sessions;
   s.icmp_relay = c.flows.icmp_relay;
@@ -354,7 +355,8 @@ void GatewayOutputs::discard() {
 
 // --- GatewayAssembly --------------------------------------------------------------------
 
-GatewayAssembly::GatewayAssembly(event::Loop& loop, GatewayPlan plan) : loop_(loop), plan_(std::move(plan)) {}
+GatewayAssembly::GatewayAssembly(event::Loop& loop, GatewayPlan plan)
+    : loop_(loop), plan_(std::move(plan)), budget_(plan_.cfg.flows.memory_budget, &counters_) {}
 
 GatewayAssembly::~GatewayAssembly() { stop("exit"); }
 
@@ -382,7 +384,17 @@ Result<void, std::string> GatewayAssembly::assemble(std::unique_ptr<transport::F
     audit_->emit("gateway_start", [](obs::JsonWriter& w) { w.str("version", MOAT_VERSION_STRING); });
     plan_.flows.audit_log = audit_.get();
   }
+  // R-LIM-2: the write buffers allocated once for the whole run are charged up front.
+  fixed_charge_.set_budget(&budget_);
+  fixed_charge_.resize((audit_ ? obs::AuditOptions{}.buffer_bytes : 0) +
+                       (pcap ? transport::PcapConfig{}.buffer_bytes : 0));
+  // R-LIM-2 / R-LIM-4: flows refused for memory are audited, at most once a second.
+  plan_.flows.budget = &budget_;
+  budget_.set_limit_hook([this] {
+    if (audit_) audit_->emit("limit_hit", [](obs::JsonWriter& w) { w.str("limit", "memory"); });
+  });
   gateway_ = std::make_unique<Gateway>(loop_, counters_, plan_.link, std::move(link), pcap, &plan_.flows, impaired);
+  gateway_->interface().set_budget(&budget_);
   if (auto pb = gateway_->flows()->publish(plan_.cfg.flows.publish); !pb) return unexpected(pb.error());
   for (const auto& d : gateway_->flows()->publisher().describe()) MOAT_LOG(info, "published %s", d.c_str());
   return {};

@@ -26,6 +26,7 @@
 #include "app/gateway.h"
 #include "base/counters.h"
 #include "base/log.h"
+#include "base/memory_budget.h"
 #include "config/config.h"
 #include "event/loop.h"
 #include "obs/audit_log.h"
@@ -207,6 +208,8 @@ class GatewayAssembly {
   config::Config& cfg() noexcept { return plan_.cfg; }
   Counters& counters() noexcept { return counters_; }
   const Counters& counters() const noexcept { return counters_; }
+  /// The gateway's memory budget (R-LIM-2): gauges memory.* in the counters.
+  MemoryBudget& budget() noexcept { return budget_; }
   /// Null before assemble() and after stop().
   Gateway* gateway() noexcept { return gateway_.get(); }
   const Gateway* gateway() const noexcept { return gateway_.get(); }
@@ -225,6 +228,8 @@ class GatewayAssembly {
   event::Loop& loop_;
   GatewayPlan plan_;
   Counters counters_;
+  MemoryBudget budget_;                   // R-LIM-2; before audit_ and gateway_, which charge it
+  MemoryCharge fixed_charge_;             // the audit and pcap write buffers, allocated once
   std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
   std::unique_ptr<Gateway> gateway_;
   bool stopped_ = false;

@@ -66,6 +66,7 @@ flows::DispatchConfig dispatch_config(const FlowsSetup& s) {
   d.udp = s.udp;
   d.icmp = s.icmp;
   d.icmp_relay = s.icmp_relay;
+  d.budget = s.budget;
   return d;
 }
 

@@ -111,6 +111,8 @@ struct FlowsSetup {
   std::vector<dns::Upstream> dns_upstreams;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
   obs::AuditLog* audit_log = nullptr;
+  /// The memory budget (R-LIM-2), owned by the caller and outliving the FlowManager; null = none.
+  MemoryBudget* budget = nullptr;
 };
 
 /// The `host` group of R-POL-4: the gateway and DNS addresses of the active families.

@@ -79,6 +79,11 @@ namespace moat {
   X(ports_accept_emfile, "ports.accept_emfile")         \
   X(limits_hits_max_flows, "limits.hits.max_flows")     \
   X(limits_hits_max_pending_connects, "limits.hits.max_pending_connects") \
+  X(limits_hits_memory, "limits.hits.memory")           \
+  X(memory_used, "memory.used")                         \
+  X(memory_high_water, "memory.high_water")             \
+  X(memory_budget, "memory.budget")                     \
+  X(memory_level, "memory.level")                       \
   X(tcp_path_fast, "tcp.path.fast")                     \
   X(tcp_path_gate, "tcp.path.gate")                     \
   X(tcp_path_inspect, "tcp.path.inspect")               \

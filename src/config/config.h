@@ -68,6 +68,8 @@ struct FlowConfig {
   std::string impair;                        ///< --impair spec (validated by the CLI)
   uint32_t max_flows = 4096;                 ///< limits.max_flows, hard cap 65536
   uint32_t max_pending_connects = 512;       ///< hard cap 8192
+  uint64_t memory_budget = uint64_t{256} << 20;  ///< limits.memory_budget (R-LIM-2), hard cap 16 GiB
+  uint32_t flow_buffer = 256u << 10;         ///< limits.flow_buffer, per direction, hard cap 16 MiB
   Duration connect_timeout = std::chrono::seconds(30);
   uint32_t udp_max_sessions = 1024;          ///< hard cap 16384
   uint32_t icmp_max_sessions = 256;

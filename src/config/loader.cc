@@ -302,6 +302,14 @@ class Loader {
           return err(v.pos, p, "a bare number needs a unit", "write a string such as \"30s\" or \"500ms\"");
         if (!type(v, p, Kind::string)) return;
         return problem(v.pos, p, apply_duration(s, cfg_, Source::file, v.str));
+      case ValueType::size:
+        // §4.1: a byte count or a string with a unit, through the flag's parser either way.
+        if (v.kind == Kind::integer) {
+          if (v.out_of_range || v.integer < 0) return err(v.pos, p, "the value is out of range", range_text(s));
+          return problem(v.pos, p, apply_size(s, cfg_, Source::file, std::to_string(v.integer)));
+        }
+        if (!type(v, p, Kind::string)) return;
+        return problem(v.pos, p, apply_size(s, cfg_, Source::file, v.str));
       case ValueType::enumeration:
         if (!type(v, p, Kind::string)) return;
         return problem(v.pos, p, apply_choice(s, cfg_, Source::file, v.str));

@@ -326,8 +326,19 @@ constexpr Setting kSettings[] = {
        c.flows.max_pending_connects = uint32_t(v);
        return std::nullopt;
      }},
-    {.key = "limits.memory_budget", .type = VT::unsupported, .help = "the memory budget is not configurable in this build"},
-    {.key = "limits.flow_buffer", .type = VT::unsupported, .help = "flow buffers are fixed in this build"},
+    {.key = "limits.memory_budget", .flag = "--memory-budget", .value_name = "SIZE", .type = VT::size,
+     .lo = int64_t{1} << 20, .hi = int64_t{16} << 30, .def = "256MiB",
+     .help = "user-space buffer budget: 75% slows, 90% refuses new flows, 100% drops (R-LIM-2)", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.memory_budget = uint64_t(v);
+       return std::nullopt;
+     }},
+    {.key = "limits.flow_buffer", .type = VT::size, .lo = int64_t{4} << 10, .hi = int64_t{16} << 20, .def = "256KiB",
+     .help = "guest-to-host bytes held per TCP flow when the host is slower (R-LIM-1)", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.flow_buffer = uint32_t(v);
+       return std::nullopt;
+     }},
     {.key = "publish", .flag = "--publish", .short_flag = "-p", .value_name = "SPEC", .type = VT::custom,
      .help = "[BIND:]HOSTPORT[-N]:GUESTPORT[-N][/tcp|/udp] (repeatable; appends to the file's)", .group = G::flows,
      .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
@@ -660,10 +671,39 @@ std::string format_duration(Duration d) {
   return std::to_string(v) + "ms";
 }
 
+std::string format_size(uint64_t bytes) {
+  if (bytes == 0) return "0B";
+  if (bytes % (uint64_t{1} << 30) == 0) return std::to_string(bytes >> 30) + "GiB";
+  if (bytes % (uint64_t{1} << 20) == 0) return std::to_string(bytes >> 20) + "MiB";
+  if (bytes % (uint64_t{1} << 10) == 0) return std::to_string(bytes >> 10) + "KiB";
+  return std::to_string(bytes) + "B";
+}
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || p == text.data()) return std::nullopt;
+  const std::string_view unit(p, size_t(text.data() + text.size() - p));
+  struct U {
+    std::string_view name;
+    uint64_t mult;
+  };
+  static constexpr U kUnits[] = {{"", 1},           {"B", 1},          {"KB", 1000},          {"KiB", 1024},
+                                 {"MB", 1000000},   {"MiB", 1 << 20},  {"GB", 1000000000},    {"GiB", 1 << 30}};
+  for (const U& u : kUnits) {
+    if (u.name != unit) continue;
+    if (n > (uint64_t{1} << 62) / u.mult) return std::nullopt;  // no overflow, and far beyond any cap
+    return n * u.mult;
+  }
+  return std::nullopt;
+}
+
 std::string range_text(const Setting& s) {
   std::string r;
   if (s.type == ValueType::duration) {
     r = format_duration(std::chrono::milliseconds(s.lo)) + "-" + format_duration(std::chrono::milliseconds(s.hi));
+  } else if (s.type == ValueType::size) {
+    r = format_size(uint64_t(s.lo)) + "-" + format_size(uint64_t(s.hi));
   } else if (s.lo == s.hi) {
     r = std::to_string(s.lo);
   } else {
@@ -698,6 +738,18 @@ Opt apply_duration(const Setting& s, Config& c, Source src, std::string_view tex
   return s.set_duration(c, src, *d);
 }
 
+Opt apply_size(const Setting& s, Config& c, Source src, std::string_view text) {
+  auto n = parse_size(text);
+  if (!n) {
+    // Only the value's head: a 100 KB value is not echoed in full.
+    const std::string_view shown = text.size() > 64 ? text.substr(0, 64) : text;
+    return fail(q(shown) + (text.size() > 64 ? "... " : " ") + "is not a size",
+                "write a byte count or e.g. \"64KiB\", \"256MiB\", \"1GiB\" (KB/MB/GB are powers of 1000)");
+  }
+  if (*n < uint64_t(s.lo) || *n > uint64_t(s.hi)) return fail(q(text) + " is out of range", range_text(s));
+  return s.set_int(c, src, int64_t(*n));
+}
+
 Opt apply_choice(const Setting& s, Config& c, Source src, std::string_view text) {
   int64_t i = 0;
   std::string_view rest = s.choices;
@@ -729,6 +781,7 @@ Opt apply_flag(const Setting& s, Config& c, std::string_view value, FlagState& s
       return apply_int(s, c, Source::flag, x);
     }
     case ValueType::duration: return apply_duration(s, c, Source::flag, value);
+    case ValueType::size: return apply_size(s, c, Source::flag, value);
     case ValueType::enumeration: return apply_choice(s, c, Source::flag, value);
     case ValueType::list:
     case ValueType::path_list:
@@ -754,7 +807,7 @@ std::string help_text(const Setting& s) {
   std::string h(s.help);
   std::string extra;
   if (!s.def.empty()) extra = "default " + std::string(s.def);
-  if (s.type == ValueType::integer || s.type == ValueType::duration) {
+  if (s.type == ValueType::integer || s.type == ValueType::duration || s.type == ValueType::size) {
     std::string r = range_text(s).substr(std::string_view("expected ").size());
     if (!s.unit.empty()) r += " " + std::string(s.unit);
     extra += (extra.empty() ? "" : "; ") + r;

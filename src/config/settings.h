@@ -33,6 +33,8 @@ enum class ValueType : uint8_t {
   boolean,      ///< file: true/false; flag: a switch that stands for `flag_value`
   integer,      ///< [lo, hi] (0 also allowed when `zero_ok`)
   duration,     ///< a string with a unit; [lo, hi] in milliseconds
+  size,         ///< a byte count or a string with a B/KB/KiB/MB/MiB/GB/GiB suffix; [lo, hi] in bytes;
+                ///< set_int receives the bytes
   enumeration,  ///< one of `choices`; set_int receives the index
   text,         ///< a string handed to set_text (addresses and small grammars included)
   path,         ///< text; in a file `~` is $HOME and relative paths are the file's directory
@@ -113,6 +115,9 @@ Opt apply_bool(const Setting& s, Config& c, Source src, bool v);
 Opt apply_int(const Setting& s, Config& c, Source src, int64_t v);
 /// `text` as written (a file's string, a flag's value): unit required, then the range.
 Opt apply_duration(const Setting& s, Config& c, Source src, std::string_view text);
+/// `text` as written (a flag's value, a file's string or its integer as digits): a byte
+/// count or a number with a unit (SPEC §4.1), then the range.
+Opt apply_size(const Setting& s, Config& c, Source src, std::string_view text);
 Opt apply_choice(const Setting& s, Config& c, Source src, std::string_view text);
 Opt apply_text(const Setting& s, Config& c, Source src, std::string_view text, FlagState& st);
 
@@ -120,6 +125,11 @@ Opt apply_text(const Setting& s, Config& c, Source src, std::string_view text, F
 std::string range_text(const Setting& s);
 /// "30s", "500ms", "10m", "2h": the largest unit that divides exactly.
 std::string format_duration(Duration d);
+/// "256MiB", "64KiB", "1000B": the largest binary unit that divides exactly.
+std::string format_size(uint64_t bytes);
+/// SPEC §4.1 size: "4096", "4096B", "64KiB", "1MB" (KB/MB/GB powers of 1000); nullopt if not one
+/// or beyond 2^62 bytes.
+std::optional<uint64_t> parse_size(std::string_view text);
 /// "auto, on, off" for messages.
 std::string choices_text(const Setting& s);
 

@@ -3,6 +3,7 @@
 #include "base/check.h"
 #include "wire/icmpv4.h"
 #include "wire/icmpv6.h"
+#include "wire/tcp.h"
 #include "wire/udp.h"
 
 namespace moat::flows {
@@ -21,12 +22,21 @@ PacketMatch PacketMatch::dst_ports(uint8_t proto, std::initializer_list<uint16_t
   return m;
 }
 
+namespace {
+template <class C>
+C with_budget(C c, MemoryBudget* b) {
+  c.budget = b;
+  return c;
+}
+}  // namespace
+
 Dispatch::Dispatch(event::Loop& loop, GuestIo& io, Counters& counters, const DispatchConfig& config)
     : io_(io),
       counters_(counters),
+      budget_(config.budget),
       destinations_(config.destinations),
-      tcp_(loop, io, destinations_, counters, config.tcp),
-      udp_(loop, io, destinations_, counters, config.udp) {
+      tcp_(loop, io, destinations_, counters, with_budget(config.tcp, config.budget)),
+      udp_(loop, io, destinations_, counters, with_budget(config.udp, config.budget)) {
   if (config.icmp_relay) icmp_ = std::make_unique<IcmpRelay>(loop, io, counters, config.icmp);
 }
 
@@ -90,7 +100,20 @@ bool Dispatch::admit_echo(const IpAddr& src, const IpAddr& dst, const wire::Ipv4
   return false;
 }
 
+bool Dispatch::over_budget(uint8_t proto, Bytes l4) noexcept {
+  if (!budget_ || !budget_->at_least(MemoryLevel::full)) return false;
+  if (proto == wire::kProtoTcp) {
+    Bytes payload;
+    auto seg = wire::TcpRepr::parse(l4, &payload);
+    // A malformed segment goes on to the engine, which counts it as such.
+    if (!seg || (payload.empty() && !seg->has(wire::tcp_flags::syn))) return false;
+  }
+  counters_.drop(DropReason::memory);
+  return true;
+}
+
 void Dispatch::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
+  if (over_budget(ip.protocol, l4)) return;
   switch (ip.protocol) {
     case wire::kProtoTcp:
       if (run_hooks(wire::kProtoTcp, &ip, nullptr, l4, now)) return;
@@ -119,6 +142,7 @@ void Dispatch::on_ipv4(const wire::Ipv4Repr& ip, Bytes l4, Instant now) {
 }
 
 void Dispatch::on_ipv6(const wire::Ipv6Repr& ip, Bytes l4, Instant now) {
+  if (over_budget(ip.next_header, l4)) return;
   switch (ip.next_header) {
     case wire::kProtoTcp:
       if (run_hooks(wire::kProtoTcp, nullptr, &ip, l4, now)) return;

@@ -88,6 +88,8 @@ struct DispatchConfig {
   UdpConfig udp;
   IcmpConfig icmp;
   bool icmp_relay = true;  ///< false (--no-icmp): echo requests are dropped (drop.policy)
+  /// The gateway's memory budget (R-LIM-2), handed to the engines; null = not accounted.
+  MemoryBudget* budget = nullptr;
 };
 
 class Dispatch final : public stack::PacketHandler {
@@ -128,8 +130,13 @@ class Dispatch final : public stack::PacketHandler {
   bool admit_echo(const IpAddr& src, const IpAddr& dst, const wire::Ipv4Repr* ip4, const wire::Ipv6Repr* ip6,
                   Bytes l4, Instant now);
 
+  /// R-LIM-2 at 100 %: only TCP segments that free memory (ACK, FIN, RST without payload
+  /// or SYN) pass; everything else is drop.memory.
+  bool over_budget(uint8_t proto, Bytes l4) noexcept;
+
   GuestIo& io_;
   Counters& counters_;
+  MemoryBudget* budget_;
   Admission* admission_ = nullptr;
   Destinations destinations_;  // before the engines that keep a reference
   TcpEngine tcp_;

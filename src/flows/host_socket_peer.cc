@@ -34,12 +34,12 @@ void HostSocketPeer::attach(UniqueFd fd, const Options& opt) noexcept {
   }
   kernel_peek_off_ = 0;
   read_closed_ = write_shut_wanted_ = write_shut_done_ = aborted_ = false;
-  ring_.clear();
+  ring_.free_storage();
 }
 
 void HostSocketPeer::reset() noexcept {
   fd_.reset();
-  ring_.clear();
+  ring_.free_storage();
 }
 
 size_t HostSocketPeer::readable() {
@@ -107,20 +107,27 @@ size_t HostSocketPeer::writable() {
     sock_free = sndbuf > queued ? sndbuf - queued : 0;
     sock_free -= sock_free / 32;
   }
-  const size_t ring_free = opt_.flow_buffer - std::min<size_t>(ring_.size(), opt_.flow_buffer);
-  return std::min<size_t>(sock_free + ring_free, opt_.max_window);
+  size_t ring_free = 0;
+  if (ring_.capacity() > 0) ring_free = ring_.free();
+  else if (!opt_.budget || opt_.budget->fits(opt_.flow_buffer)) ring_free = opt_.flow_buffer;
+  size_t w = std::min<size_t>(sock_free + ring_free, opt_.max_window);
+  // R-LIM-2: at 75 % of the budget the windows offered to the guest halve.
+  if (opt_.budget && opt_.budget->at_least(MemoryLevel::pressure)) w /= 2;
+  return w;
 }
 
 Result<size_t> HostSocketPeer::write(Bytes data) {
   if (!fd_ || aborted_) return unexpected(Errno{EBADF});
   if (write_shut_wanted_) return unexpected(Errno{EPIPE});
+  size_t queued = 0;
   if (ring_.size() > 0) {
     // Slow path (the upstream is slower than the guest): keep the order by queueing
     // behind the ring, then one sendmsg() of the ring.
-    size_t n = ring_.push(data);
+    queued = ring_.push(data);
     if (auto r = drain(); !r) return unexpected(r.error());
-    if (n < data.size()) n += ring_.push(data.subspan(n));
-    return n;
+    if (queued == data.size()) return queued;
+    if (ring_.capacity() > 0) return queued + ring_.push(data.subspan(queued));
+    data = data.subspan(queued);  // drained and unmapped: the rest takes the fast path
   }
   size_t sent = 0;
   if (!data.empty()) {
@@ -131,10 +138,11 @@ Result<size_t> HostSocketPeer::write(Bytes data) {
       sent = size_t(r);
     }
   }
-  if (sent == data.size()) return sent;
-  // Keep the remainder (R-TCP-8): the ring is allocated on first use, never grown.
-  if (ring_.capacity() == 0) ring_ = ByteRing(opt_.flow_buffer);
-  return sent + ring_.push(data.subspan(sent));
+  if (sent == data.size()) return queued + sent;
+  // Keep the remainder (R-TCP-8): the ring is allocated when needed, never grown. When the
+  // budget cannot take it, the rest stays unacknowledged and the guest sends it again.
+  if (ring_.capacity() == 0 && !ring_.allocate(opt_.flow_buffer, opt_.budget)) return queued + sent;
+  return queued + sent + ring_.push(data.subspan(sent));
 }
 
 Status HostSocketPeer::drain() noexcept {
@@ -152,6 +160,8 @@ Status HostSocketPeer::drain() noexcept {
     }
     ring_.pop(size_t(r));
   }
+  // Drained: give the pages and their charge back (R-LIM-2); the next stall maps a new one.
+  ring_.free_storage();
   if (write_shut_wanted_ && !write_shut_done_) {
     ::shutdown(fd_.get(), SHUT_WR);
     write_shut_done_ = true;

@@ -9,10 +9,14 @@
 //   flight (so in-flight data is capped at that buffer: peek_limit()). consume() is a
 //   recv(MSG_TRUNC) that discards acked bytes without copying them.
 // Guest -> upstream: write() sends straight from the guest frame. What the socket does not
-//   take goes to a per-flow ring of at most `flow_buffer` bytes (allocated on first use,
-//   kept for the flow's life); EPOLLOUT drains it (on_writable()). writable() is free send
-//   buffer (SO_SNDBUF - SIOCOUTQ) + free ring space, capped at max_window: the window the
-//   guest is offered can always be stored.
+//   take goes to a per-flow ring of `flow_buffer` bytes, allocated (and charged to the
+//   memory budget, R-LIM-2) when the socket first refuses bytes and unmapped again as soon
+//   as EPOLLOUT has drained it (on_writable()), so only flows whose upstream is behind hold
+//   one. writable() is free send buffer (SO_SNDBUF - SIOCOUTQ) + free ring space (a ring
+//   not yet allocated counts only if the budget could take it), capped at max_window and
+//   halved at the budget's pressure level: the window the guest is offered can be stored,
+//   except when other flows took the budget in between; then write() takes what the socket
+//   takes and the guest retransmits the rest.
 // Half-close: shutdown_write() becomes shutdown(SHUT_WR) once the ring is empty.
 // Abort: SO_LINGER {1, 0}, so close() sends RST. The fd is closed by the destructor.
 //
@@ -37,6 +41,7 @@ class HostSocketPeer final : public TcpPeer {
     uint32_t max_window = 8 << 20;
     bool use_peek_off = true;  ///< false: the discard-buffer fallback
     MutBytes discard;          ///< shared scratch for the fallback (any size > 0)
+    MemoryBudget* budget = nullptr;  ///< the gateway's (R-LIM-2); null = not accounted
   };
 
   HostSocketPeer() = default;

@@ -1,19 +1,56 @@
 #include "flows/stream_peer.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "base/check.h"
+
 namespace moat::flows {
+
+ByteRing& ByteRing::operator=(ByteRing&& o) noexcept {
+  if (this != &o) {
+    free_storage();
+    buf_ = std::exchange(o.buf_, nullptr);
+    cap_ = std::exchange(o.cap_, 0);
+    head_ = std::exchange(o.head_, 0);
+    len_ = std::exchange(o.len_, 0);
+    charge_ = std::move(o.charge_);
+  }
+  return *this;
+}
+
+bool ByteRing::allocate(size_t capacity, MemoryBudget* budget) noexcept {
+  MemoryCharge c(budget);
+  if (!c.try_resize(capacity)) return false;
+  free_storage();
+  if (capacity > 0) {
+    void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    MOAT_CHECK(p != MAP_FAILED);  // allocation failure is fatal (STYLE "Errors")
+    buf_ = static_cast<std::byte*>(p);
+  }
+  cap_ = capacity;
+  charge_ = std::move(c);
+  return true;
+}
+
+void ByteRing::free_storage() noexcept {
+  if (buf_) ::munmap(buf_, cap_);
+  buf_ = nullptr;
+  cap_ = head_ = len_ = 0;
+  charge_.reset();
+}
 
 size_t ByteRing::push(Bytes in) noexcept {
   const size_t n = std::min(in.size(), free());
-  const size_t cap = buf_.size();
+  const size_t cap = cap_;
   size_t tail = (head_ + len_) % (cap ? cap : 1);
   size_t done = 0;
   while (done < n) {
     const size_t chunk = std::min(n - done, cap - tail);
-    std::memcpy(buf_.data() + tail, in.data() + done, chunk);
+    std::memcpy(buf_ + tail, in.data() + done, chunk);
     done += chunk;
     tail = (tail + chunk) % cap;
   }
@@ -24,12 +61,12 @@ size_t ByteRing::push(Bytes in) noexcept {
 size_t ByteRing::peek(size_t offset, MutBytes out) const noexcept {
   if (offset >= len_) return 0;
   const size_t n = std::min(out.size(), len_ - offset);
-  const size_t cap = buf_.size();
+  const size_t cap = cap_;
   size_t pos = (head_ + offset) % cap;
   size_t done = 0;
   while (done < n) {
     const size_t chunk = std::min(n - done, cap - pos);
-    std::memcpy(out.data() + done, buf_.data() + pos, chunk);
+    std::memcpy(out.data() + done, buf_ + pos, chunk);
     done += chunk;
     pos = (pos + chunk) % cap;
   }
@@ -39,7 +76,7 @@ size_t ByteRing::peek(size_t offset, MutBytes out) const noexcept {
 size_t ByteRing::pop(size_t n) noexcept {
   n = std::min(n, len_);
   if (n == 0) return 0;
-  head_ = (head_ + n) % buf_.size();
+  head_ = (head_ + n) % cap_;
   len_ -= n;
   if (len_ == 0) head_ = 0;
   return n;
@@ -47,8 +84,8 @@ size_t ByteRing::pop(size_t n) noexcept {
 
 std::pair<Bytes, Bytes> ByteRing::spans() const noexcept {
   if (len_ == 0) return {};
-  const size_t first = std::min(len_, buf_.size() - head_);
-  return {Bytes(buf_.data() + head_, first), Bytes(buf_.data(), len_ - first)};
+  const size_t first = std::min(len_, cap_ - head_);
+  return {Bytes(buf_ + head_, first), Bytes(buf_, len_ - first)};
 }
 
 Result<size_t> StreamPeer::peek(size_t offset, MutBytes out) {

@@ -9,19 +9,39 @@
 // upstream's FIN, app_abort() its RST (TcpConn learns it from peek/write errors:
 // ECONNRESET).
 #include <cstddef>
-#include <vector>
+#include <utility>
 
+#include "base/memory_budget.h"
 #include "flows/tcp_peer.h"
 
 namespace moat::flows {
 
-/// Fixed-capacity byte FIFO with random-access peek.
+/// Fixed-capacity byte FIFO with random-access peek. The storage is its own anonymous
+/// mapping, so free_storage() gives the pages back to the kernel at once: a heap block of
+/// this size would stay resident (glibc raises its mmap threshold after the first free)
+/// and RSS would not follow the memory budget down. Untouched pages cost no RSS, but the
+/// budget is charged the whole capacity: what could be resident, not what is.
 class ByteRing {
  public:
-  explicit ByteRing(size_t capacity = 0) : buf_(capacity) {}
+  /// `capacity` bytes allocated at once, not charged to any budget.
+  explicit ByteRing(size_t capacity = 0) noexcept { (void)allocate(capacity, nullptr); }
+  ByteRing(const ByteRing&) = delete;
+  ByteRing& operator=(const ByteRing&) = delete;
+  ByteRing(ByteRing&& o) noexcept
+      : buf_(std::exchange(o.buf_, nullptr)), cap_(std::exchange(o.cap_, 0)), head_(std::exchange(o.head_, 0)),
+        len_(std::exchange(o.len_, 0)), charge_(std::move(o.charge_)) {}
+  ByteRing& operator=(ByteRing&& o) noexcept;
+  ~ByteRing() { free_storage(); }
+
+  /// Replaces the (empty) ring's storage by `capacity` bytes charged to `budget` (null: not
+  /// accounted). False, and nothing changes, when the budget refuses them (R-LIM-2).
+  [[nodiscard]] bool allocate(size_t capacity, MemoryBudget* budget) noexcept;
+  /// Unmaps the storage and releases its charge; the content is dropped.
+  void free_storage() noexcept;
+
   [[nodiscard]] size_t size() const noexcept { return len_; }
-  [[nodiscard]] size_t capacity() const noexcept { return buf_.size(); }
-  [[nodiscard]] size_t free() const noexcept { return buf_.size() - len_; }
+  [[nodiscard]] size_t capacity() const noexcept { return cap_; }
+  [[nodiscard]] size_t free() const noexcept { return cap_ - len_; }
   /// Appends up to free() bytes; returns how many.
   size_t push(Bytes in) noexcept;
   /// Copies bytes [offset, offset + out.size()) (clipped to size()); returns how many.
@@ -33,8 +53,10 @@ class ByteRing {
   void clear() noexcept { head_ = len_ = 0; }
 
  private:
-  std::vector<std::byte> buf_;
+  std::byte* buf_ = nullptr;
+  size_t cap_ = 0;
   size_t head_ = 0, len_ = 0;
+  MemoryCharge charge_;
 };
 
 class StreamPeer final : public TcpPeer {

@@ -57,6 +57,7 @@ std::byte* OooPool::acquire() noexcept {
     return c;
   }
   if (storage_.size() >= cap_) return nullptr;
+  if (!charge_.try_resize(charge_.bytes() + kChunkSize)) return nullptr;  // R-LIM-2: the segment is dropped
   storage_.push_back(std::make_unique_for_overwrite<std::byte[]>(kChunkSize));  // first growth only
   return storage_.back().get();
 }

@@ -41,6 +41,7 @@
 #include <variant>
 #include <vector>
 
+#include "base/memory_budget.h"
 #include "base/time.h"
 #include "flows/flow_table.h"
 #include "flows/guest_io.h"
@@ -101,7 +102,9 @@ class OooPool {
   OooPool(const OooPool&) = delete;
   OooPool& operator=(const OooPool&) = delete;
 
-  /// A chunk of kChunkSize bytes, or nullptr when the cap is reached.
+  /// New chunks are charged to `budget` (R-LIM-2) and kept charged while the pool lives.
+  void set_budget(MemoryBudget* budget) noexcept { charge_.set_budget(budget); }
+  /// A chunk of kChunkSize bytes, or nullptr when the cap is reached or the budget refuses.
   [[nodiscard]] std::byte* acquire() noexcept;
   void release(std::byte* chunk) noexcept;
 
@@ -113,6 +116,7 @@ class OooPool {
   size_t cap_;
   std::vector<std::unique_ptr<std::byte[]>> storage_;  // reserved to cap_ up front
   std::vector<std::byte*> free_;                        // reserved to cap_ up front
+  MemoryCharge charge_;                                 // storage_.size() chunks
 };
 
 /// One flow's out-of-order guest payload: at most kMaxRanges disjoint, non-adjacent byte

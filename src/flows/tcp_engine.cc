@@ -101,6 +101,9 @@ TcpEngine::TcpEngine(event::Loop& loop, GuestIo& io, const Destinations& destina
   // Without SO_PEEK_OFF, in-flight bytes are skipped into this buffer on every peek, so it
   // bounds what may be in flight (passt's tcp_buf_discard).
   if (!use_peek_off_) discard_.resize(std::max<uint32_t>(cfg_.max_window, 1 << 20));
+  discard_charge_.set_budget(cfg_.budget);
+  discard_charge_.resize(discard_.size());
+  ooo_pool_.set_budget(cfg_.budget);
   dirty_.reserve(2 * size_t(table_.capacity()));
   dirty_scratch_.reserve(2 * size_t(table_.capacity()));
   blocked_.reserve(2 * size_t(table_.capacity()));
@@ -118,6 +121,7 @@ HostSocketPeer::Options TcpEngine::peer_options() noexcept {
   o.max_window = cfg_.max_window;
   o.use_peek_off = use_peek_off_;
   o.discard = MutBytes(discard_.data(), discard_.size());
+  o.budget = cfg_.budget;
   return o;
 }
 
@@ -240,6 +244,12 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
     counters_.inc(Counter::limits_hits_max_flows);
     MOAT_LOG_RATELIMITED(warn, "tcp: limit max_flows (%u) reached, refusing", cfg_.max_flows);
     refuse(key, seg);
+    return;
+  }
+  // R-LIM-2: at 90 % of the memory budget new flows get the R-POL-10 response.
+  if (cfg_.budget && cfg_.budget->refuse_new(now)) {
+    if (admission_ && admission_->drop_denied()) counters_.drop(DropReason::memory);
+    else refuse(key, seg);
     return;
   }
   if (pending_connects_ >= cfg_.max_pending_connects) {
@@ -986,6 +996,7 @@ Result<void, Errno> TcpEngine::open_to_guest(UniqueFd accepted, IpAddr guest, ui
                          cfg_.max_flows);
     return refuse_accepted(ENOBUFS);
   }
+  if (cfg_.budget && cfg_.budget->refuse_new(now)) return unexpected(Errno{ENOBUFS});  // R-LIM-2
   expire_time_wait(now);
   if (auto tid = tw_.find(key)) {
     tw_.close(*tid);

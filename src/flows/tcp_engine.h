@@ -53,6 +53,9 @@ struct TcpConfig {
   /// Gateway-wide cap on out-of-order guest payload held for reordering (R-TCP-8): 64 KiB
   /// chunks allocated on first need, reused after that. 0 disables the queue.
   uint32_t ooo_pool_bytes = 16 << 20;
+  /// The gateway's memory budget (R-LIM-2): flow rings and reordering chunks are charged
+  /// to it, new flows refused at its refuse level. Null = not accounted.
+  MemoryBudget* budget = nullptr;
   /// false forces the pre-6.9 fallback (MSG_PEEK into a discard buffer) even when the
   /// kernel has SO_PEEK_OFF on TCP (tests).
   bool use_peek_off = true;
@@ -227,6 +230,7 @@ class TcpEngine {
   SipKey isn_key_;
   bool use_peek_off_ = true;
   std::vector<std::byte> discard_;  // only without SO_PEEK_OFF
+  MemoryCharge discard_charge_;     // discard_, for the engine's life
 
   OooPool ooo_pool_;  // before table_: outlives every flow's chunks
   FlowTable<TcpFlow> table_;

@@ -126,6 +126,9 @@ UdpRelay::UdpRelay(event::Loop& loop, GuestIo& guest, const Destinations& destin
   free_queues_.reserve(max_queues);
 
   recv_buffers_ = std::make_unique_for_overwrite<std::byte[]>(kRecvBatch * kRecvBufferSize);
+  fixed_charge_.set_budget(cfg_.budget);
+  fixed_charge_.resize(kRecvBatch * kRecvBufferSize);
+  queue_charge_.set_budget(cfg_.budget);
   for (unsigned i = 0; i < kRecvBatch; ++i) {
     recv_iovs_[i] = iovec{recv_buffers_.get() + i * kRecvBufferSize, kRecvBufferSize};
     recv_msgs_[i].msg_hdr.msg_iov = &recv_iovs_[i];
@@ -185,7 +188,14 @@ void UdpRelay::on_datagram(const IpAddr& src, const IpAddr& dst, uint16_t src_po
       if (known != kNone) peers_[known].policy_generation = admission_->generation();
     }
   }
-  if (s == kNone) s = create_session(src, src_port, now);
+  if (s == kNone) {
+    // R-LIM-2: at 90 % of the memory budget no new session (R-POL-10 response).
+    if (cfg_.budget && cfg_.budget->refuse_new(now)) {
+      if (admission_ && admission_->drop_denied()) return counters_.drop(DropReason::memory);
+      return refuse(src, dst, udp, uint16_t(udp.size()), ttl, now, true);
+    }
+    s = create_session(src, src_port, now);
+  }
   Session& session = sessions_[s];
   session.last_active = now;
   session_lru_.touch(s);
@@ -654,8 +664,10 @@ bool UdpRelay::enqueue(HostSocket& sock, const Endpoint& target, Bytes payload, 
     if (!free_queues_.empty()) {
       sock.queue = free_queues_.back();
       free_queues_.pop_back();
-    } else if (queues_.size() < queues_.capacity()) {
-      // The pool grows to its bound once; rings are recycled afterwards.
+    } else if (queues_.size() < queues_.capacity() &&
+               queue_charge_.try_resize(queue_charge_.bytes() + cfg_.queue_bytes)) {
+      // The pool grows to its bound once (and as the memory budget allows, R-LIM-2);
+      // rings are recycled afterwards.
       auto q = std::make_unique<SendQueue>();
       q->bytes = std::make_unique_for_overwrite<std::byte[]>(cfg_.queue_bytes);
       q->entries = std::make_unique<SendQueue::Entry[]>(cfg_.queue_datagrams);

@@ -55,6 +55,7 @@
 #include "base/addr.h"
 #include "base/bytes.h"
 #include "base/counters.h"
+#include "base/memory_budget.h"
 #include "base/time.h"
 #include "base/unique_fd.h"
 #include "event/loop.h"
@@ -69,6 +70,8 @@ namespace moat::flows {
 
 /// The `udp.*` config slice (R-UDP-3, R-LIM-1). The constructor clamps to the hard caps.
 struct UdpConfig {
+  /// The gateway's memory budget (R-LIM-2): new sessions are refused at its refuse level.
+  MemoryBudget* budget = nullptr;
   uint32_t max_sessions = 1024;
   Duration idle_timeout = 60s;
   uint32_t max_peers = 1024;            ///< per session
@@ -230,6 +233,8 @@ class UdpRelay {
   size_t peer_count_ = 0;
 
   std::vector<std::unique_ptr<SendQueue>> queues_;  // grows to queue_bytes_total / queue_bytes
+  MemoryCharge queue_charge_;  // R-LIM-2: the queues_ rings, charged as the pool grows
+  MemoryCharge fixed_charge_;  // R-LIM-2: the receive buffers, for the relay's life
   std::vector<uint32_t> free_queues_;
 
   event::TimerHandle expiry_timer_;

@@ -106,6 +106,8 @@ class Interface {
 
   /// Packets not for the gateway's own services go here; nullptr: dropped (`drop.no_handler`).
   void set_packet_handler(PacketHandler* handler) noexcept { handler_ = handler; }
+  /// The gateway's memory budget (R-LIM-2): charged the fragments held for reassembly.
+  void set_budget(MemoryBudget* budget) noexcept { reasm_.set_budget(budget); }
 
   /// Link up: sends the first RA and schedules the two more 4 s apart (R-NET-6).
   void start(Instant now);

@@ -117,6 +117,7 @@ void Reassembler::release(uint32_t slot) noexcept {
   Slot& s = slots_[slot];
   MOAT_ASSERT(s.used);
   bytes_held_ -= s.received;
+  charge_.resize(bytes_held_);
   s.used = false;
   --used_;
 }
@@ -173,6 +174,7 @@ Reassembler::AddResult Reassembler::add_range(uint32_t slot, uint32_t offset, By
     if (used_ == before) return AddResult::invalid;  // this datagram alone is over budget
   }
 
+  if (!charge_.try_resize(bytes_held_ + data.size())) return AddResult::no_memory;
   std::memcpy(buffer(slot) + offset, data.data(), data.size());
   r[s.nranges++] = Range{uint16_t(offset), uint16_t(data.size())};
   s.received += uint32_t(data.size());
@@ -210,6 +212,7 @@ std::optional<ReassembledV4> Reassembler::add_v4(const wire::Ipv4Repr& ip, Bytes
   switch (add_range(slot, offset, payload, final)) {
     case AddResult::invalid: discard_invalid(slot); return std::nullopt;
     case AddResult::duplicate: return std::nullopt;
+    case AddResult::no_memory: counters_.drop(DropReason::memory); return std::nullopt;
     case AddResult::held:
       if (offset == 0) slots_[slot].ip4 = ip;
       return std::nullopt;
@@ -267,6 +270,7 @@ std::optional<ReassembledV6> Reassembler::add_v6(const wire::Ipv6Repr& ip, Bytes
   switch (add_range(slot, offset, *data, final)) {
     case AddResult::invalid: discard_invalid(slot); return std::nullopt;
     case AddResult::duplicate: return std::nullopt;
+    case AddResult::no_memory: counters_.drop(DropReason::memory); return std::nullopt;
     case AddResult::held:
     case AddResult::completed: break;
   }

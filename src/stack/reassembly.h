@@ -42,6 +42,7 @@
 #include "base/addr.h"
 #include "base/bytes.h"
 #include "base/counters.h"
+#include "base/memory_budget.h"
 #include "base/time.h"
 #include "wire/ipv4.h"
 #include "wire/ipv6.h"
@@ -97,6 +98,13 @@ class Reassembler {
   /// Atomic fragments (offset 0, M=0, RFC 8200 §4.5) are returned at once as whole packets.
   std::optional<ReassembledV6> add_v6(const wire::Ipv6Repr& ip, Bytes packet, Instant now);
 
+  /// Held fragment bytes are charged to `budget` (R-LIM-2); a fragment the budget cannot
+  /// take is dropped (`drop.memory`). Null = not accounted.
+  void set_budget(MemoryBudget* budget) noexcept {
+    charge_.set_budget(budget);
+    charge_.resize(bytes_held_);
+  }
+
   /// Discards every datagram whose lifetime ended (`frag.timeout`).
   void expire(Instant now);
   /// Earliest deadline of a datagram in progress.
@@ -137,7 +145,7 @@ class Reassembler {
     wire::Ipv6Repr ip6;
   };
 
-  enum class AddResult { held, duplicate, completed, invalid };
+  enum class AddResult { held, duplicate, completed, invalid, no_memory };
 
   uint32_t find(const Key& key) const noexcept;
   /// find(), but a slot whose lifetime is over is expired first (`frag.timeout`).
@@ -160,6 +168,7 @@ class Reassembler {
   std::unique_ptr<std::byte[]> storage_;   // max_datagrams * 64 KiB, uninitialised
   size_t used_ = 0;
   size_t bytes_held_ = 0;
+  MemoryCharge charge_;  // == bytes_held_ (R-LIM-2)
   uint64_t next_seq_ = 0;
 };
 

@@ -49,6 +49,10 @@ std::vector<Bad> out_of_range(const Setting& s) {
   if (s.type == ValueType::integer) {
     v.push_back({std::to_string(s.hi + 1), std::to_string(s.hi + 1)});
     if (s.lo - 1 != 0 || !s.zero_ok) v.push_back({std::to_string(s.lo - 1), std::to_string(s.lo - 1)});
+  } else if (s.type == ValueType::size) {
+    // A bare byte count in the file, the same digits as the flag; and one with a unit.
+    v.push_back({std::to_string(s.hi + 1), std::to_string(s.hi + 1)});
+    v.push_back({std::to_string(s.lo - 1) + "B", "\"" + std::to_string(s.lo - 1) + "B\""});
   } else {
     std::string hi = std::to_string(s.hi + 1) + "ms";
     v.push_back({hi, "\"" + hi + "\""});
@@ -80,6 +84,7 @@ TEST(Settings, EveryKeyAndFlagIsDescribedOnce) {
       case ValueType::integer:
       case ValueType::enumeration: EXPECT_NE(s.set_int, nullptr) << s.key << s.flag; break;
       case ValueType::duration: EXPECT_NE(s.set_duration, nullptr) << s.key; break;
+      case ValueType::size: EXPECT_NE(s.set_int, nullptr) << s.key; break;
       case ValueType::list:
       case ValueType::path_list:
         EXPECT_NE(s.clear, nullptr) << s.key;
@@ -90,7 +95,7 @@ TEST(Settings, EveryKeyAndFlagIsDescribedOnce) {
       case ValueType::custom: EXPECT_TRUE(s.flag.empty() || s.set_text != nullptr) << s.key; break;
       case ValueType::unsupported: EXPECT_TRUE(s.flag.empty()) << s.key; break;
     }
-    if (s.type == ValueType::integer || s.type == ValueType::duration) {
+    if (s.type == ValueType::integer || s.type == ValueType::duration || s.type == ValueType::size) {
       EXPECT_LE(s.lo, s.hi) << s.key;
     }
     if (!s.flag.empty() && s.value_name.empty()) {  // a switch stands for a value of its type
@@ -102,7 +107,7 @@ TEST(Settings, EveryKeyAndFlagIsDescribedOnce) {
 TEST(Settings, FlagAndKeyRefuseTheSameOutOfRangeValueAlike) {
   size_t checked = 0;
   for (const auto& s : settings()) {
-    if (s.type != ValueType::integer && s.type != ValueType::duration) continue;
+    if (s.type != ValueType::integer && s.type != ValueType::duration && s.type != ValueType::size) continue;
     for (const auto& bad : out_of_range(s)) {
       auto file = key_error(s.key, bad.key_text);
       ASSERT_TRUE(file) << s.key << " accepted " << bad.key_text;
@@ -135,6 +140,8 @@ TEST(Settings, FlagAndKeyShareTheirOtherMessages) {
       {"gateway.name", "\"a b\"", "a b"},             {"net.ifname", "\"0123456789abcdef\"", "0123456789abcdef"},
       {"net.hostname", "\"a..b\"", "a..b"},         {"net.ipv6.dhcpv6", "\"sometimes\"", "sometimes"},
       {"policy.deny_response", "\"maybe\"", "maybe"}, {"audit.dns", "\"some\"", "some"},
+      {"limits.memory_budget", "\"64Mib\"", "64Mib"},   {"limits.memory_budget", "\"-1\"", "-1"},
+      {"limits.memory_budget", "\"1.5GiB\"", "1.5GiB"},
   };
   for (const auto& k : cases) {
     const Setting* s = setting_by_key(k.key);
@@ -178,6 +185,44 @@ TEST(Settings, ListFlagsAppendButDnsUpstreamReplaces) {
   ASSERT_EQ(c.flows.dns_upstreams.size(), 2u);
   EXPECT_EQ(c.flows.dns_upstreams[0].addr.to_string(), "10.0.0.2");
   EXPECT_EQ(c.dns.block, (std::vector<std::string>{"a.example", "b.example"}));
+}
+
+TEST(Settings, SizesTakeBytesOrAUnit) {
+  EXPECT_EQ(parse_size("4096"), 4096u);
+  EXPECT_EQ(parse_size("4096B"), 4096u);
+  EXPECT_EQ(parse_size("64KiB"), 65536u);
+  EXPECT_EQ(parse_size("64KB"), 64000u);
+  EXPECT_EQ(parse_size("1MB"), 1000000u);
+  EXPECT_EQ(parse_size("256MiB"), uint64_t{256} << 20);
+  EXPECT_EQ(parse_size("16GiB"), uint64_t{16} << 30);
+  EXPECT_EQ(parse_size("2GB"), 2000000000u);
+  for (const char* bad : {"", "MiB", "64 MiB", "64mib", "64M", "-1", "1.5GiB", "99999999999999999999GiB",
+                          "4611686018427387905"})
+    EXPECT_EQ(parse_size(bad), std::nullopt) << bad;
+  EXPECT_EQ(format_size(uint64_t{256} << 20), "256MiB");
+  EXPECT_EQ(format_size(1000), "1000B");
+
+  Config flag, file;
+  FlagState st;
+  ASSERT_FALSE(apply_flag(*setting_by_flag("--memory-budget"), flag, "64MiB", st));
+  ASSERT_TRUE(load_config_text("[limits]\nmemory_budget = \"64MiB\"\nflow_buffer = 65536\n", Format::toml, "a.toml",
+                               file));
+  EXPECT_EQ(flag.flows.memory_budget, uint64_t{64} << 20);
+  EXPECT_EQ(file.flows.memory_budget, uint64_t{64} << 20);
+  EXPECT_EQ(file.flows.flow_buffer, 65536u);
+  EXPECT_EQ(Config{}.flows.memory_budget, uint64_t{256} << 20);
+  // SPEC R-LIM-1: the hard cap is 16 GiB; above it is an error naming the range.
+  auto e = apply_flag(*setting_by_flag("--memory-budget"), flag, "17GiB", st);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->what, "\"17GiB\" is out of range");
+  EXPECT_EQ(e->hint, "expected 1MiB-16GiB");
+  // A long value is not echoed in full.
+  e = apply_flag(*setting_by_flag("--memory-budget"), flag, std::string(100000, 'x'), st);
+  ASSERT_TRUE(e);
+  EXPECT_LT(e->what.size(), 100u);
+  EXPECT_EQ(help_text(*setting_by_flag("--memory-budget")),
+            "user-space buffer budget: 75% slows, 90% refuses new flows, 100% drops (R-LIM-2) "
+            "(default 256MiB; 1MiB-16GiB)");
 }
 
 TEST(Settings, HelpCarriesTheDefaultAndTheRange) {

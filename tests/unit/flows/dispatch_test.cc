@@ -273,5 +273,64 @@ TEST_F(DispatchTest, PacketsTooShortForPortsSkipTheHooks) {
   EXPECT_EQ(counters.total_drops(), 1u);  // the relay counted it malformed
 }
 
+
+// ---- Memory budget at 100 % (R-LIM-2) -------------------------------------------------------
+
+class BudgetDispatchTest : public DispatchTest {
+ protected:
+  void tcp(Dispatch& d, uint8_t flags, size_t payload) {
+    wire::TcpRepr t;
+    t.src_port = 40000;
+    t.dst_port = 80;
+    t.seq = SeqNum{1000};
+    t.ack = SeqNum{2000};
+    t.flags = flags;
+    t.window = 1000;
+    Buf l4(t.header_len() + payload);
+    ASSERT_TRUE(t.emit_v4(MutBytes(l4), guest4, remote4));
+    wire::Ipv4Repr ip;
+    ip.src = guest4;
+    ip.dst = remote4;
+    ip.protocol = wire::kProtoTcp;
+    ip.payload_len = uint16_t(l4.size());
+    d.on_ipv4(ip, Bytes(l4), clock.now());
+  }
+};
+
+TEST_F(BudgetDispatchTest, AtTheLimitOnlyTcpAckFinRstPass) {
+  MemoryBudget budget(64 << 20, &counters);
+  DispatchConfig c = config();
+  c.budget = &budget;
+  Dispatch d(loop, io, counters, c);
+  CountingHook udp_hook, tcp_hook;
+  d.add_hook(PacketMatch::any_port(wire::kProtoUdp), udp_hook);
+  d.add_hook(PacketMatch::any_port(wire::kProtoTcp), tcp_hook);
+  namespace tf = wire::tcp_flags;
+  // Below the limit everything reaches the hooks (the relays charged their fixed buffers).
+  budget.charge((64 << 20) - 1 - budget.used());
+  udp(d, 53);
+  tcp(d, tf::syn, 0);
+  EXPECT_EQ(udp_hook.seen, 1);
+  EXPECT_EQ(tcp_hook.seen, 1);
+  // At 100 %: UDP, a SYN and a data segment are drop.memory; ACK, FIN+ACK, RST pass.
+  budget.charge(1);
+  ASSERT_EQ(budget.level(), MemoryLevel::full);
+  udp(d, 53);
+  tcp(d, tf::syn, 0);
+  tcp(d, tf::ack | tf::psh, 100);
+  EXPECT_EQ(udp_hook.seen, 1);
+  EXPECT_EQ(tcp_hook.seen, 1);
+  EXPECT_EQ(counters.dropped(DropReason::memory), 3u);
+  tcp(d, tf::ack, 0);
+  tcp(d, tf::fin | tf::ack, 0);
+  tcp(d, tf::rst, 0);
+  EXPECT_EQ(tcp_hook.seen, 4);
+  EXPECT_EQ(counters.dropped(DropReason::memory), 3u);
+  // Released: back to normal.
+  budget.release(32 << 20);
+  udp(d, 53);
+  EXPECT_EQ(udp_hook.seen, 2);
+}
+
 }  // namespace
 }  // namespace moat::flows::test

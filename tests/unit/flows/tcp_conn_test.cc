@@ -72,6 +72,31 @@ TEST(ByteRing, WrapsAndPeeks) {
   EXPECT_EQ(str(Buf(out.begin(), out.begin() + 7)), "fghijkl");
 }
 
+TEST(ByteRing, ChargesTheBudgetWhileMappedAndReleasesExactly) {
+  MemoryBudget budget(1 << 20);
+  ByteRing r;
+  ASSERT_TRUE(r.allocate(256 << 10, &budget));
+  EXPECT_EQ(budget.used(), 256u << 10);
+  Buf a = text("abcdef");
+  EXPECT_EQ(r.push(Bytes(a)), 6u);
+  ByteRing moved(std::move(r));
+  EXPECT_EQ(budget.used(), 256u << 10);
+  EXPECT_EQ(moved.size(), 6u);
+  // Another 768 KiB would reach the limit: refused, nothing changes.
+  ByteRing big;
+  EXPECT_FALSE(big.allocate(768 << 10, &budget));
+  EXPECT_EQ(big.capacity(), 0u);
+  EXPECT_EQ(budget.used(), 256u << 10);
+  moved.free_storage();
+  EXPECT_EQ(moved.capacity(), 0u);
+  EXPECT_EQ(budget.used(), 0u);
+  ASSERT_TRUE(big.allocate(768 << 10, &budget));
+  {
+    ByteRing gone = std::move(big);
+  }
+  EXPECT_EQ(budget.used(), 0u);
+}
+
 /// A TcpConn on a StreamPeer, driven by hand.
 class TcpConnStream : public ::testing::Test {
  protected:
