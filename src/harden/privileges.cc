@@ -14,6 +14,7 @@
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -164,6 +165,15 @@ Result<void, std::string> lock_down(const LockDownPlan& plan) {
     // and setresuid is outside the seccomp filter.
     const uid_t real = plan.front == Front::run ? 0 : r.uid;
     if (::setresuid(real, r.uid, real) != 0) return unexpected(sys_text("setresuid"));
+#if defined(MOAT_SANITIZER_RUNTIME)
+    // Sanitizer builds only: LeakSanitizer's exit check ptraces this process from a cloned
+    // task with the same credentials, which the kernel refuses while real (0) and effective
+    // (runas) uids differ. Just before it (atexit handlers run in reverse order, so this one
+    // runs before the check the runtime registered at start-up) the effective uid goes back
+    // to the saved 0, with no capabilities. seccomp.cc allows setresuid in these builds only.
+    if (plan.front == Front::run && r.uid != 0)
+      std::atexit([] { (void)::setresuid(uid_t(-1), 0, uid_t(-1)); });
+#endif
     // Paranoia (setpriv does the same): attach and serve must not get root back.
     if (plan.front != Front::run && r.uid != 0 && ::setuid(0) == 0)
       return unexpected("setresuid: uid 0 could be regained after switching to " + r.spec);

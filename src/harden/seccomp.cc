@@ -94,12 +94,13 @@ constexpr unsigned long kIoctls[] = {FIONREAD, SIOCOUTQ, TCGETS};
 #if defined(MOAT_SANITIZER_RUNTIME)
 // Sanitizer builds only (MOAT_SANITIZE, `make asan`): at exit LeakSanitizer stops the world
 // from a cloned tracer thread (clone, prctl PR_SET_PTRACER/PR_SET_DUMPABLE, ptrace, wait4,
-// getppid) and reads /proc/self; an error report forks llvm-symbolizer. Without these the
+// getppid) and reads /proc/self (getdents); an error report forks llvm-symbolizer. Without these the
 // sanitized gateway would die by SIGSYS at its leak check instead of reporting. A release
 // build never contains them.
 constexpr const char* kSanitizerRuntime[] = {
     "clone", "clone3", "fork", "vfork", "execve", "prctl", "ptrace", "getppid", "wait4", "waitid",
-    "process_vm_readv", "pipe", "dup2", "sched_getaffinity", "mincore", "getdents64", "readlink",
+    "process_vm_readv", "pipe", "dup2", "sched_getaffinity", "mincore", "getdents", "getdents64", "readlink",
+    "setresuid",  // privileges.cc: run's effective uid back to 0 for the leak check, at exit
 };
 #endif
 
