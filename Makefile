@@ -43,7 +43,7 @@ asan: deps
 	@ninja -C $(ASAN_BUILD) -j $(JOBS)
 	@# Same suite; the bulk-transfer integration tests move 64 MiB instead of 1 GiB under ASan.
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  MOAT_IT_BULK_BYTES=67108864 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
+	  MOAT_IT_BULK_BYTES=67108864 MOAT_IT_SANITIZED=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
 
 fuzz-build: deps
 	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \

@@ -62,7 +62,13 @@ sleep 0.5
 stats() { local v; v=$(grep -o "$1=[0-9]*" "$T_DIR/moat.log" | tail -n 1 | cut -d= -f2); echo "${v:-0}"; }
 echo "memory.used=$(stats memory.used) memory.high_water=$(stats memory.high_water) memory.budget=$(stats memory.budget)" \
      "limits.hits.memory=$(stats limits.hits.memory) drop.memory=$(stats drop.memory)"
-check "VmHWM under the flood ${hwm_flood} KiB < 96 MiB" test "$hwm_flood" -lt $((96 * 1024))
+if [[ -n "${MOAT_IT_SANITIZED:-}" ]]; then
+  # ASan's shadow memory and quarantine (freed blocks held back on purpose) make RSS say
+  # nothing about moat's buffers; the budget's own accounting is still checked below.
+  echo "SKIP (sanitizer build): VmHWM under the flood ${hwm_flood} KiB < 96 MiB"
+else
+  check "VmHWM under the flood ${hwm_flood} KiB < 96 MiB" test "$hwm_flood" -lt $((96 * 1024))
+fi
 check "memory.high_water $(stats memory.high_water) <= budget + one frame" \
   test "$(stats memory.high_water)" -le $((64 * 1024 * 1024 + 65550))
 check "limits.hits.memory or drop.memory rose" test $(( $(stats limits.hits.memory) + $(stats drop.memory) )) -gt 0
