@@ -200,7 +200,10 @@ std::string rule_to_string(const Rule& r) {
     s += "any";
   } else {
     std::string p;
-    auto add = [&](std::string_view n) { p += (p.empty() ? "" : "+") + std::string(n); };
+    auto add = [&](std::string_view n) {  // appends only: g++ 12 -O3 -Wrestrict misfires on "x" + string
+      if (!p.empty()) p += '+';
+      p += n;
+    };
     if (r.protos.has(Proto::tcp)) add("tcp");
     if (r.protos.has(Proto::udp)) add("udp");
     if (r.protos.has(Proto::icmpv4) && r.protos.has(Proto::icmpv6)) add("icmp");

@@ -52,7 +52,13 @@ std::vector<Bad> out_of_range(const Setting& s) {
   } else if (s.type == ValueType::size) {
     // A bare byte count in the file, the same digits as the flag; and one with a unit.
     v.push_back({std::to_string(s.hi + 1), std::to_string(s.hi + 1)});
-    v.push_back({std::to_string(s.lo - 1) + "B", "\"" + std::to_string(s.lo - 1) + "B\""});
+    // Built by appends: g++ 12 -O3 -Wrestrict misfires on "x" + std::string (Release builds).
+    std::string lo = std::to_string(s.lo - 1);
+    lo += 'B';
+    std::string quoted = "\"";
+    quoted += lo;
+    quoted += '"';
+    v.push_back({lo, quoted});
   } else {
     std::string hi = std::to_string(s.hi + 1) + "ms";
     v.push_back({hi, "\"" + hi + "\""});
