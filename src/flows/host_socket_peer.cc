@@ -141,7 +141,7 @@ Result<size_t> HostSocketPeer::write(Bytes data) {
   if (sent == data.size()) return queued + sent;
   // Keep the remainder (R-TCP-8): the ring is allocated when needed, never grown. When the
   // budget cannot take it, the rest stays unacknowledged and the guest sends it again.
-  if (ring_.capacity() == 0 && !ring_.allocate(opt_.flow_buffer, opt_.budget)) return queued + sent;
+  if (ring_.capacity() == 0 && !ring_.allocate(opt_.flow_buffer, opt_.budget, opt_.ring_cache)) return queued + sent;
   return queued + sent + ring_.push(data.subspan(sent));
 }
 
@@ -160,7 +160,9 @@ Status HostSocketPeer::drain() noexcept {
     }
     ring_.pop(size_t(r));
   }
-  // Drained: give the pages and their charge back (R-LIM-2); the next stall maps a new one.
+  // Drained: give the pages and their charge back (R-LIM-2), through the engine's small
+  // RingCache, which keeps a few mappings for the next stall unless the budget is under
+  // pressure.
   ring_.free_storage();
   if (write_shut_wanted_ && !write_shut_done_) {
     ::shutdown(fd_.get(), SHUT_WR);

@@ -42,6 +42,7 @@ class HostSocketPeer final : public TcpPeer {
     bool use_peek_off = true;  ///< false: the discard-buffer fallback
     MutBytes discard;          ///< shared scratch for the fallback (any size > 0)
     MemoryBudget* budget = nullptr;  ///< the gateway's (R-LIM-2); null = not accounted
+    RingCache* ring_cache = nullptr;  ///< drained rings kept for the next stall (the engine's)
   };
 
   HostSocketPeer() = default;

@@ -18,14 +18,69 @@ ByteRing& ByteRing::operator=(ByteRing&& o) noexcept {
     head_ = std::exchange(o.head_, 0);
     len_ = std::exchange(o.len_, 0);
     charge_ = std::move(o.charge_);
+    cache_ = std::exchange(o.cache_, nullptr);
   }
   return *this;
 }
 
-bool ByteRing::allocate(size_t capacity, MemoryBudget* budget) noexcept {
+bool RingCache::take(size_t cap, std::byte** buf, MemoryCharge* charge) noexcept {
+  for (size_t i = n_; i-- > 0;) {
+    if (entries_[i].cap != cap) continue;
+    *buf = entries_[i].buf;
+    *charge = std::move(entries_[i].charge);
+    --n_;
+    if (i != n_) {  // the last entry fills the hole
+      entries_[i].buf = entries_[n_].buf;
+      entries_[i].cap = entries_[n_].cap;
+      entries_[i].charge = std::move(entries_[n_].charge);
+    }
+    entries_[n_].buf = nullptr;
+    entries_[n_].cap = 0;
+    return true;
+  }
+  return false;
+}
+
+bool RingCache::give(std::byte* buf, size_t cap, MemoryCharge& charge) noexcept {
+  if (charge.budget() && charge.budget()->at_least(MemoryLevel::pressure)) {
+    clear();  // R-LIM-2: under pressure nothing is kept back
+    return false;
+  }
+  if (n_ == kMaxEntries) return false;
+  entries_[n_].buf = buf;
+  entries_[n_].cap = cap;
+  entries_[n_].charge = std::move(charge);
+  ++n_;
+  return true;
+}
+
+void RingCache::clear() noexcept {
+  for (size_t i = 0; i < n_; ++i) {
+    ::munmap(entries_[i].buf, entries_[i].cap);
+    entries_[i].buf = nullptr;
+    entries_[i].cap = 0;
+    entries_[i].charge.reset();
+  }
+  n_ = 0;
+}
+
+bool ByteRing::allocate(size_t capacity, MemoryBudget* budget, RingCache* cache) noexcept {
+  if (cache && capacity > 0) {
+    std::byte* p = nullptr;
+    MemoryCharge c(budget);
+    if (cache->take(capacity, &p, &c)) {
+      free_storage();
+      buf_ = p;
+      cap_ = capacity;
+      charge_ = std::move(c);
+      cache_ = cache;
+      return true;
+    }
+  }
   MemoryCharge c(budget);
   if (!c.try_resize(capacity)) return false;
   free_storage();
+  cache_ = cache;
   if (capacity > 0) {
     void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     MOAT_CHECK(p != MAP_FAILED);  // allocation failure is fatal (STYLE "Errors")
@@ -37,7 +92,7 @@ bool ByteRing::allocate(size_t capacity, MemoryBudget* budget) noexcept {
 }
 
 void ByteRing::free_storage() noexcept {
-  if (buf_) ::munmap(buf_, cap_);
+  if (buf_ && !(cache_ && cache_->give(buf_, cap_, charge_))) ::munmap(buf_, cap_);
   buf_ = nullptr;
   cap_ = head_ = len_ = 0;
   charge_.reset();

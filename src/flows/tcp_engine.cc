@@ -122,6 +122,7 @@ HostSocketPeer::Options TcpEngine::peer_options() noexcept {
   o.use_peek_off = use_peek_off_;
   o.discard = MutBytes(discard_.data(), discard_.size());
   o.budget = cfg_.budget;
+  o.ring_cache = &ring_cache_;
   return o;
 }
 

@@ -232,7 +232,8 @@ class TcpEngine {
   std::vector<std::byte> discard_;  // only without SO_PEEK_OFF
   MemoryCharge discard_charge_;     // discard_, for the engine's life
 
-  OooPool ooo_pool_;  // before table_: outlives every flow's chunks
+  OooPool ooo_pool_;     // before table_: outlives every flow's chunks
+  RingCache ring_cache_;  // before table_: outlives every flow's ring
   FlowTable<TcpFlow> table_;
   size_t pending_connects_ = 0;
   /// Pending connects per destination address; unordered, one entry per destination with

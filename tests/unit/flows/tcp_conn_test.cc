@@ -72,6 +72,35 @@ TEST(ByteRing, WrapsAndPeeks) {
   EXPECT_EQ(str(Buf(out.begin(), out.begin() + 7)), "fghijkl");
 }
 
+TEST(RingCache, KeepsDrainedRingsChargedForReuseBoundedAndNotUnderPressure) {
+  MemoryBudget budget(4 << 20);
+  RingCache cache;  // outlives the rings below, as the engine's does its flows'
+  {
+    ByteRing r;
+    ASSERT_TRUE(r.allocate(256 << 10, &budget, &cache));
+    r.free_storage();  // kept: still mapped and charged
+    EXPECT_EQ(cache.size(), 1u);
+    EXPECT_EQ(budget.used(), 256u << 10);
+    ASSERT_TRUE(r.allocate(256 << 10, &budget, &cache));  // taken back: no second charge
+    EXPECT_EQ(cache.size(), 0u);
+    EXPECT_EQ(budget.used(), 256u << 10);
+  }  // destroyed: into the cache
+  EXPECT_EQ(cache.size(), 1u);
+  // At most kMaxEntries mappings are kept; the rest are unmapped and released.
+  std::vector<ByteRing> rings(RingCache::kMaxEntries + 2);
+  for (auto& r : rings) ASSERT_TRUE(r.allocate(128 << 10, &budget, &cache));
+  for (auto& r : rings) r.free_storage();
+  EXPECT_EQ(cache.size(), RingCache::kMaxEntries);
+  EXPECT_EQ(budget.used(), (256u << 10) + (RingCache::kMaxEntries - 1) * (128u << 10));
+  // Under pressure (>= 75 %) the cache gives back everything and keeps nothing more.
+  ByteRing big;
+  ASSERT_TRUE(big.allocate(2 << 20, &budget, &cache));
+  ASSERT_TRUE(budget.at_least(MemoryLevel::pressure));
+  big.free_storage();
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(budget.used(), 0u);
+}
+
 TEST(ByteRing, ChargesTheBudgetWhileMappedAndReleasesExactly) {
   MemoryBudget budget(1 << 20);
   ByteRing r;
