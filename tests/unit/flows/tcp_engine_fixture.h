@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <optional>
+#include <utility>
 
 #include "event/clock.h"
 #include "event/loop.h"
@@ -149,6 +150,20 @@ class TcpEngineFixture : public ::testing::Test {
   void advance(Duration d) {
     clock.advance(d);
     loop.run_once(Duration::zero());
+  }
+
+  /// A host client connected to the fixture's listener, and the accepted (non-blocking)
+  /// socket a published-port listener would hand to open_to_guest(): {client, accepted}.
+  std::pair<UniqueFd, UniqueFd> host_client() {
+    UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    EXPECT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    EXPECT_TRUE(accepted.valid());
+    return {std::move(client), std::move(accepted)};
   }
 
   /// Full handshake; returns the accepted host-side socket.

@@ -530,13 +530,7 @@ TEST_F(TcpEngineTest, ConnectTimeoutSendsIcmpHostUnreachable) {
 TEST_F(TcpEngineTest, PublishedPortOpensTowardGuest) {
   start();
   // A host client connects to our listener; the accepted socket is handed to the engine.
-  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  auto [client, accepted] = host_client();
   ASSERT_TRUE(accepted.valid());
   const Ipv4Addr seen = Ipv4Addr::from_octets(203, 0, 113, 9);
   ASSERT_TRUE(engine->open_to_guest(std::move(accepted), guest4, 8080, seen, 50000, now()).has_value());
@@ -575,13 +569,7 @@ TEST_F(TcpEngineTest, PublishedPortOpensTowardGuest) {
 
 TEST_F(TcpEngineTest, PublishedPortGuestRstResetsHost) {
   start();
-  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  auto [client, accepted] = host_client();
   const Ipv4Addr seen = Ipv4Addr::from_octets(203, 0, 113, 9);
   ASSERT_TRUE(engine->open_to_guest(std::move(accepted), guest4, 8080, seen, 50001, now()).has_value());
   Seg syn = expect_recv();
@@ -703,13 +691,7 @@ TEST_F(TcpEngineTest, PublishedConnectionBeyondMaxFlowsGetsRst) {
   cfg.max_flows = 1;
   start();
   UniqueFd held = handshake();  // the one slot
-  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  auto [client, accepted] = host_client();
   ASSERT_TRUE(accepted.valid());
   auto r = engine->open_to_guest(std::move(accepted), guest4, 8080, Ipv4Addr::from_octets(203, 0, 113, 9), 50002,
                                  now());
