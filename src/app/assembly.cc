@@ -197,7 +197,7 @@ std::vector<config::UserError> compile_dns_block(config::Config& cfg) {
 FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   FlowsSetup s;
   const auto& n = c.net;
-  auto& d = s.destinations;
+  auto& d = s.engines.destinations;
   d = gateway_destinations(n, f);
   d.map_gateway_to_loopback = c.flows.map_gateway_to_loopback;
   std::vector<config::UpstreamSpec> ups = c.flows.dns_upstreams;
@@ -219,13 +219,13 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
     d.dns_upstreams.push_back(endpoint(u));
     s.dns_upstreams.push_back(dns::Upstream{u.addr, u.port, u.tcp});
   }
-  s.tcp.max_flows = c.flows.max_flows;
-  s.tcp.max_pending_connects = c.flows.max_pending_connects;
-  s.tcp.connect_timeout = c.flows.connect_timeout;
-  s.tcp.flow_buffer = c.flows.flow_buffer;
-  s.udp.max_sessions = c.flows.udp_max_sessions;
-  s.icmp.max_sessions = c.flows.icmp_max_sessions;
-  s.icmp_relay = c.flows.icmp_relay;
+  s.engines.tcp.max_flows = c.flows.max_flows;
+  s.engines.tcp.max_pending_connects = c.flows.max_pending_connects;
+  s.engines.tcp.connect_timeout = c.flows.connect_timeout;
+  s.engines.tcp.flow_buffer = c.flows.flow_buffer;
+  s.engines.udp.max_sessions = c.flows.udp_max_sessions;
+  s.engines.icmp.max_sessions = c.flows.icmp_max_sessions;
+  s.engines.icmp_relay = c.flows.icmp_relay;
   s.policy = std::make_shared<const policy::Engine>(policy::resolve_policy(c.policy.inputs), host_addrs(d));
   s.deny_response = c.policy.deny_response;
   s.first_flight_timeout = c.policy.first_flight_timeout;
@@ -389,7 +389,7 @@ Result<void, std::string> GatewayAssembly::assemble(std::unique_ptr<transport::F
   fixed_charge_.resize((audit_ ? obs::AuditOptions{}.buffer_bytes : 0) +
                        (pcap ? transport::PcapConfig{}.buffer_bytes : 0));
   // R-LIM-2 / R-LIM-4: flows refused for memory are audited, at most once a second.
-  plan_.flows.budget = &budget_;
+  plan_.flows.engines.budget = &budget_;
   budget_.set_limit_hook([this] {
     if (audit_) audit_->emit("limit_hit", [](obs::JsonWriter& w) { w.str("limit", "memory"); });
   });

@@ -34,7 +34,7 @@ flows::TxCaps LinkIo::tx_caps() const {
 namespace {
 
 dns::ForwarderConfig forwarder_config(const FlowsSetup& s) {
-  const auto& d = s.destinations;
+  const auto& d = s.engines.destinations;
   dns::ForwarderConfig f;
   f.upstreams = s.dns_upstreams;
   f.local_addrs = host_addrs(d).addrs;
@@ -59,16 +59,6 @@ dns::ForwarderConfig forwarder_config(const FlowsSetup& s) {
   return f;
 }
 
-flows::DispatchConfig dispatch_config(const FlowsSetup& s) {
-  flows::DispatchConfig d;
-  d.destinations = s.destinations;
-  d.tcp = s.tcp;
-  d.udp = s.udp;
-  d.icmp = s.icmp;
-  d.icmp_relay = s.icmp_relay;
-  d.budget = s.budget;
-  return d;
-}
 
 dns::InterceptorConfig interceptor_config(const FlowsSetup& s) {
   dns::InterceptorConfig c;
@@ -88,7 +78,7 @@ const dns::BlockList& empty_block_list() {
 }  // namespace
 
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
-    : policy_(setup.policy ? setup.policy : default_policy(setup.destinations)),
+    : policy_(setup.policy ? setup.policy : default_policy(setup.engines.destinations)),
       audit_(setup.audit_log),
       pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins}),
       block_(setup.dns.block_list),
@@ -96,7 +86,7 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
                                               block_ ? *block_ : empty_block_list(), audit_)),
       admission_(policy_, [this]() -> const policy::PinLookup& { return pins(); }, counters, setup.audit_log,
                  setup.deny_response, setup.first_flight_timeout),
-      dispatch_(loop, io, counters, dispatch_config(setup)),
+      dispatch_(loop, io, counters, setup.engines),
       publisher_(loop, dispatch_.tcp(), io, counters, setup.publish) {
   dispatch_.set_admission(&admission_);
   publisher_.set_admission(&admission_);

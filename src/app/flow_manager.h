@@ -95,11 +95,9 @@ class LinkIo final : public flows::GuestIo {
 };
 
 struct FlowsSetup {
-  flows::DestinationConfig destinations;
-  flows::TcpConfig tcp;
-  flows::UdpConfig udp;
-  flows::IcmpConfig icmp;
-  bool icmp_relay = true;
+  /// The flow engines' config (destinations, TCP/UDP/ICMP limits, --no-icmp, the memory
+  /// budget: owned by the caller and outliving the FlowManager; null = none).
+  flows::DispatchConfig engines;
   ports::PublisherConfig publish;
   /// The tenant policy (R-POL-5/6 resolved) and how refusals look (R-POL-10).
   std::shared_ptr<const policy::Engine> policy;
@@ -111,8 +109,6 @@ struct FlowsSetup {
   std::vector<dns::Upstream> dns_upstreams;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
   obs::AuditLog* audit_log = nullptr;
-  /// The memory budget (R-LIM-2), owned by the caller and outliving the FlowManager; null = none.
-  MemoryBudget* budget = nullptr;
 };
 
 /// The `host` group of R-POL-4: the gateway and DNS addresses of the active families.

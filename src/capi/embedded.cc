@@ -283,7 +283,7 @@ Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, Po
     inputs = std::move(doc.policy.inputs);
     inputs.block = std::move(block);
   }
-  auto engine = std::make_shared<const policy::Engine>(policy::resolve_policy(inputs), app::host_addrs(assembly_->plan().flows.destinations));
+  auto engine = std::make_shared<const policy::Engine>(policy::resolve_policy(inputs), app::host_addrs(assembly_->plan().flows.engines.destinations));
   if (auto r = on_loop([&] { gateway()->flows()->policy().replace(engine); }); !r) return unexpected(r.error());
   assembly_->cfg().policy.inputs = std::move(inputs);
   for (const auto& w : engine->lint()) MOAT_LOG(warn, "policy: %s", w.c_str());
