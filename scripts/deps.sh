@@ -20,7 +20,14 @@ PKGS=(
   isc-dhcp-client   # dhclient -6: the DHCPv6 client of tests/integration/dhcpv6_test.sh
   # benchmark peers (bench/run.sh)
   passt slirp4netns
+  # TLS interception (R-TLS, src/tls/): OpenSSL 3 and nghttp2 (HTTP/2 framing, HPACK);
+  # its test peers: openssl s_server/s_client, nghttpd, a WebSocket server, requests
+  libssl-dev openssl libnghttp2-dev nghttp2-server nghttp2-client python3-websockets python3-requests
 )
+# `scripts/deps.sh bench`: also the TLS benchmark's peers (make bench-tls), not needed by CI.
+if [[ "${1:-}" == bench ]]; then
+  PKGS+=(haproxy mitmproxy)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -125,12 +125,52 @@ struct HardeningConfig {
   std::string runas = "nobody";  ///< user[:group]; used only when started as real root
 };
 
+/// A tls.host_ca entry (R-TLS-5): the CA file trusted for upstream hosts matching `hosts`.
+struct HostCaConfig {
+  std::vector<std::string> hosts;  ///< patterns, normalised (see TlsConfig)
+  std::string file;
+};
+
+/// [tls] (SPEC §3.9 R-TLS-1..10, §4.2 tls.*). Host patterns (bypass, no_verify, host_ca) are
+/// normalised when read: lowercase, no trailing dot; "name" (exact), "*.suffix" (the suffix
+/// and every name under it) or "*" (every name).
+struct TlsConfig {
+  bool intercept = false;           ///< tls.intercept / --tls (R-TLS-1)
+  bool intercept_set = false;       ///< tls.intercept was written (true or false) by the user
+  std::vector<uint16_t> ports{443};  ///< tls.ports / --tls-port: intercepted TCP ports
+  std::vector<std::string> bypass;  ///< tls.bypass: spliced opaquely
+  enum class CaMode : uint8_t { persistent, ephemeral };  ///< the order of the setting's choices
+  CaMode ca = CaMode::persistent;   ///< tls.ca / --tls-ephemeral-ca (R-TLS-2)
+  std::string ca_cert, ca_key;      ///< user-supplied CA: both or neither
+  Duration leaf_validity = std::chrono::hours(24);
+  Duration leaf_backdate = std::chrono::hours(1);
+  uint32_t leaf_cache = 1000;       ///< LRU entries (R-TLS-3)
+  bool system_roots = true;         ///< trust the system store upstream (R-TLS-5)
+  std::vector<std::string> extra_ca;  ///< PEM files, each may hold several certificates
+  std::vector<HostCaConfig> host_ca;
+  std::vector<std::string> no_verify;  ///< patterns whose upstream is not verified
+  enum class MinVersion : uint8_t { tls12, tls13 };
+  MinVersion upstream_min_version = MinVersion::tls12;
+  bool block_quic = true;           ///< R-TLS-7
+  enum class NonTls : uint8_t { passthrough, reject };
+  NonTls non_tls = NonTls::passthrough;
+  enum class UpstreamError : uint8_t { http, alert };
+  UpstreamError upstream_error = UpstreamError::http;
+  Duration handshake_timeout = std::chrono::seconds(10);
+  /// tls.keylog_file / --tls-keylog (R-TLS-9); empty = $SSLKEYLOGFILE, filled in by
+  /// app::finish_config() for the CLI.
+  std::string keylog_file;
+};
+
 /// [run] (SPEC §4.2 run.*, R-CLI-2).
 struct RunConfig {
   /// run.drain_timeout: how long `moat run` keeps serving after the command exited (and
   /// `serve --once` after the VM disconnected) so that flows finish; 0 = reset at once.
   Duration drain_timeout = std::chrono::seconds(5);
   static constexpr Duration kDrainTimeoutMax = std::chrono::minutes(10);
+  /// run.ca_trust (R-TLS-10): how the child trusts moat's CA when interception is on.
+  enum class CaTrust : uint8_t { bind_env, env, none };  ///< the order of the setting's choices
+  CaTrust ca_trust = CaTrust::bind_env;
 };
 
 /// Everything one gateway process needs (grows with each subsystem).
@@ -142,6 +182,7 @@ struct Config {
   DnsConfig dns;
   AuditConfig audit;
   HardeningConfig hardening;
+  TlsConfig tls;
   RunConfig run;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
