@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""An HTTPS echo server for the TLS integration tests (stdlib only: http.server + ssl).
+
+Every request, whatever its method, is answered with a JSON object describing exactly what
+arrived, and the same object is appended as one line to --log, so a test can prove what
+reached the upstream (after moat's interception, header checks or secret injection):
+
+  {"method": "GET", "path": "/x?y=1", "host": "api.test", "headers": [["Host", "api.test"], ...],
+   "body_len": 0, "body_sha256": "...", "sni": "api.test", "alpn": "http/1.1",
+   "tls_version": "TLSv1.3", "client_cert": null, "peer": "10.0.0.1", "conn": 3, "req": 1}
+
+"headers" keeps the order, the case and any repetition of the request's header lines. "conn"
+numbers the TCP connections and "req" the requests on one connection (keep-alive). Paths:
+
+  /bytes/N       answers N bytes of 'x' (application/octet-stream) instead of JSON
+  /status/NNN    answers the JSON with status NNN
+  anything else  the JSON, status 200
+
+Options: --cert/--key (PEM; the chain may be in --cert), --client-ca CA.pem (mTLS: a client
+certificate signed by CA is required, its subject is reported in "client_cert"), --plain (no
+TLS: plain HTTP, for the same checks on port 80), --alpn (default http/1.1; "none" offers no
+ALPN). Serves until --max-seconds; writes --ready-file once listening.
+"""
+import argparse
+import hashlib
+import http.server
+import itertools
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--client-ca")
+    ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--alpn", default="http/1.1")
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--ready-file")
+    ap.add_argument("--max-seconds", type=float, default=120)
+    a = ap.parse_args()
+    if not a.plain and not (a.cert and a.key):
+        sys.exit("https_echo: --cert and --key are required unless --plain")
+
+    lock = threading.Lock()
+    logf = open(a.log, "a")
+    conn_ids = itertools.count(1)
+
+    def log(obj):
+        with lock:
+            logf.write(json.dumps(obj, sort_keys=True) + "\n")
+            logf.flush()
+
+    ctx = None
+    if not a.plain:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.cert, a.key)
+        if a.alpn != "none":
+            ctx.set_alpn_protocols(a.alpn.split(","))
+        if a.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(a.client_ca)
+
+        def on_sni(sslsock, name, _ctx):
+            sslsock.moat_sni = name  # read back by the handler
+            return None
+        ctx.sni_callback = on_sni
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "moat-https-echo"
+
+        def setup(self):
+            super().setup()
+            self.conn_id = next(conn_ids)
+            self.req_no = 0
+
+        def log_message(self, fmt, *args):  # requests go to --log as JSON instead
+            pass
+
+        def handle_any(self):
+            self.req_no += 1
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n > 0 else b""
+            c = self.connection
+            info = {
+                "method": self.command,
+                "path": self.path,
+                "host": self.headers.get("Host"),
+                "headers": [[k, v] for k, v in self.headers.raw_items()],
+                "body_len": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "peer": self.client_address[0],
+                "conn": self.conn_id,
+                "req": self.req_no,
+                "sni": getattr(c, "moat_sni", None),
+                "alpn": c.selected_alpn_protocol() if ctx else None,
+                "tls_version": c.version() if ctx else None,
+                "client_cert": None,
+            }
+            if ctx and a.client_ca:
+                cert = c.getpeercert()
+                if cert:
+                    info["client_cert"] = ",".join("%s=%s" % kv for rdn in cert.get("subject", ()) for kv in rdn)
+            log(info)
+            status, ctype = 200, "application/json"
+            out = (json.dumps(info, sort_keys=True) + "\n").encode()
+            parts = self.path.split("?")[0].split("/")
+            if len(parts) == 3 and parts[1] == "bytes" and parts[2].isdigit():
+                out, ctype = b"x" * min(int(parts[2]), 1 << 30), "application/octet-stream"
+            elif len(parts) == 3 and parts[1] == "status" and parts[2].isdigit():
+                status = int(parts[2])
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(out)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in a.bind else socket.AF_INET
+
+        def get_request(self):
+            sock, addr = self.socket.accept()
+            return sock, addr
+
+        def finish_request(self, request, client_address):
+            # The TLS handshake runs in the connection's thread, not in the accept loop.
+            if ctx:
+                request.settimeout(10)
+                try:
+                    request = ctx.wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError) as e:
+                    log({"handshake_error": str(e), "peer": client_address[0]})
+                    request.close()
+                    return
+                request.settimeout(30)
+            try:
+                self.RequestHandlerClass(request, client_address, self)
+            finally:
+                if ctx:
+                    request.close()
+
+    srv = Server((a.bind, a.port), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    if a.ready_file:
+        with open(a.ready_file + ".tmp", "w") as f:
+            f.write("ready\n")
+        os.rename(a.ready_file + ".tmp", a.ready_file)
+    time.sleep(a.max_seconds)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
