@@ -13,6 +13,7 @@ PKI="$T_DIR/pki"
 
 tls_make_ca "$PKI"
 tls_make_cert "$PKI" api "DNS:api.test,IP:44.7.0.1"
+tls_make_cert "$PKI" api2 "DNS:api2.test"
 tls_make_cert "$PKI" www "DNS:www.test"
 tls_make_cert "$PKI" h2 "DNS:h2.test"
 tls_make_cert "$PKI" ws "DNS:ws.test"
@@ -28,9 +29,10 @@ check "certificates: untrusted one does not verify" bash -c "! openssl verify -C
 
 tls_internet api.test=44.7.0.1 www.test=44.7.0.2 h2.test=44.7.0.3 ws.test=44.7.0.4 proxy.test=44.7.0.5 \
   mtls.test=44.7.0.6 expired.test=44.7.0.7 wrongname.test=44.7.0.8 selfsigned.test=44.7.0.9 \
-  untrusted.test=44.7.0.10 dot.test=44.7.0.53
+  untrusted.test=44.7.0.10 api2.test=44.7.0.11 dot.test=44.7.0.53
 tls_make_file "$T_DIR/htdocs/file.bin" 4194304
 check "server: https echo"   tls_start_https_echo api 44.7.0.1 443 "$PKI/api.pem" "$PKI/api.key"
+check "server: https echo h2" tls_start_https_echo api2 44.7.0.11 443 "$PKI/api2.pem" "$PKI/api2.key" --alpn h2,http/1.1
 check "server: plain echo"   tls_start_https_echo api80 44.7.0.1 80 "" "" --plain
 check "server: s_server"     tls_start_s_server www 44.7.0.2 443 "$PKI/www.pem" "$PKI/www.key"
 check "server: nghttpd"      tls_start_nghttpd h2 44.7.0.3 443 "$PKI/h2.pem" "$PKI/h2.key" "$T_DIR/htdocs"
@@ -53,6 +55,9 @@ C="curl -sS --max-time 10 --cacert $CA"
 cat > "$T_DIR/guest.sh" <<EOF
 echo "dns \$(kdig +timeout=3 +retry=0 @100.96.0.1 api.test A +short)"
 echo "echo \$($C -H 'X-Fixture: one' 'https://api.test/some/path?q=1')"
+echo "echo2 \$($C --http2 -H 'X-Fixture: two' 'https://api2.test/h2path')"
+echo "echo2h1 \$($C --http1.1 -o /dev/null -w '%{http_version}' https://api2.test/h1path)"
+echo "echo2big \$($C --http2 -o /dev/null -w '%{http_version} %{size_download}' https://api2.test/bytes/300000)"
 echo "plain \$(curl -sS --max-time 10 http://api.test/plain)"
 echo "ipsan \$($C -o /dev/null -w '%{http_code}' https://44.7.0.1/ip)"
 $TLS_PY - <<'PY'
@@ -84,6 +89,9 @@ check "moat run exits 0" test "$TLS_RC" -eq 0
 has() { grep -q -- "$1" "$T_DIR/guest.out"; }
 check "guest: api.test resolves through moat's DNS"           has "^dns 44.7.0.1$"
 check "guest: curl reaches the HTTPS echo by name"             has '^echo {.*"host": "api.test"'
+check "guest: the HTTPS echo over h2"                          has '^echo2 {.*"alpn": "h2".*"host": "api2.test"'
+check "guest: the h2 echo still serves http/1.1"               has '^echo2h1 1.1$'
+check "guest: a 300 kB h2 answer (flow control)"               has '^echo2big 2 300000$'
 check "guest: plain HTTP echo"                                 has '^plain {.*"path": "/plain"'
 check "guest: IP-SAN certificate by address"                   has "^ipsan 200$"
 check "guest: Python urllib"                                   has "^urllib /urllib api.test "
@@ -115,6 +123,14 @@ assert any(x.get('path') == '/via-proxy' for x in r)
 nosni_logged() { tls_requests api | grep '"path": "/ip"' | grep -q '"sni": null'; }
 paths_listed() { tls_requests api path | grep -x /urllib >/dev/null && tls_requests api headers | grep -x 'X-Fixture: one' >/dev/null; }
 check "echo log: the IP-SAN request had no SNI" nosni_logged
+check "echo log (h2): pseudo-headers and headers as received" "$TLS_PY" -c "
+import json
+r = [json.loads(l) for l in open('$T_DIR/api2.jsonl')]
+g = next(x for x in r if x.get('path') == '/h2path')
+assert g['method'] == 'GET' and g['alpn'] == 'h2' and g['sni'] == 'api2.test', g
+assert [':authority', 'api2.test'] in g['headers'] and ['x-fixture', 'two'] in g['headers'], g
+assert any(x.get('path') == '/h1path' and x['alpn'] == 'http/1.1' for x in r)
+"
 check "tls_requests: fields of the logged requests" paths_listed
 check "proxy log: the CONNECT line"  grep -q '"line": "CONNECT api.test:443 HTTP/1.1".*"result": "ok"' "$T_DIR/proxy.jsonl"
 check "proxy log: the denied target" grep -q '"line": "CONNECT denied.test:443 HTTP/1.1".*"result": "denied"' "$T_DIR/proxy.jsonl"

@@ -231,7 +231,9 @@ tls_start_mtls() {
 # every request with JSON of what arrived (method, path, Host, all headers in order, body
 # length and hash, SNI, ALPN, client certificate) and logs the same JSON, one line per
 # request, to $T_DIR/NAME.jsonl (see tls_requests). ARGS: --client-ca CA (mTLS),
-# --alpn LIST, --plain (CERT and KEY are then ignored: pass "" "").
+# --alpn LIST (default http/1.1; --alpn h2,http/1.1 also serves HTTP/2, where "headers"
+# holds the pseudo-headers as received and "host" is :authority), --plain (CERT and KEY
+# are then ignored: pass "" "").
 tls_start_https_echo() {
   local name="$1" addr="$2" port="$3" cert="$4" key="$5"; shift 5
   local tlsargs=()

@@ -19,7 +19,9 @@ numbers the TCP connections and "req" the requests on one connection (keep-alive
 Options: --cert/--key (PEM; the chain may be in --cert), --client-ca CA.pem (mTLS: a client
 certificate signed by CA is required, its subject is reported in "client_cert"), --plain (no
 TLS: plain HTTP, for the same checks on port 80), --alpn (default http/1.1; "none" offers no
-ALPN). Serves until --max-seconds; writes --ready-file once listening.
+ALPN; "h2,http/1.1" also serves HTTP/2 when the client picks it, with python3-h2: the same
+JSON, "headers" then holds the pseudo-headers too, in order, and "host" is :authority, or
+Host without one). Serves until --max-seconds; writes --ready-file once listening.
 """
 import argparse
 import hashlib
@@ -74,6 +76,73 @@ def main():
             return None
         ctx.sni_callback = on_sni
 
+    def answer(info, path):
+        """(status, content type, body) for a request."""
+        parts = path.split("?")[0].split("/")
+        if len(parts) == 3 and parts[1] == "bytes" and parts[2].isdigit():
+            return 200, "application/octet-stream", b"x" * min(int(parts[2]), 1 << 30)
+        status = 200
+        if len(parts) == 3 and parts[1] == "status" and parts[2].isdigit():
+            status = int(parts[2])
+        return status, "application/json", (json.dumps(info, sort_keys=True) + "\n").encode()
+
+    def serve_h2(sock, conn_id, peer):
+        """HTTP/2 on an accepted TLS socket whose ALPN is h2 (python3-h2)."""
+        import h2.config
+        import h2.connection
+        import h2.events
+        h2c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        h2c.initiate_connection()
+        sock.sendall(h2c.data_to_send())
+        streams, pending, req_no = {}, {}, 0
+
+        def flush():  # what the peer's flow-control windows allow of the pending answers
+            for sid in list(pending):
+                out = pending[sid]
+                while out:
+                    n = min(h2c.local_flow_control_window(sid), h2c.max_outbound_frame_size, len(out))
+                    if n <= 0:
+                        break
+                    h2c.send_data(sid, out[:n])
+                    out = out[n:]
+                pending[sid] = out
+                if not out:
+                    h2c.end_stream(sid)
+                    del pending[sid]
+
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for ev in h2c.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    streams[ev.stream_id] = [list(map(list, ev.headers)), b""]
+                elif isinstance(ev, h2.events.DataReceived):
+                    if ev.stream_id in streams:
+                        streams[ev.stream_id][1] += ev.data
+                    h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in streams:
+                    hdrs, body = streams.pop(ev.stream_id)
+                    get = lambda n: next((v for k, v in hdrs if k.lower() == n), None)
+                    req_no += 1
+                    info = {"method": get(":method"), "path": get(":path"), "host": get(":authority") or get("host"),
+                            "headers": hdrs, "body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
+                            "peer": peer, "conn": conn_id, "req": req_no, "sni": getattr(sock, "moat_sni", None),
+                            "alpn": "h2", "tls_version": sock.version(), "client_cert": None}
+                    log(info)
+                    status, ctype, out = answer(info, info["path"] or "/")
+                    h2c.send_headers(ev.stream_id, [(":status", str(status)), ("content-type", ctype),
+                                                   ("content-length", str(len(out)))])
+                    pending[ev.stream_id] = out
+                elif isinstance(ev, h2.events.StreamReset):
+                    pending.pop(ev.stream_id, None)
+                    streams.pop(ev.stream_id, None)
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    sock.sendall(h2c.data_to_send())
+                    return
+            flush()
+            sock.sendall(h2c.data_to_send())
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "moat-https-echo"
@@ -111,13 +180,7 @@ def main():
                 if cert:
                     info["client_cert"] = ",".join("%s=%s" % kv for rdn in cert.get("subject", ()) for kv in rdn)
             log(info)
-            status, ctype = 200, "application/json"
-            out = (json.dumps(info, sort_keys=True) + "\n").encode()
-            parts = self.path.split("?")[0].split("/")
-            if len(parts) == 3 and parts[1] == "bytes" and parts[2].isdigit():
-                out, ctype = b"x" * min(int(parts[2]), 1 << 30), "application/octet-stream"
-            elif len(parts) == 3 and parts[1] == "status" and parts[2].isdigit():
-                status = int(parts[2])
+            status, ctype, out = answer(info, self.path)
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(out)))
@@ -147,6 +210,12 @@ def main():
                     return
                 request.settimeout(30)
             try:
+                if ctx and request.selected_alpn_protocol() == "h2":
+                    try:
+                        serve_h2(request, next(conn_ids), client_address[0])
+                    except Exception as e:  # a broken client: log it, close
+                        log({"h2_error": repr(e), "peer": client_address[0]})
+                    return
                 self.RequestHandlerClass(request, client_address, self)
             finally:
                 if ctx:
