@@ -176,6 +176,14 @@ tls_add_name() {
   echo "$name $addr" >> "$T_DIR/tls-hosts"
 }
 
+# tls_intercept_flags DIR: TLS_INTERCEPT=(--tls --tls-ephemeral-ca --tls-extra-ca DIR/ca.pem),
+# the moat flags of an intercepting run whose upstreams carry leaves of DIR's CA (the
+# ephemeral CA keeps $XDG_DATA_HOME untouched; the guest trusts it through R-TLS-10):
+#   tls_intercept_flags "$PKI"; tls_run g "${TLS_INTERCEPT[@]}" -- "curl -sS https://api.test/"
+tls_intercept_flags() {
+  TLS_INTERCEPT=(--tls --tls-ephemeral-ca --tls-extra-ca "$1/ca.pem")
+}
+
 # tls_wait_tcp ADDR PORT [SECONDS]: waits until ADDR:PORT accepts a TCP connection.
 tls_wait_tcp() {
   local a="${1//[\[\]]/}" p="$2" s="${3:-10}"
