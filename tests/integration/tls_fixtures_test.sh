@@ -3,9 +3,9 @@
 # The TLS test fixtures (tls_lib.sh) work, through plain `moat run` (no interception: the
 # guest trusts the test CA with --cacert / CAfile): names of the test's "internet" resolve
 # through moat's DNS, and each upstream server answers a guest: openssl s_server -www (ALPN,
-# SNI, no SNI), the HTTPS JSON echo (curl, Python urllib and requests; its request log),
-# nghttpd over h2, wss echo, the CONNECT proxy, mTLS, and the bad-certificate set fails
-# verification as it should. DoT is checked from the test's namespace (moat refuses TCP/853
+# SNI, no SNI), the HTTPS JSON echo (curl, Python urllib and requests, git ls-remote; its
+# request log; HTTP/2), nghttpd over h2, wss echo, the CONNECT proxy, mTLS, and the
+# bad-certificate set fails verification as it should. DoT is checked from the test's namespace (moat refuses TCP/853
 # before R-DNS-9 lands).
 source "$(dirname "$0")/lib.sh" "$@"
 source "$(dirname "$0")/tls_lib.sh"
@@ -31,7 +31,8 @@ tls_internet api.test=44.7.0.1 www.test=44.7.0.2 h2.test=44.7.0.3 ws.test=44.7.0
   mtls.test=44.7.0.6 expired.test=44.7.0.7 wrongname.test=44.7.0.8 selfsigned.test=44.7.0.9 \
   untrusted.test=44.7.0.10 api2.test=44.7.0.11 dot.test=44.7.0.53
 tls_make_file "$T_DIR/htdocs/file.bin" 4194304
-check "server: https echo"   tls_start_https_echo api 44.7.0.1 443 "$PKI/api.pem" "$PKI/api.key"
+GIT_HEAD="$(tls_make_git_repo "$T_DIR/git" repo)"
+check "server: https echo"   tls_start_https_echo api 44.7.0.1 443 "$PKI/api.pem" "$PKI/api.key" --git-root "$T_DIR/git"
 check "server: https echo h2" tls_start_https_echo api2 44.7.0.11 443 "$PKI/api2.pem" "$PKI/api2.key" --alpn h2,http/1.1
 check "server: plain echo"   tls_start_https_echo api80 44.7.0.1 80 "" "" --plain
 check "server: s_server"     tls_start_s_server www 44.7.0.2 443 "$PKI/www.pem" "$PKI/www.key"
@@ -58,6 +59,7 @@ echo "echo \$($C -H 'X-Fixture: one' 'https://api.test/some/path?q=1')"
 echo "echo2 \$($C --http2 -H 'X-Fixture: two' 'https://api2.test/h2path')"
 echo "echo2h1 \$($C --http1.1 -o /dev/null -w '%{http_version}' https://api2.test/h1path)"
 echo "echo2big \$($C --http2 -o /dev/null -w '%{http_version} %{size_download}' https://api2.test/bytes/300000)"
+echo "git \$(GIT_SSL_CAINFO=$CA git ls-remote https://api.test/git/repo.git refs/heads/main 2>&1 | tr '\t' ' ')"
 echo "plain \$(curl -sS --max-time 10 http://api.test/plain)"
 echo "ipsan \$($C -o /dev/null -w '%{http_code}' https://44.7.0.1/ip)"
 $TLS_PY - <<'PY'
@@ -92,6 +94,7 @@ check "guest: curl reaches the HTTPS echo by name"             has '^echo {.*"ho
 check "guest: the HTTPS echo over h2"                          has '^echo2 {.*"alpn": "h2".*"host": "api2.test"'
 check "guest: the h2 echo still serves http/1.1"               has '^echo2h1 1.1$'
 check "guest: a 300 kB h2 answer (flow control)"               has '^echo2big 2 300000$'
+check "guest: git ls-remote over https"                        has "^git $GIT_HEAD refs/heads/main$"
 check "guest: plain HTTP echo"                                 has '^plain {.*"path": "/plain"'
 check "guest: IP-SAN certificate by address"                   has "^ipsan 200$"
 check "guest: Python urllib"                                   has "^urllib /urllib api.test "

@@ -240,8 +240,9 @@ tls_start_mtls() {
 # length and hash, SNI, ALPN, client certificate) and logs the same JSON, one line per
 # request, to $T_DIR/NAME.jsonl (see tls_requests). ARGS: --client-ca CA (mTLS),
 # --alpn LIST (default http/1.1; --alpn h2,http/1.1 also serves HTTP/2, where "headers"
-# holds the pseudo-headers as received and "host" is :authority), --plain (CERT and KEY
-# are then ignored: pass "" "").
+# holds the pseudo-headers as received and "host" is :authority), --git-root DIR (paths
+# /git/... are git's smart HTTP over DIR's repositories: tls_make_git_repo), --plain (CERT
+# and KEY are then ignored: pass "" "").
 tls_start_https_echo() {
   local name="$1" addr="$2" port="$3" cert="$4" key="$5"; shift 5
   local tlsargs=()
@@ -249,6 +250,21 @@ tls_start_https_echo() {
   start_bg "$name" "$TLS_PY" "$TLS_TOOLS/https_echo.py" --bind "$addr" --port "$port" "${tlsargs[@]}" \
     --log "$T_DIR/$name.jsonl" --ready-file "$T_DIR/$name.ready" --max-seconds "$TLS_SERVER_SECONDS" "$@"
   wait_for 10 test -s "$T_DIR/$name.ready"
+}
+
+# tls_make_git_repo ROOT NAME: a bare repository ROOT/NAME.git with one commit on main (file
+# README), for tls_start_https_echo ... --git-root ROOT: then
+# `git ls-remote https://HOST/git/NAME.git` lists it. Prints the commit's hash.
+tls_make_git_repo() {
+  local root="$1" name="$2" tmp="$1/.work-$2"
+  mkdir -p "$root"
+  git init -q -b main "$tmp"
+  echo "moat TLS fixture repository $name" > "$tmp/README"
+  git -C "$tmp" add README
+  git -C "$tmp" -c user.name=moat-tests -c user.email=tests@moat.invalid commit -qm "fixture $name"
+  git clone -q --bare "$tmp" "$root/$name.git"
+  git -C "$tmp" rev-parse HEAD
+  rm -rf "$tmp"
 }
 
 # tls_requests NAME [FIELD]: the requests tls_start_https_echo NAME logged, one JSON object a

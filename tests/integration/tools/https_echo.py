@@ -14,6 +14,9 @@ numbers the TCP connections and "req" the requests on one connection (keep-alive
 
   /bytes/N       answers N bytes of 'x' (application/octet-stream) instead of JSON
   /status/NNN    answers the JSON with status NNN
+  /git/...       with --git-root DIR: git's smart HTTP (`git http-backend` as a CGI, the
+                 repositories under DIR), so `git ls-remote/clone https://HOST/git/R.git`
+                 work (request bodies need a Content-Length; git sends one for small ones)
   anything else  the JSON, status 200
 
 Options: --cert/--key (PEM; the chain may be in --cert), --client-ca CA.pem (mTLS: a client
@@ -31,6 +34,7 @@ import json
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -45,6 +49,7 @@ def main():
     ap.add_argument("--client-ca")
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--alpn", default="http/1.1")
+    ap.add_argument("--git-root")
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready-file")
     ap.add_argument("--max-seconds", type=float, default=120)
@@ -180,6 +185,8 @@ def main():
                 if cert:
                     info["client_cert"] = ",".join("%s=%s" % kv for rdn in cert.get("subject", ()) for kv in rdn)
             log(info)
+            if a.git_root and self.path.startswith("/git/"):
+                return self.git(body)
             status, ctype, out = answer(info, self.path)
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -187,6 +194,32 @@ def main():
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(out)
+
+        def git(self, body):
+            path, _, query = self.path[len("/git"):].partition("?")
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": a.git_root,
+                   "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": self.command, "PATH_INFO": path,
+                   "QUERY_STRING": query, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                   "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": self.client_address[0],
+                   "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+            r = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=30)
+            head, _, out = r.stdout.partition(b"\r\n\r\n")
+            if not _:
+                head, _, out = r.stdout.partition(b"\n\n")
+            status, hdrs = 200, []
+            for line in head.decode("latin-1").splitlines():
+                k, _, v = line.partition(":")
+                if k.lower() == "status":
+                    status = int(v.split()[0])
+                elif k:
+                    hdrs.append((k, v.strip()))
+            self.send_response(status)
+            for k, v in hdrs:
+                if k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
 
