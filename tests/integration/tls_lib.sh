@@ -16,9 +16,21 @@
 # as in policy_test.sh; the zone server is on 127.0.0.1. Every process is started with
 # start_bg (killed by PID at exit) and with a --max-seconds / timeout bound of its own.
 #
-# Tools (tests/integration/tools/): https_echo.py (HTTPS JSON echo, request log, mTLS),
-# wss_echo.py / wss_client.py (WebSocket over TLS), connect_proxy.py (HTTP CONNECT proxy),
-# dnszone.py --hosts-file / --dot-port (names, DNS-over-TLS).
+# Functions (each documented where it is defined):
+#   certificates  tls_make_ca, tls_make_cert (--client, --expired, --days), tls_make_self_signed,
+#                 tls_make_bad_certs (expired, wrongname, selfsigned, untrusted)
+#   names         tls_internet NAME=ADDR..., tls_add_name, TLS_RUN_FLAGS; tls_run (one moat run);
+#                 tls_intercept_flags (the --tls flags that trust the test CA upstream)
+#   servers       tls_start_s_server, tls_start_mtls, tls_start_https_echo (+ tls_requests,
+#                 tls_make_git_repo), tls_start_nghttpd (+ tls_make_file), tls_start_wss,
+#                 tls_start_connect_proxy, tls_start_dot; tls_wait_tcp
+# An upstream that does not speak TLS at all (handshake failures, 502 tests):
+# tls_start_https_echo NAME ADDR 443 "" "" --plain.
+#
+# Tools (tests/integration/tools/): https_echo.py (HTTPS JSON echo over http/1.1 and h2,
+# request log, mTLS, git smart HTTP), wss_echo.py / wss_client.py (WebSocket over TLS),
+# connect_proxy.py (HTTP CONNECT proxy), dnszone.py --hosts-file / --dot-port (names, DoT).
+# Python tools run with $TLS_PY (Debian's python3, which has websockets, requests and h2).
 
 TLS_TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tools"
 # Debian's python3 has python3-websockets and python3-requests; another python3 (pyenv) may
