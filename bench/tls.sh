@@ -18,7 +18,7 @@
 #                       connection after its page), SECONDS of wall time; s_server's own count
 #                       of finished handshakes gives upstream handshakes per client connection
 #   h2 download Gbit/s  one `curl --http2` download of $BENCH_TLS_BYTES (1 GiB) from nghttpd,
-#                       bounded by $BENCH_TLS_MAX_SECONDS (30 s; the rate of what arrived)
+#                       bounded by $BENCH_TLS_MAX_SECONDS (20 s; the rate of what arrived)
 #   keep-alive req/s    `h2load -c1 -m1` (one h2 connection, one request at a time) against
 #                       nghttpd, SECONDS long, with an Authorization header; the last row
 #                       carries moat's secret placeholder instead (`--secret`, the next issue)
@@ -38,7 +38,7 @@ out="${1:-/tmp/moat-bench-tls}"
 secs="${2:-5}"
 passes="${3:-2}"
 BYTES="${BENCH_TLS_BYTES:-1073741824}"
-MAXS="${BENCH_TLS_MAX_SECONDS:-30}"
+MAXS="${BENCH_TLS_MAX_SECONDS:-20}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 moat="$(readlink -f "${MOAT:-$root/build/src/cli/moat}")"
