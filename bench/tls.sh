@@ -188,9 +188,11 @@ case "$what" in
     # no SNI either: an intercepting moat must then see Host = the address, R-TLS-4).
     req="$(printf '/ HTTP/1.0\r\nHost: %s\r\nX-Bench: s_time' "$2")"
     t0=$(date +%s.%N)
-    n=$(openssl s_time -connect "$1" -new -time "$SECS" -www "$req" 2>&1 | sed -n 's/^\([0-9]*\) connections in .*real seconds.*/\1/p' | head -1)
+    r=$(openssl s_time -connect "$1" -new -time "$SECS" -www "$req" 2>&1 | grep 'real seconds' | head -1)
     t1=$(date +%s.%N)
-    echo "conn ${n:-0} $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" ;;
+    n=$(echo "$r" | sed -n 's/^\([0-9]*\) connections in .*/\1/p')
+    b=$(echo "$r" | sed -n 's/.* \([0-9]*\) bytes read per connection.*/\1/p')
+    echo "conn ${n:-0} $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') ${b:-0}" ;;
   dl)
     curl -sS --http2 -k --max-time "$MAXS" $RESOLVE -o /dev/null -w 'dl %{size_download} %{time_total} %{http_version}\n' "$1" || true ;;
   ka)
@@ -307,15 +309,22 @@ if secret_state != "ok" and secret_state != moat_state:
     print(f"moat with a secret: n/a: {secret_state}")
 # Upstream handshakes per client connection on the conn/s figure (s_server's count): 1.0
 # means each client connection cost a full upstream handshake too.
-ups, conns = {}, {}
+# And the bytes s_time read per connection: s_server's page (~5 kB) on every path, or the path
+# answered something else (an error page) and the conn/s figure is not comparable.
+ups, conns, got = {}, {}, {}
 for line in open(f"{out}/results.txt"):
     f = line.split()
     if len(f) >= 3 and f[1] == "up":
         ups[f[0]] = ups.get(f[0], 0) + int(f[2])
     elif len(f) >= 4 and f[1] == "conn":
         conns[f[0]] = conns.get(f[0], 0) + int(f[2])
+        if len(f) >= 5:
+            got.setdefault(f[0], []).append(f[4])
+paths = ("direct", "moat", "haproxy", "mitmproxy")
 print("upstream handshakes per client connection (conn/s figure): " + ", ".join(
-    "%s %.2f" % (w, ups[w] / conns[w]) for w in ("direct", "moat", "haproxy", "mitmproxy") if conns.get(w) and w in ups))
+    "%s %.2f" % (w, ups[w] / conns[w]) for w in paths if conns.get(w) and w in ups))
+print("bytes read per connection (conn/s figure): " + ", ".join(
+    "%s %s" % (w, "/".join(got[w])) for w in paths if w in got))
 print("each figure is the median of its passes; raw lines in results.txt; load average at start %s, at end %s"
       % (load_start, load_end))
 PY
