@@ -48,6 +48,10 @@ for t in openssl nghttpd curl h2load haproxy mitmdump; do
 done
 rm -rf "$out"
 mkdir -p "$out"
+# A copy of the binary: a rebuild of the tree during the run must not change (or remove) it.
+cp "$moat" "$out/moat"
+moat_version="$moat ($("$moat" --version 2>/dev/null | head -1 || true), built $(date -u -r "$moat" '+%F %T UTC'))"
+moat="$out/moat"
 
 # What tests/integration/tls_lib.sh expects from lib.sh: T_DIR, start_bg (PIDs killed at
 # exit), wait_for.
@@ -259,10 +263,10 @@ for p in $(seq 1 "$passes"); do
 done
 
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$out" "$moat_state" "$secret_state" "$BYTES" "$load_start" "$load_end" <<'PY' | tee "$out/tls.md"
+python3 - "$out" "$moat_state" "$secret_state" "$BYTES" "$load_start" "$load_end" "$moat_version" <<'PY' | tee "$out/tls.md"
 import statistics, sys
 out, moat_state, secret_state, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-load_start, load_end = sys.argv[5], sys.argv[6]
+load_start, load_end, moat_version = sys.argv[5], sys.argv[6], sys.argv[7]
 vals = {}
 for line in open(f"{out}/results.txt"):
     f = line.split()
@@ -327,4 +331,5 @@ print("bytes read per connection (conn/s figure): " + ", ".join(
     "%s %s" % (w, "/".join(got[w])) for w in paths if w in got))
 print("each figure is the median of its passes; raw lines in results.txt; load average at start %s, at end %s"
       % (load_start, load_end))
+print("moat: %s" % moat_version)
 PY
