@@ -442,7 +442,7 @@ constexpr Setting kSettings[] = {
        c.dns.pin_max_ttl = d;
        return std::nullopt;
      }},
-    {.key = "dns.max_pins", .type = VT::integer, .lo = 1, .hi = 1 << 22, .def = "65536",
+    {.key = "dns.max_pins", .type = VT::integer, .lo = 1, .hi = 1 << 20, .def = "65536",
      .help = "DNS pins held at once", .group = G::dns, .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.dns.max_pins = uint32_t(v);
        return std::nullopt;
@@ -459,7 +459,7 @@ constexpr Setting kSettings[] = {
        c.dns.direct_queries = DirectQueries(i);
        return std::nullopt;
      }},
-    {.key = "dns.max_inflight", .type = VT::integer, .lo = 1, .hi = 65536, .def = "256",
+    {.key = "dns.max_inflight", .type = VT::integer, .lo = 1, .hi = 4096, .def = "256",
      .help = "upstream DNS queries in flight", .group = G::dns,
      .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.dns.max_inflight = uint32_t(v);
