@@ -109,7 +109,8 @@ class H2Peer {
 
   /// Server: answers `stream` with `status` and a short body.
   void respond(int32_t stream, const std::string& status, const std::string* body = nullptr) {
-    std::vector<nghttp2_nv> nva{nv(":status", status)};
+    static const std::string kStatus = ":status";  // nv() does not copy: keep the name alive
+    std::vector<nghttp2_nv> nva{nv(kStatus, status)};
     nghttp2_data_provider p{};
     p.source.ptr = const_cast<std::string*>(body);
     p.read_callback = &read_body;
