@@ -223,7 +223,10 @@ bool H1Inspector::handle_head(std::string_view head) {
   uint8_t flags = 0;
   if (h.method == "HEAD") flags |= kHead;
   if (h.connect) flags |= kConnect;
-  else if (h.upgrade) flags |= kUpgrade;
+  // An h2c upgrade over TLS is not one (RFC 9113 §3.1 removed it; RFC 7540 §3.3 forbade it
+  // on TLS): a 101 to it is unfollowable framing, and HTTP/2 bytes after it get a 400. So
+  // an upstream that wrongly switches cannot carry unchecked h2 requests.
+  else if (h.upgrade && !h.upgrade_h2c) flags |= kUpgrade;
   pending_.push_back(flags);
   switch (h.body) {
     case BodyKind::none:

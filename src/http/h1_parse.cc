@@ -115,6 +115,9 @@ const char* parse_request_head(std::string_view head, RequestHead* out) noexcept
       te = value;
     } else if (iequals(name, "upgrade")) {
       out->upgrade = true;
+      for (size_t k = 0; k + 3 <= value.size(); ++k) {
+        if (iequals(value.substr(k, 3), "h2c")) out->upgrade_h2c = true;
+      }
     }
   }
   if (hosts == 0) return "missing Host";

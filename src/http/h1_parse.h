@@ -20,6 +20,7 @@ struct RequestHead {
   BodyKind body = BodyKind::none;
   uint64_t content_length = 0;
   bool upgrade = false;  ///< an Upgrade header is present (RFC 9110 §7.8)
+  bool upgrade_h2c = false;  ///< ... and it offers h2c (never valid over TLS, RFC 9113 §3.1)
   bool connect = false;
   uint32_t fields = 0;
 };

@@ -264,6 +264,19 @@ TEST(H1Inspector, RefusedUpgradeResumesParsing) {
   EXPECT_FALSE(in.opaque());
 }
 
+TEST(H1Inspector, H2cUpgradeNeverMakesTheConnectionOpaque) {
+  RecordingSink sink;
+  H1Inspector in(kHost, sink, nullptr);
+  const std::string req = "GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                          "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+  EXPECT_EQ(in.from_guest(b(req)), Next::relay);
+  EXPECT_EQ(in.from_upstream(b("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n")), Next::relay);
+  EXPECT_FALSE(in.opaque());
+  EXPECT_EQ(sink.events.back().kind, EventKind::upstream_framing);
+  EXPECT_EQ(in.from_guest(b("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")), Next::close);  // no place for a 400
+  EXPECT_EQ(sink.upstream, req);
+}
+
 TEST(H1Inspector, A101InsideABodyIsNotASwitch) {
   RecordingSink sink;
   H1Inspector in(kHost, sink, nullptr);

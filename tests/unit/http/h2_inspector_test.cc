@@ -375,3 +375,60 @@ TEST(H2Inspector, FacadeAndBudget) {
 
 }  // namespace
 }  // namespace moat::http
+
+namespace moat::http {
+namespace {
+
+// The README's claim behind the rewrite design (secret injection re-encodes blocks toward the
+// upstream): a fresh deflater may take over from the guest's encoder at any block boundary,
+// because it references only entries it inserted, which are the newest in the upstream's
+// decoder. Checked here with libnghttp2 itself, over enough blocks to churn both tables.
+TEST(H2RewriteDesign, FreshDeflaterIsConsistentWithAnyDecoderState) {
+  nghttp2_hd_deflater* guest = nullptr;
+  nghttp2_hd_deflater* moat = nullptr;
+  nghttp2_hd_inflater* upstream = nullptr;
+  ASSERT_EQ(nghttp2_hd_deflate_new(&guest, 4096), 0);
+  ASSERT_EQ(nghttp2_hd_inflate_new(&upstream), 0);
+  std::mt19937 rng(7);
+  auto block_fields = [&](int i) {
+    H2Peer::Fields f = H2Peer::get("api.example.com", "/p/" + std::to_string(rng() % 50));
+    f.emplace_back("authorization", "Bearer token-" + std::to_string(rng() % 30) + std::string(rng() % 300, 'x'));
+    f.emplace_back("x-n", std::to_string(i % 13));
+    return f;
+  };
+  auto roundtrip = [&](nghttp2_hd_deflater* d, const H2Peer::Fields& f) {
+    std::vector<nghttp2_nv> nva;
+    for (const auto& [n, v] : f) nva.push_back(H2Peer::nv(n, v));
+    std::vector<uint8_t> buf(nghttp2_hd_deflate_bound(d, nva.data(), nva.size()));
+    const ssize_t n = nghttp2_hd_deflate_hd(d, buf.data(), buf.size(), nva.data(), nva.size());
+    EXPECT_GT(n, 0);
+    H2Peer::Fields out;
+    const uint8_t* p = buf.data();
+    size_t left = size_t(n);
+    for (;;) {
+      nghttp2_nv nv;
+      int fl = 0;
+      const ssize_t rv = nghttp2_hd_inflate_hd2(upstream, &nv, &fl, p, left, 1);
+      if (rv < 0) return false;
+      p += rv;
+      left -= size_t(rv);
+      if (fl & NGHTTP2_HD_INFLATE_EMIT) {
+        out.emplace_back(std::string(reinterpret_cast<char*>(nv.name), nv.namelen),
+                         std::string(reinterpret_cast<char*>(nv.value), nv.valuelen));
+      }
+      if (fl & NGHTTP2_HD_INFLATE_FINAL) break;
+      if (rv == 0 && left == 0) return false;
+    }
+    nghttp2_hd_inflate_end_headers(upstream);
+    return out == f;
+  };
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(roundtrip(guest, block_fields(i))) << i;  // pass-through phase
+  ASSERT_EQ(nghttp2_hd_deflate_new(&moat, 4096), 0);                                      // first rewrite
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(roundtrip(moat, block_fields(i))) << i;     // re-encoded phase
+  nghttp2_hd_deflate_del(guest);
+  nghttp2_hd_deflate_del(moat);
+  nghttp2_hd_inflate_del(upstream);
+}
+
+}  // namespace
+}  // namespace moat::http
