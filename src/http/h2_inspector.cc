@@ -520,6 +520,15 @@ void H2Inspector::stream_answer(uint32_t stream, int status, std::string body, H
 
 void H2Inspector::try_emit() {
   if (!answer_queued_ || !upstream_at_boundary()) return;
+  if (!up_preface_seen_) {
+    // A client must see the server's SETTINGS first (RFC 9113 §3.4). The upstream has not
+    // sent its own yet, so moat's answer starts with an empty one; the connection closes
+    // right after, so the upstream never sees the guest's ACK of it.
+    std::string settings;
+    h2_frame_header(&settings, 0, kSettings, 0, 0);
+    answer_.insert(0, settings);
+    up_preface_seen_ = true;
+  }
   sink_.to_guest(bytes_of(answer_));
   answer_queued_ = false;
   closing_ = true;
@@ -574,6 +583,7 @@ void H2Inspector::upstream_frame_header() {
   up_frame_.stream = be32(p + 5) & 0x7fffffffu;
   up_left_ = up_frame_.length;
   up_hdr_have_ = 0;
+  up_preface_seen_ = true;
   switch (up_frame_.type) {
     case kData:
       conn_window_ -= up_frame_.length;
@@ -630,9 +640,9 @@ void H2Inspector::upstream_frame_done() {
 Next H2Inspector::upstream_eof() {
   if (closing_) return Next::close;
   if (answer_queued_) {
-    sink_.to_guest(bytes_of(answer_));
-    answer_queued_ = false;
-    closing_ = true;
+    up_hdr_have_ = up_left_ = 0;  // whatever the upstream left unfinished is gone
+    up_in_block_ = false;
+    try_emit();
   }
   return closing_ ? Next::close : Next::relay;
 }

@@ -149,6 +149,7 @@ class H2Inspector {
   FrameHeader up_frame_;
   uint32_t up_left_ = 0;
   bool up_in_block_ = false, up_block_end_stream_ = false;
+  bool up_preface_seen_ = false;  // the upstream's first frame (its SETTINGS) has passed
   SettingsReader up_settings_;
   bool up_settings_has_table_ = false;
   uint32_t up_settings_table_ = 0;

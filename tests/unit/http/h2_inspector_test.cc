@@ -185,6 +185,18 @@ TEST(H2Inspector, AuthorityMismatchGets421ThenGoaway) {
   }
 }
 
+TEST(H2Inspector, AnswerBeforeTheUpstreamsSettingsStartsWithSettings) {
+  RecordingSink sink;
+  H2Inspector in(kHost, sink, nullptr);
+  H2Peer client(false);
+  client.request(H2Peer::get("evil.example"));
+  EXPECT_EQ(in.from_guest(b(client.take())), Next::close);  // nothing from the upstream yet
+  EXPECT_EQ(sink.guest.substr(0, 9), frame(4, 0, 0, ""));
+  EXPECT_GE(client.recv(sink.guest), 0);
+  EXPECT_EQ(client.messages[1].header(":status"), "421");
+  EXPECT_EQ(client.goaway_error, NGHTTP2_NO_ERROR);
+}
+
 TEST(H2Inspector, AnswerWaitsForAnUpstreamFrameBoundary) {
   Link l;
   l.pump();
@@ -267,7 +279,8 @@ TEST(H2Inspector, UppercaseNameIsMalformed) {
   const std::string tail = goaway(0, NGHTTP2_PROTOCOL_ERROR);
   ASSERT_GT(sink.guest.size(), tail.size());
   EXPECT_EQ(sink.guest.substr(sink.guest.size() - tail.size()), tail);  // after the 400 on stream 1
-  EXPECT_EQ(sink.guest.substr(3, 2), std::string("\x01\x04", 2));      // HEADERS, END_HEADERS
+  EXPECT_EQ(sink.guest.substr(0, 9), frame(4, 0, 0, ""));               // no upstream SETTINGS yet
+  EXPECT_EQ(sink.guest.substr(12, 2), std::string("\x01\x04", 2));     // HEADERS, END_HEADERS
 }
 
 TEST(H2Inspector, FieldLimits) {
@@ -287,7 +300,7 @@ TEST(H2Inspector, BadPrefaceGetsGoaway) {
   RecordingSink sink;
   H2Inspector in(kHost, sink, nullptr);
   EXPECT_EQ(in.from_guest(b("GET / HTTP/1.1\r\n")), Next::close);
-  EXPECT_EQ(sink.guest, goaway(0, 1, "moat: bad connection preface"));
+  EXPECT_EQ(sink.guest, frame(4, 0, 0, "") + goaway(0, 1, "moat: bad connection preface"));
   EXPECT_EQ(sink.upstream, "");
 }
 
@@ -297,7 +310,7 @@ TEST(H2Inspector, BadHpackGetsCompressionError) {
   const std::string settings = frame(4, 0, 0, "");
   EXPECT_EQ(in.from_guest(b(kPreface + settings + frame(1, 0x5, 1, "\xff\xff\xff\xff\x0f"))), Next::close);
   EXPECT_EQ(sink.upstream, kPreface + settings);  // the bad HEADERS is not forwarded
-  EXPECT_EQ(sink.guest, goaway(0, 9, "moat: HPACK decoding failed"));
+  EXPECT_EQ(sink.guest, frame(4, 0, 0, "") + goaway(0, 9, "moat: HPACK decoding failed"));
   EXPECT_EQ(sink.events.back().kind, EventKind::compression_error);
 }
 
@@ -326,7 +339,7 @@ TEST(H2Inspector, FrameLayoutViolations) {
       EXPECT_EQ(next, Next::close) << reason;
       ASSERT_FALSE(sink.events.empty()) << reason;
       EXPECT_EQ(sink.events.back().reason, reason);
-      EXPECT_EQ(sink.guest.substr(3, 1), "\x07") << reason;  // a GOAWAY
+      EXPECT_EQ(sink.guest.substr(9 + 3, 1), "\x07") << reason;  // SETTINGS, then a GOAWAY
     }
   }
 }
