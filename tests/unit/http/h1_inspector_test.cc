@@ -171,7 +171,7 @@ TEST(H1Inspector, HeaderLimits) {
     }
     EXPECT_EQ(next, Next::close);
     EXPECT_EQ(sink.guest.substr(0, 24), "HTTP/1.1 400 Bad Request");
-    EXPECT_EQ(sink.events.back().kind, EventKind::limit);
+    EXPECT_EQ(sink.last_event().kind, EventKind::limit);
     EXPECT_EQ(sink.upstream, "");
   }
   EXPECT_EQ(budget.used(), 0u);
@@ -182,7 +182,7 @@ TEST(H1Inspector, HeaderLimits) {
     for (size_t i = 0; i < kMaxFields; ++i) head += "X: y\r\n";
     head += "\r\n";
     EXPECT_EQ(in.from_guest(b(head)), Next::close);
-    EXPECT_EQ(sink.events.back().reason, "too many header fields");
+    EXPECT_EQ(sink.last_event().reason, "too many header fields");
   }
 }
 
@@ -191,7 +191,7 @@ TEST(H1Inspector, BudgetRefusalCloses) {
   RecordingSink sink;
   H1Inspector in(kHost, sink, &budget);
   EXPECT_EQ(in.from_guest(b("GET / HTTP/1.1\r\nHost: api.example.com\r\nX: " + std::string(2000, 'a'))), Next::close);
-  EXPECT_EQ(sink.events.back().reason, "memory budget");
+  EXPECT_EQ(sink.last_event().reason, "memory budget");
 }
 
 TEST(H1Inspector, PipelinedAnswerWaitsForEarlierResponses) {
@@ -248,7 +248,7 @@ TEST(H1Inspector, WebSocketUpgradeBecomesOpaque) {
     EXPECT_EQ(sink.scanned, "\x81\x05" "earlyGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n");
     EXPECT_EQ(sink.last_scan_kind, Payload::h1_opaque);
     ASSERT_FALSE(sink.events.empty());
-    EXPECT_EQ(sink.events.back().kind, EventKind::upgraded);
+    EXPECT_EQ(sink.last_event().kind, EventKind::upgraded);
   }
 }
 
@@ -272,7 +272,7 @@ TEST(H1Inspector, H2cUpgradeNeverMakesTheConnectionOpaque) {
   EXPECT_EQ(in.from_guest(b(req)), Next::relay);
   EXPECT_EQ(in.from_upstream(b("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n")), Next::relay);
   EXPECT_FALSE(in.opaque());
-  EXPECT_EQ(sink.events.back().kind, EventKind::upstream_framing);
+  EXPECT_EQ(sink.last_event().kind, EventKind::upstream_framing);
   EXPECT_EQ(in.from_guest(b("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")), Next::close);  // no place for a 400
   EXPECT_EQ(sink.upstream, req);
 }
@@ -327,7 +327,7 @@ TEST(H1Inspector, UnfollowableUpstreamClosesWhenItMatters) {
   H1Inspector in(kHost, sink, nullptr);
   EXPECT_EQ(in.from_guest(b("GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\n\r\n")), Next::relay);
   EXPECT_EQ(in.from_upstream(b("garbage\r\n")), Next::close);
-  EXPECT_EQ(sink.events.back().kind, EventKind::upstream_framing);
+  EXPECT_EQ(sink.last_event().kind, EventKind::upstream_framing);
 }
 
 TEST(H1Inspector, FacadePicksHttp1) {

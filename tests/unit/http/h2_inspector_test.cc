@@ -274,13 +274,52 @@ TEST(H2Inspector, UppercaseNameIsMalformed) {
   ASSERT_GT(n, 0);
   const std::string block(reinterpret_cast<const char*>(buf), size_t(n));
   EXPECT_EQ(in.from_guest(b(kPreface + frame(4, 0, 0, "") + frame(1, 0x5, 1, block))), Next::close);
-  EXPECT_EQ(sink.events.back().reason, "malformed header name");
+  EXPECT_EQ(sink.last_event().reason, "malformed header name");
   EXPECT_EQ(sink.upstream, kPreface + frame(4, 0, 0, ""));
   const std::string tail = goaway(0, NGHTTP2_PROTOCOL_ERROR);
   ASSERT_GT(sink.guest.size(), tail.size());
   EXPECT_EQ(sink.guest.substr(sink.guest.size() - tail.size()), tail);  // after the 400 on stream 1
   EXPECT_EQ(sink.guest.substr(0, 9), frame(4, 0, 0, ""));               // no upstream SETTINGS yet
   EXPECT_EQ(sink.guest.substr(12, 2), std::string("\x01\x04", 2));     // HEADERS, END_HEADERS
+}
+
+TEST(H2Inspector, ContinuationFramesAndTrailersPassThrough) {
+  for (int step : {0, -1}) {
+    Link l;
+    l.step = step;
+    l.pump();
+    auto f = H2Peer::get("api.example.com");
+    for (int i = 0; i < 8; ++i) f.emplace_back("cookie", std::string(5000, char('a' + i)));  // > 16 KiB: CONTINUATION
+    const int32_t id = l.client.request(f);
+    l.pump();
+    ASSERT_EQ(l.server.messages.count(id), 1u);
+    EXPECT_EQ(l.server.messages[id].headers.size(), f.size());
+    EXPECT_EQ(l.in.held_bytes(), 0u);
+    // Trailers on an open stream: a second HEADERS with END_STREAM.
+    const int32_t t = l.client.request(H2Peer::get("api.example.com", "/t"), nullptr, false);
+    l.pump();
+    const std::string trailer_name = "x-checksum", trailer_value = "abc";
+    nghttp2_nv trailer = H2Peer::nv(trailer_name, trailer_value);
+    ASSERT_EQ(nghttp2_submit_trailer(l.client.session, t, &trailer, 1), 0);
+    l.client.flush();
+    l.pump();
+    EXPECT_EQ(l.server.messages[t].header("x-checksum"), "abc");
+    EXPECT_TRUE(l.sink.events.empty());
+  }
+}
+
+TEST(H2Inspector, HeaderBlockOver64KiBGets400) {
+  Link l;
+  l.pump();
+  auto f = H2Peer::get("api.example.com");
+  for (int i = 0; i < 14; ++i) f.emplace_back("x-big-" + std::to_string(i), std::string(5000, char('a' + i)));
+  const int32_t id = l.client.request(f);
+  l.pump();
+  EXPECT_EQ(l.server.messages.count(id), 0u);
+  EXPECT_EQ(l.client.messages[id].header(":status"), "400");
+  ASSERT_FALSE(l.sink.events.empty());
+  EXPECT_EQ(l.sink.last_event().kind, EventKind::limit);
+  EXPECT_LE(l.in.held_bytes(), kMaxHeaderBlock + 9 * 128);
 }
 
 TEST(H2Inspector, FieldLimits) {
@@ -291,8 +330,8 @@ TEST(H2Inspector, FieldLimits) {
   const int32_t id = l.client.request(f);
   l.pump();
   EXPECT_EQ(l.client.messages[id].header(":status"), "400");
-  EXPECT_EQ(l.sink.events.back().kind, EventKind::limit);
-  EXPECT_EQ(l.sink.events.back().reason, "too many header fields");
+  EXPECT_EQ(l.sink.last_event().kind, EventKind::limit);
+  EXPECT_EQ(l.sink.last_event().reason, "too many header fields");
   EXPECT_LE(l.budget.high_water(), 2 * kMaxHeaderBlock + (1 << 20));
 }
 
@@ -311,7 +350,7 @@ TEST(H2Inspector, BadHpackGetsCompressionError) {
   EXPECT_EQ(in.from_guest(b(kPreface + settings + frame(1, 0x5, 1, "\xff\xff\xff\xff\x0f"))), Next::close);
   EXPECT_EQ(sink.upstream, kPreface + settings);  // the bad HEADERS is not forwarded
   EXPECT_EQ(sink.guest, frame(4, 0, 0, "") + goaway(0, 9, "moat: HPACK decoding failed"));
-  EXPECT_EQ(sink.events.back().kind, EventKind::compression_error);
+  EXPECT_EQ(sink.last_event().kind, EventKind::compression_error);
 }
 
 TEST(H2Inspector, FrameLayoutViolations) {
@@ -338,7 +377,7 @@ TEST(H2Inspector, FrameLayoutViolations) {
       }
       EXPECT_EQ(next, Next::close) << reason;
       ASSERT_FALSE(sink.events.empty()) << reason;
-      EXPECT_EQ(sink.events.back().reason, reason);
+      EXPECT_EQ(sink.last_event().reason, reason);
       EXPECT_EQ(sink.guest.substr(9 + 3, 1), "\x07") << reason;  // SETTINGS, then a GOAWAY
     }
   }
@@ -350,7 +389,7 @@ TEST(H2Inspector, ConcurrentStreamLimit) {
   for (size_t i = 0; i <= kMaxH2Streams; ++i) l.client.request(H2Peer::get("api.example.com"), nullptr, false);
   l.pump();
   EXPECT_EQ(l.last, Next::close);
-  EXPECT_EQ(l.sink.events.back().reason, "too many concurrent streams");
+  EXPECT_EQ(l.sink.last_event().reason, "too many concurrent streams");
   EXPECT_EQ(l.client.goaway_error, NGHTTP2_PROTOCOL_ERROR);
   EXPECT_EQ(l.server.messages.size(), kMaxH2Streams);
 }
@@ -369,7 +408,7 @@ TEST(H2Inspector, ExtendedConnectCarriesOpaqueData) {
   EXPECT_EQ(l.sink.last_scan_kind, Payload::h2_opaque);
   EXPECT_EQ(l.sink.last_scan_stream, uint32_t(id));
   ASSERT_FALSE(l.sink.events.empty());
-  EXPECT_EQ(l.sink.events.back().kind, EventKind::upgraded);
+  EXPECT_EQ(l.sink.last_event().kind, EventKind::upgraded);
 }
 
 TEST(H2Inspector, FacadeAndBudget) {

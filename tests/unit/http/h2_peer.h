@@ -64,6 +64,7 @@ class H2Peer {
     nghttp2_option* opt = nullptr;
     nghttp2_option_new(&opt);
     nghttp2_option_set_peer_max_concurrent_streams(opt, peer_max_streams);
+    nghttp2_option_set_max_send_header_block_length(opt, 1 << 20);  // so oversized blocks can be sent
     if (server) {
       nghttp2_session_server_new2(&session, cbs, this, opt);
     } else {

@@ -31,6 +31,11 @@ class RecordingSink : public Sink {
     last_scan_stream = stream_id;
   }
 
+  /// The last event, or a placeholder ("<no event>", kind 255) when there was none.
+  RecordedEvent last_event() const {
+    return events.empty() ? RecordedEvent{EventKind(255), "", "", "", "<no event>", 0} : events.back();
+  }
+
   std::string upstream, guest, scanned;
   size_t upstream_calls = 0;
   std::vector<RecordedEvent> events;
