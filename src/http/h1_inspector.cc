@@ -72,10 +72,21 @@ void H1Inspector::process_guest(std::string_view in) {
         }
         // Find "\r\n\r\n", refusing a bare CR or LF on the way (RFC 9112 §2.2: no smuggling
         // through line-ending disagreements). head_match_ counts the matched prefix.
+        // The method is checked as it arrives, so a guest speaking something else than HTTP/1
+        // is answered at its first bytes rather than after 64 KiB.
         size_t k = i;
-        bool end = false, bad = false;
+        bool end = false, bad = false, bad_method = false;
         for (; k < n; ++k) {
           const char c = in[k];
+          if (method_len_ != kPastMethod) {
+            if (c == ' ' && method_len_ > 0) {
+              method_len_ = kPastMethod;
+            } else if (!is_tchar(c) || ++method_len_ > kMaxMethod) {
+              bad = bad_method = true;
+              break;
+            }
+            continue;
+          }
           if (head_match_ == 1 || head_match_ == 3) {
             if (c != '\n') {
               bad = true;
@@ -99,8 +110,8 @@ void H1Inspector::process_guest(std::string_view in) {
         if (bad || held > kMaxHeaderBlock) {
           flush(i);
           head_match_ = 0;
-          fail(400, bad ? "bare CR or LF" : "header block too large", bad ? EventKind::malformed : EventKind::limit,
-               false);
+          fail(400, bad_method ? "malformed method" : bad ? "bare CR or LF" : "header block too large",
+               bad ? EventKind::malformed : EventKind::limit, false);
           break;
         }
         if (!end) {
@@ -110,6 +121,7 @@ void H1Inspector::process_guest(std::string_view in) {
           break;
         }
         head_match_ = 0;
+        method_len_ = 0;
         const size_t head_end = k + 1;
         if (head_.empty()) {
           flush(i);  // everything before this head; the head joins the next run if accepted

@@ -78,6 +78,8 @@ class H1Inspector {
   std::string head_;        // incomplete request head
   uint32_t leading_crlf_ = 0;
   uint8_t head_match_ = 0;  // how much of "\r\n\r\n" the head's last bytes match
+  static constexpr uint32_t kPastMethod = ~0u, kMaxMethod = 32;
+  uint32_t method_len_ = 0;  // method bytes seen in the head so far, kPastMethod after its SP
   uint64_t body_left_ = 0;
   ChunkedDecoder request_chunks_;
   std::string held_;        // guest bytes after an Upgrade/CONNECT request, until its answer

@@ -148,6 +148,17 @@ TEST(H1Inspector, MalformedVariants) {
   }
 }
 
+TEST(H1Inspector, NonHttpIsRefusedAtOnce) {
+  for (std::string_view garbage : {std::string_view("\x16\x03\x01\x02\x00"), std::string_view("SSH-2.0-x\r\n"),
+                                    std::string_view("GETTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT")}) {
+    RecordingSink sink;
+    H1Inspector in(kHost, sink, nullptr);
+    EXPECT_EQ(in.from_guest(b(garbage)), Next::close) << garbage;
+    EXPECT_EQ(sink.last_event().reason, "malformed method");
+    EXPECT_EQ(in.held_bytes(), 0u);
+  }
+}
+
 TEST(H1Inspector, LeadingEmptyLinesAreIgnored) {
   RecordingSink sink;
   H1Inspector in(kHost, sink, nullptr);
