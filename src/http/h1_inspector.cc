@@ -1,6 +1,7 @@
 #include "http/h1_inspector.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "http/authority.h"
 #include "http/local_response.h"
@@ -32,7 +33,7 @@ bool final_coding_is_chunked(std::string_view te) {
 }  // namespace
 
 H1Inspector::H1Inspector(std::string_view expected, Sink& sink, MemoryBudget* budget)
-    : expected_(expected), sink_(sink), charge_(budget) {}
+    : expected_(expected), matcher_(expected), sink_(sink), charge_(budget) {}
 
 Next H1Inspector::from_guest(Bytes in) {
   if (closing_) return Next::close;
@@ -76,34 +77,40 @@ void H1Inspector::process_guest(std::string_view in) {
         // is answered at its first bytes rather than after 64 KiB.
         size_t k = i;
         bool end = false, bad = false, bad_method = false;
-        for (; k < n; ++k) {
+        for (; k < n && method_len_ != kPastMethod; ++k) {
           const char c = in[k];
-          if (method_len_ != kPastMethod) {
-            if (c == ' ' && method_len_ > 0) {
-              method_len_ = kPastMethod;
-            } else if (!is_tchar(c) || ++method_len_ > kMaxMethod) {
-              bad = bad_method = true;
-              break;
-            }
-            continue;
+          if (c == ' ' && method_len_ > 0) {
+            method_len_ = kPastMethod;
+          } else if (!is_tchar(c) || ++method_len_ > kMaxMethod) {
+            bad = bad_method = true;
+            break;
           }
+        }
+        while (!bad && k < n) {
+          const char c = in[k];
           if (head_match_ == 1 || head_match_ == 3) {
             if (c != '\n') {
               bad = true;
               break;
             }
-            ++head_match_;
-            if (head_match_ == 4) {
+            if (++head_match_ == 4) {
               end = true;
               break;
             }
+            ++k;
           } else if (c == '\r') {
             head_match_ = head_match_ == 2 ? 3 : 1;
+            ++k;
           } else if (c == '\n') {
             bad = true;
-            break;
           } else {
+            // Line content: jump to its CR (or a bare LF, refused above on the next turn).
             head_match_ = 0;
+            const char* base = in.data();
+            const void* lf = std::memchr(base + k, '\n', n - k);
+            const size_t j = lf ? size_t(static_cast<const char*>(lf) - base) : n;
+            const void* cr = std::memchr(base + k, '\r', j - k);
+            k = cr ? size_t(static_cast<const char*>(cr) - base) : j;
           }
         }
         const size_t held = head_.size() + (k - i) + (end ? 1 : 0);
@@ -191,7 +198,7 @@ bool H1Inspector::handle_head(std::string_view head) {
     sink_.on_event(Event{EventKind::authority_mismatch, claimed, h.method, h.target, 0, "authority mismatch"});
     queue_answer(h1_response(421, misdirected_body(expected_, claimed)), false);
   };
-  switch (check_authority(expected_, h.host)) {
+  switch (matcher_.check(h.host)) {
     case AuthorityCheck::invalid:
       fail(400, "invalid Host", EventKind::malformed, false);
       return false;
@@ -217,7 +224,7 @@ bool H1Inspector::handle_head(std::string_view head) {
     }
   }
   if (!target_authority.empty()) {
-    switch (check_authority(expected_, target_authority)) {
+    switch (matcher_.check(target_authority)) {
       case AuthorityCheck::invalid:
         fail(400, "malformed request target", EventKind::malformed, false);
         return false;

@@ -27,6 +27,7 @@
 
 #include "base/memory_budget.h"
 #include "http/h1_parse.h"
+#include "http/authority.h"
 #include "http/http.h"
 
 namespace moat::http {
@@ -71,6 +72,7 @@ class H1Inspector {
   void update_charge();
 
   std::string expected_;
+  AuthorityMatcher matcher_;
   Sink& sink_;
   MemoryCharge charge_;
 
