@@ -200,7 +200,7 @@ bool H1Inspector::handle_head(std::string_view head) {
   };
   switch (matcher_.check(h.host)) {
     case AuthorityCheck::invalid:
-      fail(400, "invalid Host", EventKind::malformed, false);
+      fail(400, "invalid Host", EventKind::malformed, false, &h);
       return false;
     case AuthorityCheck::mismatch:
       mismatch(authority_host(h.host));
@@ -213,20 +213,20 @@ bool H1Inspector::handle_head(std::string_view head) {
     target_authority = h.target;  // authority-form (RFC 9112 §3.2.3)
   } else if (h.target == "*") {
     if (h.method != "OPTIONS") {
-      fail(400, "asterisk-form target", EventKind::malformed, false);
+      fail(400, "asterisk-form target", EventKind::malformed, false, &h);
       return false;
     }
   } else if (h.target.front() != '/') {
     target_authority = absolute_form_authority(h.target);
     if (target_authority.empty()) {
-      fail(400, "malformed request target", EventKind::malformed, false);
+      fail(400, "malformed request target", EventKind::malformed, false, &h);
       return false;
     }
   }
   if (!target_authority.empty()) {
     switch (matcher_.check(target_authority)) {
       case AuthorityCheck::invalid:
-        fail(400, "malformed request target", EventKind::malformed, false);
+        fail(400, "malformed request target", EventKind::malformed, false, &h);
         return false;
       case AuthorityCheck::mismatch:
         mismatch(authority_host(target_authority));
@@ -236,7 +236,7 @@ bool H1Inspector::handle_head(std::string_view head) {
     }
   }
   if (pending_.size() >= kMaxPipelined) {
-    fail(400, "too many pipelined requests", EventKind::limit, false);
+    fail(400, "too many pipelined requests", EventKind::limit, false, &h);
     return false;
   }
   uint8_t flags = 0;
@@ -273,8 +273,8 @@ void H1Inspector::request_done() {
   }
 }
 
-void H1Inspector::fail(int status, const char* reason, EventKind kind, bool partially_forwarded) {
-  sink_.on_event(Event{kind, {}, {}, {}, 0, reason});
+void H1Inspector::fail(int status, const char* reason, EventKind kind, bool partially_forwarded, const RequestHead* h) {
+  sink_.on_event(Event{kind, {}, h ? h->method : std::string_view(), h ? h->target : std::string_view(), 0, reason});
   queue_answer(h1_response(status, malformed_body(reason)), partially_forwarded);
 }
 

@@ -60,7 +60,8 @@ class H1Inspector {
   // Returns false if the head was refused (an answer is queued).
   bool handle_head(std::string_view head);
   void request_done();
-  void fail(int status, const char* reason, EventKind kind, bool partially_forwarded);
+  // Queues a 400 (status) and reports `reason`; `h` (when the head parsed) names the request.
+  void fail(int status, const char* reason, EventKind kind, bool partially_forwarded, const RequestHead* h = nullptr);
   void queue_answer(std::string answer, bool partially_forwarded);
   void emit_answer();
   void lose_upstream_framing();
