@@ -18,6 +18,7 @@
 
 #include "base/file.h"
 #include "base/unique_fd.h"
+#include "config/settings.h"
 #include "dns/block_list.h"
 #include "dns/tcp_server.h"
 #include "obs/json.h"
@@ -310,6 +311,9 @@ Result<GatewayPlan, std::vector<config::UserError>> finish_config(config::Config
                     "is given without " + std::string(cfg.tls.ca_cert.empty() ? "--tls-ca-cert (tls.ca_cert)"
                                                                                 : "--tls-ca-key (tls.ca_key)"),
                     "a CA is a certificate and its key: give both, or neither"});
+  // R-RATE-3 across a direction's keys (a flag value was checked whole already).
+  if (auto e = config::check_rate(cfg.rate_egress, "rate.egress")) errs.push_back({"rate.egress", e->what, e->hint});
+  if (auto e = config::check_rate(cfg.rate_ingress, "rate.ingress")) errs.push_back({"rate.ingress", e->what, e->hint});
   // R-TLS-9: the key log defaults to $SSLKEYLOGFILE, for a moat that owns its process (an
   // embedder's environment is not the gateway's configuration).
   if (o.own_process && cfg.tls.keylog_file.empty())
@@ -420,6 +424,7 @@ Result<void, std::string> GatewayAssembly::assemble(std::unique_ptr<transport::F
     if (audit_) audit_->emit("limit_hit", [](obs::JsonWriter& w) { w.str("limit", "memory"); });
   });
   gateway_ = std::make_unique<Gateway>(loop_, counters_, plan_.link, std::move(link), pcap, &plan_.flows, impaired);
+  gateway_->set_rate(plan_.cfg.rate_egress, plan_.cfg.rate_ingress);  // R-RATE
   gateway_->interface().set_budget(&budget_);
   if (auto pb = gateway_->flows()->publish(plan_.cfg.flows.publish); !pb) return unexpected(pb.error());
   for (const auto& d : gateway_->flows()->publisher().describe()) MOAT_LOG(info, "published %s", d.c_str());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/counters.h"
+#include "base/rate_limiter.h"
 #include "config/config.h"
 #include "dns/block_list.h"
 #include "dns/forwarder.h"
@@ -71,9 +72,17 @@ class LinkIo final : public flows::GuestIo {
     return iface_.send_icmp_error_v6(offending, offending_l4, src, type, code, now, mtu_or_pointer);
   }
   [[nodiscard]] bool output_blocked() const override {
-    bool full = link_.output_full();
+    bool full = link_.output_full() || rate_blocked();
     blocked_seen_ = blocked_seen_ || full;
     return full;
+  }
+  /// R-RATE-2 ingress: TCP output also waits while the to-guest bucket is in debt.
+  /// `on_block` runs whenever a sender finds the bucket empty (the gateway arms its timer,
+  /// which calls notify_output_ready() once the debt is repaid).
+  void set_ingress_limiter(RateLimiter* r, const event::Loop* loop, std::function<void()> on_block) {
+    ingress_ = r;
+    loop_ = loop;
+    on_rate_block_ = std::move(on_block);
   }
   void set_output_ready(std::function<void()> cb) override { output_ready_ = std::move(cb); }
   [[nodiscard]] uint32_t mtu() const override { return mtu_; }
@@ -81,7 +90,7 @@ class LinkIo final : public flows::GuestIo {
   /// The link drained: blocked senders may resume.
   /// Fires the callback only if a sender saw the link blocked since the last call.
   void notify_output_ready() {
-    if (!blocked_seen_ || link_.output_full()) return;
+    if (!blocked_seen_ || link_.output_full() || rate_blocked()) return;
     blocked_seen_ = false;
     if (output_ready_) output_ready_();
   }
@@ -90,8 +99,17 @@ class LinkIo final : public flows::GuestIo {
   stack::Interface& iface_;
   transport::FrameTransport& link_;
   uint32_t mtu_;
+  [[nodiscard]] bool rate_blocked() const {
+    if (!ingress_ || !loop_ || ingress_->ready(loop_->now())) return false;
+    if (on_rate_block_) on_rate_block_();
+    return true;
+  }
+
   std::function<void()> output_ready_;
   mutable bool blocked_seen_ = false;
+  RateLimiter* ingress_ = nullptr;
+  const event::Loop* loop_ = nullptr;
+  std::function<void()> on_rate_block_;
 };
 
 struct FlowsSetup {

@@ -58,8 +58,41 @@ void Gateway::flush_capture() {
   if (pcap_->writer()) counters_.values[size_t(Counter::pcap_dropped)] = pcap_->writer()->dropped();
 }
 
+void Gateway::set_rate(const RateSpec& egress, const RateSpec& ingress) {
+  egress_.set(egress);
+  ingress_.set(ingress);
+  if (link_io_)
+    link_io_->set_ingress_limiter(ingress_.enabled() ? &ingress_ : nullptr, &loop_, [this] { arm_rate_timer(); });
+  egress_throttled_ = false;
+  update_interest();
+  if (link_io_) link_io_->notify_output_ready();
+}
+
+bool Gateway::charge_ingress(Bytes frame, uint32_t segments) {
+  if (!ingress_.enabled()) return true;
+  const Instant now = loop_.now();
+  // TCP waits upstream of here (LinkIo::output_blocked); other frames cannot wait, so they
+  // go while the debt is under one burst and are dropped beyond it (the queue is "full").
+  if (!ingress_.ready(now)) {
+    const bool tcp = frame.size() > 23 && ((frame[12] == std::byte{0x08} && frame[13] == std::byte{0x00} &&
+                                            frame[23] == std::byte{6}) ||
+                                           (frame[12] == std::byte{0x86} && frame[13] == std::byte{0xdd} &&
+                                            frame.size() > 20 && frame[20] == std::byte{6}));
+    const auto& b = ingress_.spec().bandwidth;
+    const double burst = b.burst > 0 ? b.burst : std::max(RateLimiter::kMinBandwidthBurst, b.rate / 10);
+    if (!tcp && b.rate > 0 && ingress_.bandwidth_tokens() < -burst) {
+      counters_.drop(DropReason::rate_limit);
+      arm_rate_timer();
+      return false;
+    }
+  }
+  ingress_.spend(frame.size(), segments, now);
+  return true;
+}
+
 void Gateway::send_to_guest(Bytes frame) {
   if (gone_) return;
+  if (!charge_ingress(frame, 1)) return;
   if (!link_->send(frame)) counters_.drop(DropReason::queue_full);
   update_interest();
 }
@@ -89,6 +122,7 @@ transport::VnetHeader vnet_header(const stack::TxOffload& o) noexcept {
 
 void Gateway::send_to_guest_offloaded(Bytes frame, const stack::TxOffload& o) {
   if (gone_) return;
+  if (!charge_ingress(frame, o.gso != stack::TxOffload::Gso::none ? uint32_t(o.segments(frame.size())) : 1u)) return;
   if (!link_->send_offloaded(frame, vnet_header(o))) {
     counters_.drop(DropReason::queue_full);
   } else {
@@ -105,8 +139,12 @@ void Gateway::on_io(uint32_t events) {
   if (gone_) return;
   Result<size_t> r = size_t{0};
   if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-    r = link_->receive([this](Bytes f) { iface_.on_frame_from_guest(f, loop_.now()); },
-                       transport::kMaxFramesPerWakeup);
+    if (egress_.enabled()) {
+      r = receive_limited();
+    } else {
+      r = link_->receive([this](Bytes f) { iface_.on_frame_from_guest(f, loop_.now()); },
+                         transport::kMaxFramesPerWakeup);
+    }
   }
   Status s;
   if (r && (events & EPOLLOUT)) s = link_->flush();
@@ -120,16 +158,62 @@ void Gateway::on_io(uint32_t events) {
   after_io();
 }
 
+Result<size_t> Gateway::receive_limited() {
+  // R-RATE-2: one frame at a time while the bucket allows; the frame that drives it into
+  // debt is processed (never dropped), then reading stops until the debt is repaid and the
+  // guest's own queues absorb the pressure.
+  size_t total = 0;
+  while (total < transport::kMaxFramesPerWakeup) {
+    const Instant now = loop_.now();
+    if (!egress_.ready(now)) break;
+    auto r = link_->receive(
+        [this, now](Bytes f) {
+          egress_.spend(f.size(), 1, now);
+          iface_.on_frame_from_guest(f, now);
+        },
+        1);
+    if (!r) return r;
+    if (*r == 0) break;
+    total += *r;
+  }
+  egress_throttled_ = !egress_.ready(loop_.now());
+  if (egress_throttled_) arm_rate_timer();
+  return total;
+}
+
+void Gateway::arm_rate_timer() {
+  const Instant now = loop_.now();
+  Instant at = Instant::max();
+  if (egress_.enabled() && !egress_.ready(now)) at = std::min(at, egress_.ready_at(now));
+  if (ingress_.enabled() && !ingress_.ready(now)) at = std::min(at, ingress_.ready_at(now));
+  if (at == Instant::max()) return;
+  if (rate_timer_.pending() && rate_timer_.deadline() <= at) return;
+  rate_timer_ = loop_.schedule_at(at, [this] {
+    if (gone_) return;
+    counters_.values[size_t(Counter::rate_egress_throttled_ms)] =
+        uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(egress_.throttled()).count());
+    counters_.values[size_t(Counter::rate_ingress_throttled_ms)] =
+        uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(ingress_.throttled()).count());
+    if (egress_throttled_ && egress_.ready(loop_.now())) {
+      egress_throttled_ = false;
+      on_io(EPOLLIN);  // frames may be waiting in the transport without a new wake-up
+      if (gone_) return;
+    }
+    after_io();
+  });
+}
+
 void Gateway::after_io() {
   if (flows_) flows_->flush(loop_.now());
   update_interest();
   if (link_io_) link_io_->notify_output_ready();
+  if (ingress_.enabled() && !ingress_.ready(loop_.now())) arm_rate_timer();
   rearm_timer();
 }
 
 void Gateway::update_interest() {
   if (!watch_.active()) return;
-  uint32_t want = EPOLLIN | (link_->has_pending_output() ? uint32_t(EPOLLOUT) : 0u);
+  uint32_t want = (egress_throttled_ ? 0u : uint32_t(EPOLLIN)) | (link_->has_pending_output() ? uint32_t(EPOLLOUT) : 0u);
   if (auto s = watch_.modify(want); !s) MOAT_LOG_RATELIMITED(error, "epoll modify failed: %s", s.error().message());
 }
 

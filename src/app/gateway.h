@@ -13,6 +13,7 @@
 #include <string>
 
 #include "base/counters.h"
+#include "base/rate_limiter.h"
 #include "config/config.h"
 #include "event/loop.h"
 #include "app/flow_manager.h"
@@ -45,6 +46,12 @@ class Gateway final : public stack::FrameSink, public event::IoHandler {
   void send_to_guest_offloaded(Bytes frame, const stack::TxOffload& o) override;
   void on_io(uint32_t events) override;
 
+  /// R-RATE: the limits of each direction (disabled specs = unlimited); takes effect at once
+  /// (the buckets start full), also while running (control `rate.set`).
+  void set_rate(const RateSpec& egress, const RateSpec& ingress);
+  [[nodiscard]] const RateLimiter& egress_limiter() const noexcept { return egress_; }
+  [[nodiscard]] const RateLimiter& ingress_limiter() const noexcept { return ingress_; }
+
   stack::Interface& interface() noexcept { return iface_; }
   FlowManager* flows() noexcept { return flows_.get(); }
   /// Flushes buffered pcap records (also done every second while running).
@@ -54,6 +61,13 @@ class Gateway final : public stack::FrameSink, public event::IoHandler {
   void rearm_timer();
   void update_interest();
   void after_io();
+  /// Reads guest frames one at a time while the egress bucket allows (R-RATE-2).
+  Result<size_t> receive_limited();
+  /// Charges a to-guest frame to the ingress bucket; false: drop it (a non-TCP frame while
+  /// the bucket is more than one burst in debt, R-RATE-2).
+  bool charge_ingress(Bytes frame, uint32_t segments);
+  /// Arms the timer that resumes reading / TCP output when a bucket has recovered.
+  void arm_rate_timer();
 
   event::Loop& loop_;
   Counters& counters_;
@@ -67,6 +81,9 @@ class Gateway final : public stack::FrameSink, public event::IoHandler {
   event::TimerHandle pcap_timer_;
   std::function<void(const Errno&)> on_link_gone_;
   bool gone_ = false;
+  RateLimiter egress_, ingress_;
+  bool egress_throttled_ = false;
+  event::TimerHandle rate_timer_;
 };
 
 /// "name=value name=value ..." for every counter and every non-zero drop reason.

@@ -107,6 +107,8 @@ namespace moat {
   X(dns_accept_emfile, "dns.accept_emfile")             \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
+  X(rate_egress_throttled_ms, "rate.egress.throttled_ms")   \
+  X(rate_ingress_throttled_ms, "rate.ingress.throttled_ms") \
   X(internal_errors, "internal_errors")
 // clang-format on
 

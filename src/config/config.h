@@ -9,6 +9,7 @@
 
 #include "base/addr.h"
 #include "base/log.h"
+#include "base/rate_limiter.h"
 #include "base/time.h"
 #include "config/net_specs.h"
 #include "policy/profiles.h"
@@ -200,6 +201,7 @@ struct Config {
   HardeningConfig hardening;
   TlsConfig tls;
   RunConfig run;
+  RateSpec rate_egress, rate_ingress;  ///< rate.egress.* / rate.ingress.*, --rate-egress/--rate-ingress (R-RATE)
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving

@@ -384,6 +384,80 @@ constexpr Setting kSettings[] = {
      }},
     {.key = "icmp.error_rate", .type = VT::unsupported, .help = "the ICMP error rate is fixed in this build"},
     {.key = "icmp.ttl_mirror", .type = VT::unsupported, .help = "TTL mirroring is not implemented"},
+    {.key = "rate.egress.bandwidth", .type = VT::text, .help = "egress bandwidth in Ethernet-frame bytes (\"50MiB/s\", \"100Mbit/s\")",
+     .group = G::flows, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       auto b = parse_bandwidth(v);
+       if (!b) return fail(q(v) + " is not a bandwidth", "write e.g. \"50MiB/s\" or \"100Mbit/s\"");
+       c.rate_egress.bandwidth.rate = *b;
+       return std::nullopt;
+     }},
+    {.key = "rate.egress.burst", .type = VT::size, .lo = 1, .hi = int64_t{1} << 40,
+     .help = "egress bandwidth bucket capacity (default 100 ms of the rate, at least 64KiB)", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.rate_egress.bandwidth.burst = double(v);
+       return std::nullopt;
+     }},
+    {.key = "rate.egress.initial_burst", .type = VT::size, .lo = 0, .hi = int64_t{1} << 40,
+     .help = "egress: one-time extra bytes, spent first", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.rate_egress.bandwidth.initial_burst = double(v);
+       return std::nullopt;
+     }},
+    {.key = "rate.egress.ops", .type = VT::text, .help = "egress frames per second (\"20000/s\"; a GSO frame counts its segments)",
+     .group = G::flows, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       auto o = parse_ops_rate(v);
+       if (!o) return fail(q(v) + " is not a rate of frames", "write e.g. \"20000/s\"");
+       c.rate_egress.ops.rate = *o;
+       return std::nullopt;
+     }},
+    {.key = "rate.egress.ops_burst", .type = VT::integer, .lo = 1, .hi = int64_t{1} << 30,
+     .help = "egress ops bucket capacity (default 100 ms of the rate, at least 16)", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.rate_egress.ops.burst = double(v);
+       return std::nullopt;
+     }},
+    {.flag = "--rate-egress", .value_name = "SPEC", .type = VT::text,
+     .help = "limit from-guest traffic: RATE[,burst=SIZE][,ops=N/s][,ops_burst=N] (R-RATE)",
+     .group = G::flows, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       return parse_rate_spec(v, &c.rate_egress);
+     }},
+    {.key = "rate.ingress.bandwidth", .type = VT::text, .help = "ingress bandwidth in Ethernet-frame bytes (\"50MiB/s\", \"100Mbit/s\")",
+     .group = G::flows, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       auto b = parse_bandwidth(v);
+       if (!b) return fail(q(v) + " is not a bandwidth", "write e.g. \"50MiB/s\" or \"100Mbit/s\"");
+       c.rate_ingress.bandwidth.rate = *b;
+       return std::nullopt;
+     }},
+    {.key = "rate.ingress.burst", .type = VT::size, .lo = 1, .hi = int64_t{1} << 40,
+     .help = "ingress bandwidth bucket capacity (default 100 ms of the rate, at least 64KiB)", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.rate_ingress.bandwidth.burst = double(v);
+       return std::nullopt;
+     }},
+    {.key = "rate.ingress.initial_burst", .type = VT::size, .lo = 0, .hi = int64_t{1} << 40,
+     .help = "ingress: one-time extra bytes, spent first", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.rate_ingress.bandwidth.initial_burst = double(v);
+       return std::nullopt;
+     }},
+    {.key = "rate.ingress.ops", .type = VT::text, .help = "ingress frames per second (\"20000/s\"; a GSO frame counts its segments)",
+     .group = G::flows, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       auto o = parse_ops_rate(v);
+       if (!o) return fail(q(v) + " is not a rate of frames", "write e.g. \"20000/s\"");
+       c.rate_ingress.ops.rate = *o;
+       return std::nullopt;
+     }},
+    {.key = "rate.ingress.ops_burst", .type = VT::integer, .lo = 1, .hi = int64_t{1} << 30,
+     .help = "ingress ops bucket capacity (default 100 ms of the rate, at least 16)", .group = G::flows,
+     .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.rate_ingress.ops.burst = double(v);
+       return std::nullopt;
+     }},
+    {.flag = "--rate-ingress", .value_name = "SPEC", .type = VT::text,
+     .help = "limit to-guest traffic: RATE[,burst=SIZE][,ops=N/s][,ops_burst=N] (R-RATE)",
+     .group = G::flows, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       return parse_rate_spec(v, &c.rate_ingress);
+     }},
     {.key = "limits.max_flows", .flag = "--max-flows", .value_name = "N", .type = VT::integer, .lo = 1,
      .hi = 65536, .def = "4096", .help = "TCP flow limit (R-LIM-1)", .group = G::flows,
      .set_int = [](Config& c, Source, int64_t v) -> Opt {
@@ -840,7 +914,6 @@ constexpr Setting kSettings[] = {
     {.key = "fragments", .type = VT::unsupported, .help = "fragment reassembly limits are fixed in this build"},
     {.key = "secrets", .type = VT::unsupported, .help = "secret injection is not implemented; remove the [secrets] table"},
     {.key = "forward", .type = VT::unsupported, .help = "guest-to-host forwards are not implemented"},
-    {.key = "rate", .type = VT::unsupported, .help = "rate limiting is not implemented; remove the [rate] table"},
     {.key = "control", .type = VT::unsupported, .help = "the control socket is not implemented"},
     {.key = "run.drain_timeout", .flag = "--drain-timeout", .value_name = "DUR", .type = VT::duration, .lo = 0,
      .hi = ms(RunConfig::kDrainTimeoutMax), .def = "5s",
@@ -1070,6 +1143,93 @@ Opt add_host_pattern(std::string_view v, std::vector<std::string>* out) {
   auto n = policy::normalize_name(body);
   if (!n) return fail(q(v) + ": " + n.error().what, n.error().hint);
   out->push_back((wild ? "*." : "") + *n);
+  return std::nullopt;
+}
+
+std::optional<double> parse_bandwidth(std::string_view v) {
+  if (v.size() < 3 || v.substr(v.size() - 2) != "/s") return std::nullopt;
+  std::string_view amount = v.substr(0, v.size() - 2);
+  double mult = 0;
+  for (auto [suffix, m] : {std::pair<std::string_view, double>{"kbit", 1e3 / 8}, {"Kbit", 1e3 / 8}, {"Mbit", 1e6 / 8},
+                          {"Gbit", 1e9 / 8}}) {
+    if (amount.size() > suffix.size() && amount.substr(amount.size() - suffix.size()) == suffix) {
+      mult = m;
+      amount.remove_suffix(suffix.size());
+      break;
+    }
+  }
+  if (mult == 0) {
+    auto n = parse_size(amount);
+    if (!n || *n == 0) return std::nullopt;
+    return double(*n);
+  }
+  auto n = parse_size(amount);  // digits only here
+  if (!n || *n == 0 || amount.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  return double(*n) * mult;
+}
+
+std::optional<double> parse_ops_rate(std::string_view v) {
+  if (v.size() < 3 || v.substr(v.size() - 2) != "/s") return std::nullopt;
+  const std::string_view n = v.substr(0, v.size() - 2);
+  uint64_t x = 0;
+  auto [p, ec] = std::from_chars(n.data(), n.data() + n.size(), x);
+  if (ec != std::errc() || p != n.data() + n.size() || x == 0 || x > (uint64_t{1} << 40)) return std::nullopt;
+  return double(x);
+}
+
+Opt check_rate(const RateSpec& r, std::string_view dir) {
+  const std::string d(dir);
+  if (r.bandwidth.rate <= 0 && (r.bandwidth.burst > 0 || r.bandwidth.initial_burst > 0))
+    return fail(d + ".burst or initial_burst without " + d + ".bandwidth", "set the rate the burst belongs to");
+  if (r.ops.rate <= 0 && (r.ops.burst > 0 || r.ops.initial_burst > 0))
+    return fail(d + ".ops_burst without " + d + ".ops", "set the rate the burst belongs to");
+  // R-RATE-3: a bucket that refills more often than every millisecond cannot be kept.
+  for (const BucketSpec* b : {&r.bandwidth, &r.ops})
+    if (b->rate > 0 && b->burst > 0 && b->burst / b->rate < 0.001)
+      return fail(d + ": a burst of " + std::to_string(uint64_t(b->burst)) + " refills in under 1 ms at that rate",
+                  "raise the burst to at least 1 ms of the rate, or leave it at its default");
+  return std::nullopt;
+}
+
+Opt parse_rate_spec(std::string_view v, RateSpec* out) {
+  constexpr std::string_view kHint = "write e.g. 50MiB/s,burst=4MiB or ops=20000/s";
+  RateSpec r;
+  std::string_view rest = v;
+  bool first = true;
+  while (!rest.empty() || first) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    const std::string_view key = eq == std::string_view::npos ? std::string_view{} : item.substr(0, eq);
+    const std::string_view val = eq == std::string_view::npos ? item : item.substr(eq + 1);
+    if (first && key.empty()) {
+      auto b = parse_bandwidth(val);
+      if (!b) return fail(q(val) + " is not a bandwidth", std::string(kHint));
+      r.bandwidth.rate = *b;
+    } else if (key == "burst" || key == "initial_burst") {
+      auto n = parse_size(val);
+      if (!n || (key == "burst" && *n == 0)) return fail(q(item) + ": not a size", std::string(kHint));
+      (key == "burst" ? r.bandwidth.burst : r.bandwidth.initial_burst) = double(*n);
+    } else if (key == "ops") {
+      auto o = parse_ops_rate(val);
+      if (!o) return fail(q(item) + ": not a rate of frames", "write ops=N/s");
+      r.ops.rate = *o;
+    } else if (key == "ops_burst" || key == "ops_initial_burst") {
+      uint64_t x = 0;
+      auto [p, ec] = std::from_chars(val.data(), val.data() + val.size(), x);
+      if (ec != std::errc() || p != val.data() + val.size() || (key == "ops_burst" && x == 0))
+        return fail(q(item) + ": not a number of frames", std::string(kHint));
+      (key == "ops_burst" ? r.ops.burst : r.ops.initial_burst) = double(x);
+    } else {
+      return fail(q(item) + " is not part of a rate", std::string(kHint));
+    }
+    first = false;
+    if (comma == std::string_view::npos) break;
+  }
+  if (!r.enabled()) return fail(q(v) + " sets neither a bandwidth nor ops", std::string(kHint));
+  if (auto e = check_rate(r, "rate")) return e;
+  *out = r;
   return std::nullopt;
 }
 

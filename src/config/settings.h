@@ -145,5 +145,16 @@ Opt add_dns_host(Config& c, std::string_view name, std::string_view ip);
 /// "*", "*.suffix" (the suffix and every name under it) or an exact name; normalised
 /// (lowercase, no trailing dot).
 Opt add_host_pattern(std::string_view v, std::vector<std::string>* out);
+/// `--rate-egress` / `--rate-ingress` (R-RATE-1/3): "50MiB/s[,burst=4MiB][,initial_burst=SIZE]
+/// [,ops=20000/s][,ops_burst=2000]", or "ops=N/s[,...]" alone. Bandwidth is bytes per second
+/// (B, KiB, MiB, GiB, KB, MB, GB) or bits (kbit, Mbit, Gbit).
+Opt parse_rate_spec(std::string_view v, RateSpec* out);
+/// "50MiB/s", "100Mbit/s" -> bytes per second; nullopt if not a positive rate.
+std::optional<double> parse_bandwidth(std::string_view v);
+/// "20000/s" -> frames per second.
+std::optional<double> parse_ops_rate(std::string_view v);
+/// R-RATE-3 checks across one direction's keys (a burst without its rate, a refill interval
+/// below 1 ms); `dir` is "rate.egress" or "rate.ingress".
+Opt check_rate(const RateSpec& r, std::string_view dir);
 
 }  // namespace moat::config

@@ -751,10 +751,17 @@ void TcpConn::push(Instant now) {
   }
   // Upstream EOF: FIN after the pending data (R-TCP-9).
   if (peer_->read_closed() && !fin_sent_ && !blocked_on_output_ && snd_nxt_ == avail_end &&
-      uint64_t(peer_known_) <= limit && !io_->output_blocked() &&
+      uint64_t(peer_known_) <= limit &&
       (state_ == TcpState::Established || state_ == TcpState::CloseWait || fin_ever_)) {
     // After a rewind the FIN keeps its sequence number.
     if (fin_ever_ && snd_nxt_ != fin_seq_) return;
+    // A blocked link (full queue, ingress rate limit) holds the FIN too, and the flow waits
+    // for the output-ready callback like a data segment would: without the flag nothing
+    // would ever send it.
+    if (io_->output_blocked()) {
+      blocked_on_output_ = true;
+      return;
+    }
     if (send_flags(tf::fin | tf::ack, snd_nxt_)) {
       ack_pending_ = false;
       if (!fin_ever_) {
