@@ -231,6 +231,7 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.first_flight_timeout = c.policy.first_flight_timeout;
   s.dns = c.dns;
   s.audit = c.audit;
+  s.tls = c.tls;
   auto& p = s.publish;
   if (f.ipv4) p.guest4 = n.ipv4_address;
   p.prefix4 = n.ipv4_prefix;

@@ -93,6 +93,22 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
   // R-UDP-1: replies on published UDP mappings first (step 3), then DNS (R-DNS-1).
   dispatch_.add_hook(flows::PacketMatch::any_port(wire::kProtoUdp), publisher_);
   dns_->attach(dispatch_);
+  // R-UDP-1 step 4 (after published replies and DNS): QUIC to an intercepted port.
+  if (setup.tls.intercept && setup.tls.block_quic) {
+    quic_ = std::make_unique<tls::QuicBlocker>(
+        counters, io, tls::QuicBlockConfig{setup.tls.ports, setup.deny_response == config::DenyResponse::drop});
+    quic_->attach(dispatch_);
+  }
+  if (setup.tls.intercept) {
+    tls::ConnectConfig cc;
+    cc.intercept_ports = setup.tls.ports;
+    cc.bypass = setup.tls.bypass;
+    cc.flow_buffer = setup.engines.tcp.flow_buffer;
+    cc.max_window = setup.engines.tcp.max_window;
+    cc.budget = setup.engines.budget;
+    connect_ = std::make_unique<tls::ConnectTunnels>(loop, counters, admission_, audit_, std::move(cc));
+    dispatch_.add_tcp_provider(*connect_);  // after DNS (TCP/53 and 853 are never CONNECTs)
+  }
 }
 
 }  // namespace moat::app

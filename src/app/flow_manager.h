@@ -25,6 +25,8 @@
 #include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "ports/publisher.h"
+#include "tls/connect_tunnel.h"
+#include "tls/quic_block.h"
 #include "stack/interface.h"
 #include "transport/frame_transport.h"
 
@@ -105,6 +107,8 @@ struct FlowsSetup {
   Duration first_flight_timeout = std::chrono::seconds(1);
   config::DnsConfig dns;
   config::AuditConfig audit;
+  /// TLS interception (R-TLS): QUIC blocking, CONNECT tunnels, DoT.
+  config::TlsConfig tls;
   /// The DNS upstreams with their transport (the same list as destinations.dns_upstreams).
   std::vector<dns::Upstream> dns_upstreams;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
@@ -175,6 +179,9 @@ class FlowManager final {
   std::shared_ptr<const dns::BlockList> block_;
   std::unique_ptr<dns::Interceptor> dns_;  // before the engines: its TCP/53 listeners outlive their flows
   PolicyAdmission admission_;              // before the engines that use it
+  // TLS interception's edges (null without it); both outlive the Dispatch and its flows.
+  std::unique_ptr<tls::QuicBlocker> quic_;         // R-TLS-7, with tls.block_quic
+  std::unique_ptr<tls::ConnectTunnels> connect_;  // R-TLS-8
   flows::Dispatch dispatch_;
   ports::Publisher publisher_;
   bool drain_guest_gone_ = false;

@@ -113,6 +113,21 @@ bool PolicyAdmission::tcp_first_flight(const flows::FlowInfo& f) {
   return v.allowed();
 }
 
+flows::Admission::Decision PolicyAdmission::tcp_decide(const flows::FlowInfo& f) {
+  const policy::Verdict v = decide_counted(f);
+  if (!v.allowed() && audit_) audit("flow_deny", f, v, true, "policy");
+  Decision d;
+  d.allow = v.allowed();
+  const policy::Policy& pol = policy_.get().policy();
+  if (v.rule && *v.rule < pol.rules.size()) {
+    const policy::Rule& r = pol.rules[*v.rule];
+    d.rule = r.label.empty() ? std::to_string(*v.rule) : r.label;
+  } else {
+    d.rule = "default";
+  }
+  return d;
+}
+
 bool PolicyAdmission::udp(const flows::FlowInfo& f) {
   const policy::Verdict v = decide_counted(f);
   if (audit_) audit(v.allowed() ? "flow_open" : "flow_deny", f, v, false, v.allowed() ? "" : "policy");

@@ -28,6 +28,7 @@ class PolicyAdmission final : public flows::Admission {
   uint64_t next_flow_id() override { return ++last_id_; }
   flows::TcpPath tcp_syn(const flows::FlowInfo& f) override;
   bool tcp_first_flight(const flows::FlowInfo& f) override;
+  Decision tcp_decide(const flows::FlowInfo& f) override;
   bool udp(const flows::FlowInfo& f) override;
   bool icmp_echo(const flows::FlowInfo& f) override;
   bool ingress(const flows::FlowInfo& f) override;

@@ -105,6 +105,15 @@ namespace moat {
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(dns_accept_emfile, "dns.accept_emfile")             \
+  X(tls_quic_blocked, "tls.quic_blocked")               \
+  X(tls_connect_tunnels, "tls.connect.tunnels")         \
+  X(tls_connect_denied, "tls.connect.denied")           \
+  X(tls_connect_malformed, "tls.connect.malformed")     \
+  X(tls_connect_refused_by_proxy, "tls.connect.refused_by_proxy") \
+  X(tls_connect_bad_response, "tls.connect.bad_response") \
+  X(tls_connect_sni_mismatch, "tls.connect.sni_mismatch") \
+  X(tls_dot_sessions, "tls.dot.sessions")               \
+  X(tls_dot_handshake_failed, "tls.dot.handshake_failed") \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(internal_errors, "internal_errors")

@@ -281,6 +281,15 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
       return;
     }
   }
+  if (path == TcpPath::fast) {
+    // A module that must see first flights (CONNECT tunnels, R-TLS-8) gates the flow.
+    for (TcpPeerProvider* p : providers_) {
+      if (p->wants_first_flight(info)) {
+        path = TcpPath::gate;
+        break;
+      }
+    }
+  }
   info.path = path;
   DialPlan plan = dest_.plan_tcp(key.remote, key.remote_port);
   // The slot first: a provider's TcpFlowRef names it. A refusal below frees it again.
@@ -474,6 +483,17 @@ void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
   }
   f.name = std::move(c.name);
   f.gate_deadline = Instant::max();
+  // Before policy: a provider may take the flow and answer for it (see tcp_peer_provider.h),
+  // under the same condition as on_allowed below.
+  if (!providers_.empty() && (f.path == TcpPath::inspect || f.conn.bytes_to_guest() == 0)) {
+    const FlowInfo info = flow_info(f);
+    for (TcpPeerProvider* p : providers_) {
+      if (TcpPeer* peer = p->on_first_flight(info, f.gate.held(), f.plan, TcpFlowRef{this, f.id})) {
+        hand_over(f, *p, *peer, now);
+        return;
+      }
+    }
+  }
   const bool allow = admission_ ? admission_->tcp_first_flight(flow_info(f)) : true;
   if (!allow) {
     // R-TCP-4/5, R-POL-10: after the handshake a denial is always RST; the upstream (if

@@ -10,11 +10,17 @@
 //                DialPlan (DNS: moat's own listener, or an empty plan = RST), or supply an
 //                in-process peer; the guest handshake then completes at once, nothing is
 //                dialled and no first-flight gate runs (the provider enforces its own policy).
+//   classified   a gate/inspect flow's first flight was classified, *before* policy (f has
+//                the name, `first_flight` the held bytes, `plan` where the engine dials): a
+//                provider may take the flow and answer for its policy itself (CONNECT
+//                tunnels: the policy query is the tunnel's target, not the proxy).
 //   first flight a gate/inspect flow the policy allowed, with its name (SNI, Host, CONNECT)
 //                and path: a provider may supply a peer that takes the flow from here on.
 //                The held first flight is written to it (a TLS interceptor sees the
 //                ClientHello); a host connection made for the gate path is reset (a
 //                gate flow whose host already sent the guest bytes is not offered).
+// At SYN a provider may also ask for a fast-path flow's first flight (wants_first_flight):
+// the flow then takes the gate path, so the two offers above happen for it too.
 // A supplied peer is the provider's: it must stay valid until on_closed(), which the engine
 // calls once the flow's slot is freed (no TcpConn call follows).
 #include <cstdint>
@@ -70,6 +76,19 @@ class TcpPeerProvider {
   virtual TcpTake on_syn(const FlowInfo& f, DialPlan& plan, TcpFlowRef ref) {
     (void)f, (void)plan, (void)ref;
     return TcpTake::pass();
+  }
+  /// At SYN, for a flow on the fast path: true puts it on the gate path (its first flight
+  /// is held and classified, then offered to on_first_flight / on_allowed).
+  virtual bool wants_first_flight(const FlowInfo& f) {
+    (void)f;
+    return false;
+  }
+  /// A gate/inspect flow's first flight was classified (f.name_src, f.name), before any
+  /// policy decision: a peer that takes the flow over and decides its policy itself, or
+  /// nullptr. `first_flight` (written to the peer next) and `plan` are valid during the call.
+  virtual TcpPeer* on_first_flight(const FlowInfo& f, Bytes first_flight, const DialPlan& plan, TcpFlowRef ref) {
+    (void)f, (void)first_flight, (void)plan, (void)ref;
+    return nullptr;
   }
   /// A gate/inspect flow whose first flight was allowed (f.path, f.name_src, f.name set):
   /// a peer to take it over, or nullptr to pass.
