@@ -105,6 +105,15 @@ namespace moat {
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(dns_accept_emfile, "dns.accept_emfile")             \
+  X(tls_intercepted, "tls.intercepted")                 \
+  X(tls_bypassed, "tls.bypassed")                       \
+  X(tls_non_tls, "tls.non_tls")                         \
+  X(tls_verify_failed, "tls.verify_failed")             \
+  X(tls_handshake_failed, "tls.handshake_failed")       \
+  X(tls_upstream_failed, "tls.upstream_failed")         \
+  X(tls_upstream_resumed, "tls.upstream_resumed")       \
+  X(tls_leaf_cache_hits, "tls.leaf_cache_hits")         \
+  X(tls_keylog_active, "tls.keylog_active")             \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(internal_errors, "internal_errors")
