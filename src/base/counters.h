@@ -107,6 +107,10 @@ namespace moat {
   X(dns_accept_emfile, "dns.accept_emfile")             \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
+  X(tls_leaf_cache_hits, "tls.leaf_cache.hits")         \
+  X(tls_leaf_minted, "tls.leaf_cache.minted")           \
+  X(tls_leaf_mint_failed, "tls.leaf_cache.failed")      \
+  X(tls_leaf_cache_size, "tls.leaf_cache.size")         \
   X(internal_errors, "internal_errors")
 // clang-format on
 
