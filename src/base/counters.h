@@ -112,10 +112,13 @@ namespace moat {
   X(tls_handshake_failed, "tls.handshake_failed")       \
   X(tls_upstream_failed, "tls.upstream_failed")         \
   X(tls_upstream_resumed, "tls.upstream_resumed")       \
-  X(tls_leaf_cache_hits, "tls.leaf_cache_hits")         \
   X(tls_keylog_active, "tls.keylog_active")             \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
+  X(tls_leaf_cache_hits, "tls.leaf_cache.hits")         \
+  X(tls_leaf_minted, "tls.leaf_cache.minted")           \
+  X(tls_leaf_mint_failed, "tls.leaf_cache.failed")      \
+  X(tls_leaf_cache_size, "tls.leaf_cache.size")         \
   X(internal_errors, "internal_errors")
 // clang-format on
 

@@ -53,7 +53,7 @@ Interceptor::~Interceptor() {
 
 Result<std::unique_ptr<Interceptor>, std::string> Interceptor::create(event::Loop& loop, Counters& counters,
                                                                        const config::TlsConfig& cfg,
-                                                                       LeafSource& leaves, obs::AuditLog* audit,
+                                                                       LeafCache& leaves, obs::AuditLog* audit,
                                                                        MemoryBudget* budget, size_t ring_bytes) {
   std::unique_ptr<Interceptor> ic(new Interceptor(loop, counters, cfg));
   if (!cfg.keylog_file.empty()) {

@@ -37,7 +37,7 @@ class Interceptor final : private flows::TcpPeerProvider {
   /// Loads everything that reads files (trust anchors, key log) now, at set-up.
   /// `leaves` (the CA's LeafCache) outlives the Interceptor. Error: a §5.2 line.
   static Result<std::unique_ptr<Interceptor>, std::string> create(event::Loop& loop, Counters& counters,
-                                                                  const config::TlsConfig& cfg, LeafSource& leaves,
+                                                                  const config::TlsConfig& cfg, LeafCache& leaves,
                                                                   obs::AuditLog* audit, MemoryBudget* budget,
                                                                   size_t ring_bytes);
   ~Interceptor() override;

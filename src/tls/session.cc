@@ -125,7 +125,7 @@ bool alpn_list_has(const unsigned char* in, unsigned inlen, std::string_view pro
 
 // ---- GuestTls ----
 
-Result<std::unique_ptr<GuestTls>, std::string> GuestTls::create(LeafSource& leaves, KeyLog* keylog) {
+Result<std::unique_ptr<GuestTls>, std::string> GuestTls::create(LeafCache& leaves, KeyLog* keylog) {
   std::unique_ptr<GuestTls> g(new GuestTls());
   g->leaves_ = &leaves;
   g->ctx_.reset(SSL_CTX_new(TLS_server_method()));
@@ -398,17 +398,10 @@ int Session::on_client_hello(SSL* ssl, int* alert) {
   }
   // The certificate is chosen here, once the upstream answered (or failed): one leaf per
   // name from the cache, the gateway's key, the CA as chain (R-TLS-3).
-  auto leaf = env_.guest->leaves().leaf(sni_, info_.remote);
-  if (!leaf) {
-    failure_ = "leaf: " + leaf.error();
+  // (LeafCache counts its hits and mints: tls.leaf_cache.*.)
+  if (auto r = env_.guest->leaves().install(ssl, sni_, info_.remote); !r) {
+    failure_ = "leaf: " + r.error().detail;
     audit("tls_error", failure_);
-    *alert = SSL_AD_INTERNAL_ERROR;
-    return SSL_CLIENT_HELLO_ERROR;
-  }
-  if (leaf->cache_hit) env_.counters->inc(Counter::tls_leaf_cache_hits);
-  if (SSL_use_certificate(ssl, leaf->cert.get()) != 1 || SSL_use_PrivateKey(ssl, leaf->key) != 1 ||
-      (leaf->ca && SSL_add1_chain_cert(ssl, leaf->ca) != 1)) {
-    failure_ = "leaf: " + openssl_error();
     *alert = SSL_AD_INTERNAL_ERROR;
     return SSL_CLIENT_HELLO_ERROR;
   }

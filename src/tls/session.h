@@ -46,6 +46,7 @@
 #include "flows/stream_peer.h"
 #include "flows/tcp_peer.h"
 #include "flows/tcp_peer_provider.h"
+#include "tls/leaf.h"
 #include "tls/openssl_handles.h"
 
 namespace moat::obs {
@@ -57,33 +58,19 @@ namespace moat::tls {
 class KeyLog;
 class UpstreamTls;
 
-/// A certificate for the guest side (R-TLS-3).
-struct LeafCert {
-  X509Ptr cert;               ///< a reference of the caller's
-  EVP_PKEY* key = nullptr;    ///< the gateway's leaf key, outliving every session
-  X509* ca = nullptr;         ///< the chain's CA certificate, outliving every session
-  bool cache_hit = false;
-};
-
-/// Where leaves come from (tls-certs' LeafCache in the gateway; a test CA in tests).
-class LeafSource {
- public:
-  virtual ~LeafSource() = default;
-  /// `sni` non-empty: a dNSName leaf; empty: an iPAddress leaf for `ip`. Error: the reason.
-  virtual Result<LeafCert, std::string> leaf(std::string_view sni, const IpAddr& ip) = 0;
-};
-
 /// The guest-side context every session shares (one SSL_CTX per role, STYLE/issue).
 class GuestTls {
  public:
-  static Result<std::unique_ptr<GuestTls>, std::string> create(LeafSource& leaves, KeyLog* keylog = nullptr);
+  /// `leaves` (tls-certs' LeafCache: the leaf per name, the gateway's key, the CA chain)
+  /// outlives the context.
+  static Result<std::unique_ptr<GuestTls>, std::string> create(LeafCache& leaves, KeyLog* keylog = nullptr);
   [[nodiscard]] SSL_CTX* ctx() const noexcept { return ctx_.get(); }
-  [[nodiscard]] LeafSource& leaves() const noexcept { return *leaves_; }
+  [[nodiscard]] LeafCache& leaves() const noexcept { return *leaves_; }
 
  private:
   GuestTls() = default;
   SslCtxPtr ctx_;
-  LeafSource* leaves_ = nullptr;
+  LeafCache* leaves_ = nullptr;
 };
 
 /// Where a PlainFilter writes: the upstream TLS or the guest TLS of its session.
