@@ -56,6 +56,37 @@ BIO_METHOD* ring_bio_method() {
   return m;
 }
 
+// ---- The upstream SSL's BIO: the host socket, with send(MSG_NOSIGNAL) ----
+// OpenSSL's socket BIO uses write(2), which raises SIGPIPE on a connection the upstream
+// reset; moat does not ignore SIGPIPE process-wide (the C ABI runs inside embedders), so
+// the upstream side gets this small BIO instead.
+
+int sock_bio_write(BIO* b, const char* in, int len) {
+  BIO_clear_retry_flags(b);
+  const ssize_t n = ::send(int(reinterpret_cast<intptr_t>(BIO_get_data(b))), in, size_t(len), MSG_NOSIGNAL);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(b);
+  return int(n);
+}
+
+int sock_bio_read(BIO* b, char* out, int len) {
+  BIO_clear_retry_flags(b);
+  const ssize_t n = ::recv(int(reinterpret_cast<intptr_t>(BIO_get_data(b))), out, size_t(len), 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
+  return int(n);
+}
+
+BIO_METHOD* sock_bio_method() {
+  static BIO_METHOD* const m = [] {
+    BIO_METHOD* x = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "moat-socket");
+    BIO_meth_set_write(x, sock_bio_write);
+    BIO_meth_set_read(x, sock_bio_read);
+    BIO_meth_set_ctrl(x, ring_bio_ctrl);
+    BIO_meth_set_create(x, ring_bio_create);
+    return x;
+  }();
+  return m;
+}
+
 int client_hello_cb(SSL* ssl, int* alert, void*) {
   auto* s = static_cast<Session*>(SSL_get_app_data(ssl));
   if (!s) {
@@ -478,7 +509,13 @@ void Session::begin_upstream_tls() {
   }
   up_ssl_ = std::move(*ssl);
   set_session_key(up_ssl_.get(), &session_key_);
-  SSL_set_fd(up_ssl_.get(), up_fd_.get());
+  BIO* bio = BIO_new(sock_bio_method());
+  if (!bio) {
+    upstream_done(false, "BIO_new: " + openssl_error(), false);
+    return;
+  }
+  BIO_set_data(bio, reinterpret_cast<void*>(intptr_t(up_fd_.get())));
+  SSL_set_bio(up_ssl_.get(), bio, bio);
   if (!watch_.active()) {
     auto w = env_.loop->watch(up_fd_.get(), EPOLLIN | EPOLLOUT, *this);
     if (!w) {
@@ -721,6 +758,9 @@ void Session::close_upstream(bool abortive) noexcept {
     linger lg{1, 0};
     ::setsockopt(up_fd_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
+  // An SSL freed without a sent close_notify has its session marked not resumable
+  // (OpenSSL's ssl_clear_bad_session): a plain close keeps the cached ticket usable.
+  if (up_ssl_ && !abortive) SSL_set_shutdown(up_ssl_.get(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   up_ssl_.reset();
   up_fd_.reset();
 }
