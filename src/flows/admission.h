@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/addr.h"
+#include "base/bytes.h"
 #include "base/time.h"
 
 namespace moat::flows {
@@ -34,6 +35,9 @@ struct FlowInfo {
   TcpPath path = TcpPath::fast;
   NameSrc name_src = NameSrc::none;
   std::string_view name;  ///< from the first flight; not owned
+  /// TcpPeerProvider::on_allowed only: the held first flight (a ClientHello, a request
+  /// head, ...), so a provider can tell TLS from other bytes; not owned.
+  Bytes first_flight;
 };
 
 /// How a flow ended, for the flow_close audit line (R-OBS-3 `close`).

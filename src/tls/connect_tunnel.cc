@@ -68,10 +68,15 @@ bool bypassed(const std::vector<std::string>& patterns, std::string_view host) {
 
 class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
  public:
-  ConnectPeer(ConnectTunnels& owner, const flows::FlowInfo& f, const flows::DialPlan& plan, flows::TcpFlowRef ref)
-      : owner_(owner), plan_(plan), ref_(ref), flow_id_(f.id), guest_(f.guest), proxy_(f.remote),
+  /// `connected`: the gate path's connection to the proxy (no byte sent on it yet), or
+  /// invalid (inspect path: `target` is dialled after an allow).
+  ConnectPeer(ConnectTunnels& owner, const flows::FlowInfo& f, flows::TcpFlowRef ref, UniqueFd connected,
+              std::optional<flows::Endpoint> target)
+      : owner_(owner), ref_(ref), flow_id_(f.id), guest_(f.guest), proxy_(f.remote),
         guest_port_(f.guest_port), proxy_port_(f.remote_port), path_(f.path) {
     held_.reserve(kMaxHeld);
+    if (target) plan_.add(*target);
+    if (connected) up_.attach(std::move(connected), socket_options());
   }
   ConnectPeer(const ConnectPeer&) = delete;
   ConnectPeer& operator=(const ConnectPeer&) = delete;
@@ -151,6 +156,15 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
     if (up_.fd() >= 0) up_.abort();
   }
 
+  /// The flow is gone (on_closed): no more events, no more TcpFlowRef calls.
+  void detach() {
+    if (state_ != State::failed && state_ != State::answering && up_.fd() >= 0) up_.abort();
+    state_ = State::failed;
+    watch_.reset();
+    wake_ = event::TimerHandle{};
+    ref_ = flows::TcpFlowRef{};
+  }
+
  private:
   enum class State : uint8_t { request, dialling, awaiting, open, answering, failed };
 
@@ -192,7 +206,27 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
                    !bypassed(owner_.cfg_.bypass, host_);
     head_len_ = r.head_len;
     state_ = State::dialling;
+    if (up_.fd() >= 0) {
+      // The gate path's connection: already connected, its first readiness event (edge
+      // at registration) sends the head.
+      auto w = owner_.loop_.watch(up_.fd(), kEpollEvents, *this);
+      if (w) {
+        watch_ = std::move(*w);
+        return;
+      }
+      up_.reset();
+    }
     dial();
+  }
+
+  flows::HostSocketPeer::Options socket_options() const {
+    flows::HostSocketPeer::Options o;
+    o.flow_buffer = owner_.cfg_.flow_buffer;
+    o.max_window = owner_.cfg_.max_window;
+    o.discard = MutBytes(owner_.discard_.data(), owner_.discard_.size());
+    o.use_peek_off = true;
+    o.budget = owner_.cfg_.budget;
+    return o;
   }
 
   void dial() {
@@ -221,13 +255,7 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
         sl = sizeof(sockaddr_in);
       }
       if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), sl) != 0 && errno != EINPROGRESS) continue;
-      flows::HostSocketPeer::Options o;
-      o.flow_buffer = owner_.cfg_.flow_buffer;
-      o.max_window = owner_.cfg_.max_window;
-      o.discard = MutBytes(owner_.discard_.data(), owner_.discard_.size());
-      o.use_peek_off = true;
-      o.budget = owner_.cfg_.budget;
-      up_.attach(std::move(fd), o);
+      up_.attach(std::move(fd), socket_options());
       auto w = owner_.loop_.watch(up_.fd(), kEpollEvents, *this);
       if (!w) {
         up_.reset();
@@ -477,24 +505,28 @@ ConnectTunnels::ConnectTunnels(event::Loop& loop, Counters& counters, flows::Adm
 
 ConnectTunnels::~ConnectTunnels() = default;
 
-bool ConnectTunnels::wants_first_flight(const flows::FlowInfo& f) {
-  // Every egress TCP flow may carry a CONNECT (R-TLS-8: any port). DNS (53) is answered by
-  // moat itself and DoT (853) terminated: nothing to see there.
-  return !f.ingress && f.remote_port != 53 && f.remote_port != 853;
+flows::TcpTake ConnectTunnels::on_syn(const flows::FlowInfo& f, flows::DialPlan&, flows::TcpFlowRef) {
+  // Every egress TCP flow may carry a CONNECT (R-TLS-8: any port): its first flight is
+  // classified. DNS (53) and DoT (853) are taken by their providers before this one.
+  if (f.ingress || f.remote_port == 53 || f.remote_port == 853) return flows::TcpTake::pass();
+  return flows::TcpTake::classify();
 }
 
-flows::TcpPeer* ConnectTunnels::on_first_flight(const flows::FlowInfo& f, Bytes first_flight,
-                                                const flows::DialPlan& plan, flows::TcpFlowRef ref) {
+flows::TcpPeer* ConnectTunnels::on_first_flight(const flows::FlowInfo& f, flows::TcpFlowRef ref) {
   constexpr std::string_view kConnect = "CONNECT ";
-  if (first_flight.size() < kConnect.size() || !http::starts_connect(first_flight)) return nullptr;
-  peers_.push_back(std::make_unique<ConnectPeer>(*this, f, plan, ref));
+  if (f.first_flight.size() < kConnect.size() || !http::starts_connect(f.first_flight)) return nullptr;
+  peers_.push_back(std::make_unique<ConnectPeer>(*this, f, ref, ref.take_host_socket(), ref.dial_target()));
   return peers_.back().get();
 }
 
 void ConnectTunnels::on_closed(flows::TcpPeer& peer) {
   for (auto it = peers_.begin(); it != peers_.end(); ++it) {
     if (it->get() == &peer) {
-      peers_.erase(it);
+      // Freed after this event: on_closed can run inside the peer's own call chain (its
+      // TcpFlowRef call reached the engine, which swept the flow).
+      (*it)->detach();
+      dead_.splice(dead_.end(), peers_, it);
+      if (!reaper_.pending()) reaper_ = loop_.schedule_after(Duration::zero(), [this] { dead_.clear(); });
       return;
     }
   }

@@ -2,8 +2,9 @@
 // ConnectTunnels: HTTP CONNECT through a guest's proxy (SPEC R-TLS-8), a flows
 // TcpPeerProvider registered while interception is on.
 //
-// It asks for every TCP flow's first flight (wants_first_flight: fast-path flows take the
-// gate path) and takes, before policy, those that start with "CONNECT ". The flow's own
+// It asks for every TCP flow's first flight (TcpTake::classify: fast-path flows take the
+// gate path) and takes, before policy, those that start with "CONNECT ", with the gate
+// path's connection to the proxy (TcpFlowRef::take_host_socket: no second dial). The flow's own
 // destination is the proxy; the policy question is the tunnel's target.
 //
 // Lifecycle of one tunnel (ConnectPeer, an in-process flows::TcpPeer):
@@ -14,8 +15,9 @@
 //              S = connect(host); port = the target port; protocol tcp (Admission::
 //              tcp_decide, counted and audited there). Deny -> answering 403 with
 //              `X-Moat-Deny: <rule label or index>`: the proxy is never sent a byte.
-//   dialling   allow: moat connects to the flow's DialPlan (the proxy, as the guest
-//              dialled it) and writes the guest's request head unchanged. Guest bytes that
+//   dialling   allow: on the gate path's connection (inspect path: moat dials the flow's
+//              dial target, the proxy as the guest dialled it), moat writes the guest's
+//              request head unchanged. A deny resets that connection (SO_LINGER 0). Guest bytes that
 //              follow the head are held (within the same 16 KiB).
 //   awaiting   the proxy's answer head is peeked (not consumed) until complete: an exact
 //              2xx with nothing after the head -> open; another status -> open as well (the
@@ -71,9 +73,8 @@ class ConnectTunnels final : public flows::TcpPeerProvider {
 
   [[nodiscard]] size_t open_tunnels() const noexcept { return peers_.size(); }
 
-  bool wants_first_flight(const flows::FlowInfo& f) override;
-  flows::TcpPeer* on_first_flight(const flows::FlowInfo& f, Bytes first_flight, const flows::DialPlan& plan,
-                                  flows::TcpFlowRef ref) override;
+  flows::TcpTake on_syn(const flows::FlowInfo& f, flows::DialPlan& plan, flows::TcpFlowRef ref) override;
+  flows::TcpPeer* on_first_flight(const flows::FlowInfo& f, flows::TcpFlowRef ref) override;
   void on_closed(flows::TcpPeer& peer) override;
 
  private:
@@ -85,6 +86,8 @@ class ConnectTunnels final : public flows::TcpPeerProvider {
   ConnectConfig cfg_;
   std::vector<std::byte> discard_;  // HostSocketPeer's fallback without SO_PEEK_OFF
   std::list<std::unique_ptr<ConnectPeer>> peers_;
+  std::list<std::unique_ptr<ConnectPeer>> dead_;  // closed flows' peers, freed by reaper_
+  event::TimerHandle reaper_;
 };
 
 }  // namespace moat::tls
