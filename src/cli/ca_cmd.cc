@@ -60,6 +60,8 @@ int cmd_init(const std::vector<std::string>& args) {
   bool created = false;
   auto ca = tls::CertAuthority::init(*paths, force, &created);
   if (!ca) return fail(ca.error());
+  // stdout is the path alone (scripts read it); whether this call made the CA goes to stderr.
+  if (created) std::fprintf(stderr, "moat: created a new interception CA (SHA-256 %s)\n", (*ca)->sha256_fingerprint().c_str());
   std::printf("%s\n", paths->cert.c_str());
   return kOk;
 }

@@ -463,8 +463,10 @@ Sandbox::~Sandbox() {
     if (auto st = detail::reap_bounded(pid_, std::chrono::milliseconds(2000))) status_ = decode_status(*st);
     reclaim_tty(pid_);
   }
-  for (const auto& f : ca_files_) ::unlink(f.c_str());
-  if (!ca_dir_.empty()) ::rmdir(ca_dir_.c_str());
+  // This runs at exit, under the seccomp filter: unlinkat (AT_REMOVEDIR for the directory)
+  // is on its allow-list, rmdir(2) is not (harden/seccomp.cc, kFiles).
+  for (const auto& f : ca_files_) ::unlinkat(AT_FDCWD, f.c_str(), 0);
+  if (!ca_dir_.empty()) ::unlinkat(AT_FDCWD, ca_dir_.c_str(), AT_REMOVEDIR);
 }
 
 std::vector<std::string> Sandbox::ca_trust_paths() const {
