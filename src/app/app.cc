@@ -26,6 +26,7 @@
 #include "event/loop.h"
 #include "ns/attach.h"
 #include "ns/sandbox.h"
+#include "tls/ca.h"
 #include "transport/qemu_stream.h"
 #include "transport/tap.h"
 #include "transport/unix_socket.h"
@@ -419,6 +420,13 @@ int run_sandbox(const RunOptions& o) {
     spec.nameservers.push_back(cfg.net.dns6());
     spec.host_alias_addrs.push_back(cfg.net.ipv6_gateway);
   }
+  if (plan.ca) {
+    // R-TLS-10: the child trusts moat's CA (plan.ca was resolved by finish_config()).
+    spec.ca_pem = plan.ca->pem();
+    static_assert(int(config::RunConfig::CaTrust::env) == int(ns::SandboxSpec::CaTrust::env) &&
+                  int(config::RunConfig::CaTrust::none) == int(ns::SandboxSpec::CaTrust::none));
+    spec.ca_trust = ns::SandboxSpec::CaTrust(int(cfg.run.ca_trust));  // same order: bind+env, env, none
+  }
   auto sb = ns::Sandbox::start(spec);
   if (!sb) {
     user_error(sb.error());
@@ -426,6 +434,9 @@ int run_sandbox(const RunOptions& o) {
     return kFail;
   }
   ns::Sandbox& child = sb.value();
+  // The CA files stay for the command's lifetime and are removed by the Sandbox at exit,
+  // after a root moat switched to its runas user: hand them over like the pid file.
+  for (auto& p : child.ca_trust_paths()) hardening->handover.push_back(std::move(p));
 
   sigset_t old_mask;
   UniqueFd sigfd = block_signals(&old_mask);

@@ -21,6 +21,7 @@
 #include "dns/block_list.h"
 #include "dns/tcp_server.h"
 #include "obs/json.h"
+#include "tls/ca.h"
 
 namespace moat::app {
 namespace {
@@ -309,6 +310,13 @@ Result<GatewayPlan, std::vector<config::UserError>> finish_config(config::Config
     auto spec = transport::parse_impair(cfg.flows.impair);
     if (!spec) errs.push_back({"net.impair", spec.error(), ""});
     else plan.impair = *spec;
+  }
+  // R-TLS-2: the CA last, once everything else is known good, so a bad flag never creates
+  // the persistent CA; its errors (a file named, the reason) are §5.2 errors like the rest.
+  if (errs.empty() && cfg.tls.intercept) {
+    auto ca = tls::CertAuthority::from_config(cfg.tls);
+    if (!ca) errs.push_back(ca.error());
+    else plan.ca = std::shared_ptr<const tls::CertAuthority>(std::move(*ca));
   }
   if (!errs.empty()) {
     if (errs.size() > 20) errs.resize(20);

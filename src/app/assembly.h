@@ -35,6 +35,10 @@
 #include "transport/impair.h"
 #include "transport/pcap.h"
 
+namespace moat::tls {
+class CertAuthority;
+}
+
 namespace moat::app {
 
 /// R-ADDR-1: the link MTU of a TAP or serve link when net.mtu is 0.
@@ -101,6 +105,11 @@ struct GatewayPlan {
   stack::LinkConfig link;
   FlowsSetup flows;
   std::optional<transport::ImpairSpec> impair;  ///< net.impair, parsed
+  /// The interception CA (R-TLS-2) when tls.intercept is on: resolved by finish_config()
+  /// (user-supplied, ephemeral, or the persistent CA, created on first use) during setup,
+  /// before the privilege drop; null otherwise. Immutable: the leaf cache, `moat run`'s
+  /// guest trust (R-TLS-10) and moat_ca_pem() share it.
+  std::shared_ptr<const tls::CertAuthority> ca;
 };
 
 /// The one "finish config" step. `earlier` are errors the caller found already (flags); they

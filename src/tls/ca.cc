@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "base/file.h"
@@ -214,6 +215,15 @@ Result<std::string, UserError> key_to_pem(EVP_PKEY* key) {
   return std::string(data, size_t(n));
 }
 
+// Errors about the persistent pair tell the user the one way out (§5.2's example).
+Result<std::unique_ptr<CertAuthority>, UserError> with_persistent_hint(
+    Result<std::unique_ptr<CertAuthority>, UserError> r) {
+  if (r || !r.error().hint.empty()) return r;
+  UserError e = r.error();
+  e.hint = "fix or restore it, or run `moat ca init --force` to replace both (the old pair is kept as *.old)";
+  return unexpected(std::move(e));
+}
+
 Result<std::unique_ptr<CertAuthority>, UserError> create_files(const CaPaths& paths) {
   auto ca = CertAuthority::generate(CertAuthority::Source::persistent);
   if (!ca) return ca;
@@ -248,7 +258,7 @@ Result<std::unique_ptr<CertAuthority>, UserError> locked_init(const CaPaths& pat
     struct stat st {};
     if (::stat(paths.key.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
       MOAT_LOG(warn, "%s: mode %s; the CA key should be 0600", paths.key.c_str(), mode_text(st.st_mode).c_str());
-    return CertAuthority::load(paths.cert, paths.key, CertAuthority::Source::persistent);
+    return with_persistent_hint(CertAuthority::load(paths.cert, paths.key, CertAuthority::Source::persistent));
   }
   if (have_cert != have_key) {
     const std::string& present = have_cert ? paths.cert : paths.key;
@@ -346,11 +356,13 @@ Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::from_pem(std::s
   }
 
   // R-TLS-2: a CA certificate (basicConstraints CA:TRUE) that may sign certificates.
-  if (X509_check_ca(cert.get()) != 1)
-    return fail(cert_name, "is not a CA certificate (basicConstraints CA:TRUE is missing)");
+  // keyUsage first: X509_check_ca() also fails for a CA whose keyUsage lacks keyCertSign,
+  // and that deserves its own message.
   if ((X509_get_extension_flags(cert.get()) & EXFLAG_KUSAGE) != 0 &&
       (X509_get_key_usage(cert.get()) & KU_KEY_CERT_SIGN) == 0)
-    return fail(cert_name, "is a CA certificate whose keyUsage lacks keyCertSign");
+    return fail(cert_name, "cannot sign certificates (its keyUsage lacks keyCertSign)");
+  if (X509_check_ca(cert.get()) != 1)
+    return fail(cert_name, "is not a CA certificate (basicConstraints CA:TRUE is missing)");
 
   // RSA >= 2048 or ECDSA P-256/P-384, checked on the private key (which must match the
   // certificate's public key just below).
@@ -371,7 +383,7 @@ Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::from_pem(std::s
   ERR_clear_error();
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
     ERR_clear_error();
-    return fail(key_name, "does not match the certificate " + cert_name);
+    return fail(key_name, "does not match the certificate " + cert_name + " (public keys differ)");
   }
 
   std::time_t now = std::time(nullptr);
@@ -396,6 +408,28 @@ Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::load(const std:
 
 Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::load_or_create(const CaPaths& paths, bool* created) {
   return locked_init(paths, false, created);
+}
+
+Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::load_existing(const CaPaths& paths) {
+  bool have_cert = exists(paths.cert), have_key = exists(paths.key);
+  if (!have_cert && !have_key) return fail(paths.cert, "no CA yet", "run `moat ca init` to create it");
+  // The lock keeps a concurrent `init --force` from being seen half-way; a directory we
+  // cannot write (a read-only home) still lets us read.
+  std::optional<CaLock> lock;
+  if (::access(paths.dir.c_str(), W_OK) == 0) {
+    auto l = CaLock::acquire(paths.lock);
+    if (!l) return unexpected(l.error());
+    lock.emplace(std::move(*l));
+    have_cert = exists(paths.cert);
+    have_key = exists(paths.key);
+  }
+  if (have_cert != have_key) {
+    const std::string& present = have_cert ? paths.cert : paths.key;
+    const std::string& missing = have_cert ? paths.key : paths.cert;
+    return fail(missing, "is missing but " + present + " exists (a half-present CA pair)",
+                "restore the file, or run `moat ca init --force` to replace the pair");
+  }
+  return with_persistent_hint(load(paths.cert, paths.key, Source::persistent));
 }
 
 Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::init(const CaPaths& paths, bool force,

@@ -67,6 +67,9 @@ class CertAuthority {
   /// an error when only one does. Runs under the flock on paths.lock.
   static Result<std::unique_ptr<CertAuthority>, config::UserError> load_or_create(const CaPaths& paths,
                                                                                 bool* created = nullptr);
+  /// The persistent CA at `paths` when it exists (`moat ca show`): never creates anything; an
+  /// error naming ca.crt when there is no CA yet. Reads under the flock when it can take it.
+  static Result<std::unique_ptr<CertAuthority>, config::UserError> load_existing(const CaPaths& paths);
   /// `moat ca init`: like load_or_create(); with `force`, an existing pair (or half of one)
   /// is first renamed to ca.crt.old / ca.key.old and a new CA is created.
   static Result<std::unique_ptr<CertAuthority>, config::UserError> init(const CaPaths& paths, bool force,

@@ -217,7 +217,10 @@ Result<X509Ptr, LeafError> LeafCache::get_at(std::string_view sni, const IpAddr&
   auto cert = mint(name, is_ip, ip, now, &not_after);
   if (!cert) {
     ++stats_.failed;
-    if (counters_) counters_->inc(Counter::tls_leaf_mint_failed);
+    if (counters_) {
+      counters_->inc(Counter::tls_leaf_mint_failed);
+      counters_->set(Counter::tls_leaf_cache_size, lru_.size());  // a stale leaf may have gone
+    }
     return cert;  // never cached
   }
   ++stats_.minted;
