@@ -328,6 +328,7 @@ Result<GatewayPlan, std::vector<config::UserError>> finish_config(config::Config
   }
   plan.link = link_config(cfg, fam);
   plan.flows = flows_setup(cfg, fam);
+  plan.flows.ca = plan.ca;  // DoT's leaves (R-DNS-9)
   plan.cfg = std::move(cfg);
   return plan;
 }

@@ -1,5 +1,6 @@
 #include "app/flow_manager.h"
 
+#include "base/log.h"
 #include "wire/ipv4.h"
 
 namespace moat::app {
@@ -65,6 +66,7 @@ dns::InterceptorConfig interceptor_config(const FlowsSetup& s) {
   c.forwarder = forwarder_config(s);
   c.tcp = dns::TcpServerConfig{s.dns.tcp_idle_timeout, 64, 16, 16};
   c.refuse_alt_ports = s.dns.refuse_alt_ports;
+  c.dot_terminated = s.tls.intercept && s.ca != nullptr;  // R-DNS-9: 853 is DoT's
   c.deny_silently = s.deny_response == config::DenyResponse::drop;
   c.audit_all_queries = s.audit.dns == config::AuditDns::all;
   return c;
@@ -98,6 +100,31 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
     quic_ = std::make_unique<tls::QuicBlocker>(
         counters, io, tls::QuicBlockConfig{setup.tls.ports, setup.deny_response == config::DenyResponse::drop});
     quic_->attach(dispatch_);
+  }
+  if (setup.tls.intercept && setup.ca) {
+    // R-DNS-9: TCP/853 terminated here, its DNS served by the TCP/53 server for that address.
+    ca_ = setup.ca;
+    auto leaves = tls::LeafCache::create(*ca_, setup.tls, setup.engines.budget, &counters);
+    if (!leaves) {
+      MOAT_LOG(error, "tls: cannot make the leaf key: %s; DoT is refused", leaves.error().detail.c_str());
+    } else {
+      leaves_ = std::move(*leaves);
+      tls::DotConfig dc;
+      dc.handshake_timeout = setup.tls.handshake_timeout;
+      dc.budget = setup.engines.budget;
+      auto dns_endpoint = [this](const IpAddr& dst) -> std::optional<flows::Endpoint> {
+        auto e = dns_->tcp_server().endpoint_for(dst);
+        if (!e) return std::nullopt;
+        return flows::Endpoint{e->first, e->second};
+      };
+      auto dot = tls::DotTerminator::create(loop, counters, *leaves_, std::move(dns_endpoint), dc);
+      if (!dot) MOAT_LOG(error, "tls: %s; DoT is refused", dot.error().c_str());
+      else dot_ = std::move(*dot);
+    }
+    if (dot_) {
+      admission_.set_dot_terminated(true);
+      dispatch_.add_tcp_provider(*dot_);
+    }
   }
   if (setup.tls.intercept) {
     tls::ConnectConfig cc;

@@ -25,7 +25,10 @@
 #include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "ports/publisher.h"
+#include "tls/ca.h"
 #include "tls/connect_tunnel.h"
+#include "tls/dot.h"
+#include "tls/leaf.h"
 #include "tls/quic_block.h"
 #include "stack/interface.h"
 #include "transport/frame_transport.h"
@@ -109,6 +112,8 @@ struct FlowsSetup {
   config::AuditConfig audit;
   /// TLS interception (R-TLS): QUIC blocking, CONNECT tunnels, DoT.
   config::TlsConfig tls;
+  /// The interception CA (GatewayPlan::ca) when tls.intercept is on; null otherwise.
+  std::shared_ptr<const tls::CertAuthority> ca;
   /// The DNS upstreams with their transport (the same list as destinations.dns_upstreams).
   std::vector<dns::Upstream> dns_upstreams;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
@@ -182,6 +187,9 @@ class FlowManager final {
   // TLS interception's edges (null without it); both outlive the Dispatch and its flows.
   std::unique_ptr<tls::QuicBlocker> quic_;         // R-TLS-7, with tls.block_quic
   std::unique_ptr<tls::ConnectTunnels> connect_;  // R-TLS-8
+  std::shared_ptr<const tls::CertAuthority> ca_;  // outlives leaves_
+  std::unique_ptr<tls::LeafCache> leaves_;        // the gateway's leaf key and cache (R-TLS-3)
+  std::unique_ptr<tls::DotTerminator> dot_;       // R-DNS-9
   flows::Dispatch dispatch_;
   ports::Publisher publisher_;
   bool drain_guest_gone_ = false;

@@ -19,6 +19,7 @@ Interceptor::Interceptor(event::Loop& loop, Counters& counters, flows::GuestIo& 
       policy_(policy),
       audit_(audit),
       refuse_alt_ports_(config.refuse_alt_ports),
+      dot_terminated_(config.dot_terminated),
       deny_silently_(config.deny_silently),
       fwd_(std::make_unique<Forwarder>(loop, counters, config.forwarder, policy, pins, block)),
       tcp_(std::make_unique<TcpServer>(loop, counters, *fwd_, config.tcp)) {
@@ -81,7 +82,7 @@ flows::TcpTake Interceptor::on_syn(const flows::FlowInfo& f, flows::DialPlan& pl
     if (auto e = tcp_->endpoint_for(f.remote)) plan.add(flows::Endpoint{e->first, e->second});
     return flows::TcpTake::dial();
   }
-  if (f.remote_port == kDot && refuse_alt_ports_) {
+  if (f.remote_port == kDot && refuse_alt_ports_ && !dot_terminated_) {
     plan = flows::DialPlan{};  // R-DNS-1: RST so stubs fall back to port 53
     return flows::TcpTake::dial();
   }

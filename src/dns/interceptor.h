@@ -12,7 +12,7 @@
 //                                     destination (the TCP engine terminates the guest's
 //                                     connection like any other, so it counts toward
 //                                     max_flows); TCP/853 gets an empty plan (RST, so stubs
-//                                     fall back to port 53).
+//                                     fall back to port 53) unless DoT is terminated (tls/).
 //
 // The alternative ports are only refused with dns.refuse_alt_ports. It also renders the
 // forwarder's events as R-OBS-3 dns_* audit lines.
@@ -35,6 +35,7 @@ struct InterceptorConfig {
   ForwarderConfig forwarder;
   TcpServerConfig tcp;
   bool refuse_alt_ports = true;    ///< dns.refuse_alt_ports (R-DNS-1)
+  bool dot_terminated = false;     ///< TCP/853 is taken by a DoT provider (R-DNS-9): not refused here
   bool deny_silently = false;      ///< policy.deny_response = drop: refusals send no ICMP
   bool audit_all_queries = false;  ///< audit.dns = all: a dns_query line per answer too
 };
@@ -67,6 +68,7 @@ class Interceptor final : private flows::PacketHook, private flows::TcpPeerProvi
   const policy::EngineRef& policy_;
   obs::AuditLog* audit_;
   bool refuse_alt_ports_;
+  bool dot_terminated_;
   bool deny_silently_;
   std::unique_ptr<Forwarder> fwd_;
   std::unique_ptr<TcpServer> tcp_;
