@@ -109,6 +109,10 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
       MOAT_LOG(error, "tls: cannot make the leaf key: %s; DoT is refused", leaves.error().detail.c_str());
     } else {
       leaves_ = std::move(*leaves);
+      auto icpt = tls::Interceptor::create(loop, counters, setup.tls, *leaves_, audit_, setup.engines.budget,
+                                           setup.engines.tcp.flow_buffer);
+      if (!icpt) MOAT_LOG(error, "tls: %s; CONNECT tunnels are spliced without interception", icpt.error().c_str());
+      else interceptor_ = std::move(*icpt);
       tls::DotConfig dc;
       dc.handshake_timeout = setup.tls.handshake_timeout;
       dc.budget = setup.engines.budget;
@@ -133,6 +137,7 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
     cc.flow_buffer = setup.engines.tcp.flow_buffer;
     cc.max_window = setup.engines.tcp.max_window;
     cc.budget = setup.engines.budget;
+    cc.interceptor = interceptor_.get();
     connect_ = std::make_unique<tls::ConnectTunnels>(loop, counters, admission_, audit_, std::move(cc));
     dispatch_.add_tcp_provider(*connect_);  // after DNS (TCP/53 and 853 are never CONNECTs)
   }

@@ -28,6 +28,7 @@
 #include "tls/ca.h"
 #include "tls/connect_tunnel.h"
 #include "tls/dot.h"
+#include "tls/interceptor.h"
 #include "tls/leaf.h"
 #include "tls/quic_block.h"
 #include "stack/interface.h"
@@ -189,6 +190,9 @@ class FlowManager final {
   std::unique_ptr<tls::ConnectTunnels> connect_;  // R-TLS-8
   std::shared_ptr<const tls::CertAuthority> ca_;  // outlives leaves_
   std::unique_ptr<tls::LeafCache> leaves_;        // the gateway's leaf key and cache (R-TLS-3)
+  // CONNECT's inner TLS sessions (R-TLS-8); not registered as a provider here (the direct
+  // tls.ports interception is wired by its own module).
+  std::unique_ptr<tls::Interceptor> interceptor_;
   std::unique_ptr<tls::DotTerminator> dot_;       // R-DNS-9
   flows::Dispatch dispatch_;
   ports::Publisher publisher_;

@@ -14,6 +14,8 @@
 #include "sniff/connect_request.h"
 #include "sniff/sniff.h"
 #include "sniff/tls_client_hello.h"
+#include "tls/interceptor.h"
+#include "tls/session.h"
 
 namespace moat::tls {
 
@@ -83,14 +85,30 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
 
   // ---- TcpPeer: proxy -> guest ----
   size_t readable() override {
+    if (state_ == State::intercepted) return (answer_.size() - answer_off_) + session_->readable();
     if (state_ == State::answering) return answer_.size() - answer_off_;
     return state_ == State::open ? up_.readable() : 0;
   }
   [[nodiscard]] bool read_closed() const override {
+    if (state_ == State::intercepted) return answer_off_ == answer_.size() && session_->read_closed();
     if (state_ == State::answering) return true;
     return state_ == State::open && up_.read_closed();
   }
   Result<size_t> peek(size_t offset, MutBytes out) override {
+    if (state_ == State::intercepted) {
+      // The proxy's 2xx head first, then the session's records.
+      const size_t head_left = answer_.size() - answer_off_;
+      size_t n = 0;
+      if (offset < head_left) {
+        n = std::min(out.size(), head_left - offset);
+        std::memcpy(out.data(), answer_.data() + answer_off_ + offset, n);
+        if (n == out.size()) return n;
+        auto r = session_->peek(0, out.subspan(n));
+        if (!r) return r;
+        return n + *r;
+      }
+      return session_->peek(offset - head_left, out);
+    }
     if (state_ == State::answering) {
       const size_t at = answer_off_ + offset;
       if (at >= answer_.size()) return size_t{0};
@@ -102,8 +120,16 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
     if (state_ != State::open) return size_t{0};
     return up_.peek(offset, out);
   }
-  [[nodiscard]] size_t peek_limit() const override { return state_ == State::open ? up_.peek_limit() : SIZE_MAX; }
+  [[nodiscard]] size_t peek_limit() const override {
+    if (state_ == State::intercepted) return session_->peek_limit();
+    return state_ == State::open ? up_.peek_limit() : SIZE_MAX;
+  }
   Status consume(size_t n) override {
+    if (state_ == State::intercepted) {
+      const size_t from_head = std::min(n, answer_.size() - answer_off_);
+      answer_off_ += from_head;
+      return n > from_head ? session_->consume(n - from_head) : Status{};
+    }
     if (state_ == State::answering) {
       answer_off_ = std::min(answer_.size(), answer_off_ + n);
       return {};
@@ -115,6 +141,7 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
   // ---- TcpPeer: guest -> proxy ----
   size_t writable() override {
     switch (state_) {
+      case State::intercepted: return session_->writable();
       case State::answering: return kMaxHeld;  // discarded
       case State::failed: return 0;
       case State::open:
@@ -125,6 +152,7 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
   }
   Result<size_t> write(Bytes data) override {
     switch (state_) {
+      case State::intercepted: return session_->write(data);
       case State::answering: return data.size();
       case State::failed: return unexpected(Errno{ECONNRESET});
       case State::open:
@@ -143,6 +171,10 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
   }
   void shutdown_write() override {
     guest_fin_ = true;
+    if (state_ == State::intercepted) {
+      session_->shutdown_write();
+      return;
+    }
     if (state_ == State::request) {
       on_request_bytes();  // the head never ended: malformed
     } else if (state_ == State::open) {
@@ -151,6 +183,10 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
     }
   }
   void abort() override {
+    if (state_ == State::intercepted) {
+      session_->abort();
+      return;
+    }
     state_ = State::failed;
     watch_.reset();
     if (up_.fd() >= 0) up_.abort();
@@ -158,6 +194,10 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
 
   /// The flow is gone (on_closed): no more events, no more TcpFlowRef calls.
   void detach() {
+    if (session_) {
+      owner_.cfg_.interceptor->release(*session_);  // the Interceptor frees it
+      session_ = nullptr;
+    }
     if (state_ != State::failed && state_ != State::answering && up_.fd() >= 0) up_.abort();
     state_ = State::failed;
     watch_.reset();
@@ -166,7 +206,7 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
   }
 
  private:
-  enum class State : uint8_t { request, dialling, awaiting, open, answering, failed };
+  enum class State : uint8_t { request, dialling, awaiting, open, intercepted, answering, failed };
 
   void on_request_bytes() {
     const auto r = http::parse_connect_request(Bytes(held_.data(), held_.size()));
@@ -362,7 +402,47 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
       bad_answer("the proxy sent bytes after its 2xx answer");
       return;
     }
+    if (enforce_sni_ && owner_.cfg_.interceptor) {
+      intercept(a.head_len);
+      return;
+    }
     become_open(enforce_sni_);
+  }
+
+  /// R-TLS-8 + R-TLS-4: the tunnel's TLS runs in an interceptor Session over the proxy
+  /// socket, expecting the authority as SNI; the 2xx head is served from here first.
+  void intercept(size_t head_len) {
+    answer_.assign(reinterpret_cast<const char*>(scratch_.data()), head_len);
+    answer_off_ = 0;
+    if (auto c = up_.consume(head_len); !c) {
+      fail(c.error());
+      return;
+    }
+    watch_.reset();
+    UniqueFd fd = up_.release();
+    flows::FlowInfo fi;
+    fi.id = flow_id_;
+    fi.proto = flows::FlowProto::tcp;
+    fi.guest = guest_;
+    fi.guest_port = guest_port_;
+    fi.remote = proxy_;
+    fi.remote_port = port_;
+    fi.path = path_;
+    fi.name_src = flows::NameSrc::connect;
+    fi.name = host_;
+    session_ = &owner_.cfg_.interceptor->make_session(fi, ref_, std::move(fd), std::nullopt, host_);
+    state_ = State::intercepted;
+    // Guest bytes that came before the 2xx (an eager ClientHello) go to the session.
+    size_t off = 0;
+    while (off < held_.size()) {
+      auto r = session_->write(Bytes(held_.data() + off, held_.size() - off));
+      if (!r || *r == 0) break;
+      off += *r;
+    }
+    held_.erase(held_.begin(), held_.begin() + ptrdiff_t(off));
+    if (guest_fin_ && held_.empty()) session_->shutdown_write();
+    ref_.peer_readable();
+    ref_.peer_writable();
   }
 
   void become_open(bool enforce_sni) {
@@ -488,6 +568,7 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
   std::string answer_;
   size_t answer_off_ = 0;
   Errno error_{ECONNRESET};
+  Session* session_ = nullptr;  // intercepted: owned by the Interceptor until detach()
   flows::HostSocketPeer up_;
   event::Watch watch_;  // after up_: deregistered before the fd closes
   event::TimerHandle wake_;

@@ -30,9 +30,13 @@
 //              further bytes are discarded and the proxy connection (if any) is reset.
 // A failed dial of every target resets the guest (as on the inspect path, R-TCP-5).
 //
-// With interception the tunnelled TLS of an intercepted port is to be intercepted with the
-// authority as expected SNI (R-TLS-8); this module checks the expected SNI (a ClientHello
-// for another name closes the tunnel, audit connect_sni_mismatch) and splices.
+//   intercepted  a 2xx for a target port in tls.ports whose host is not bypassed, with an
+//              Interceptor: the answer head is kept here for the guest, the proxy socket
+//              (the tunnel) becomes the upstream of an interceptor Session whose expected
+//              SNI is the authority host (another SNI closes it, audit
+//              connect_sni_mismatch); every TcpPeer call goes to the session after the head.
+// Without an Interceptor the same tunnels are spliced and the expected SNI is checked here
+// (a ClientHello for another name resets the tunnel, audit connect_sni_mismatch).
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -48,12 +52,17 @@
 
 namespace moat::tls {
 
+class Interceptor;
+
 struct ConnectConfig {
   std::vector<uint16_t> intercept_ports{443};  ///< tls.ports: where the expected SNI is enforced
   std::vector<std::string> bypass;             ///< tls.bypass patterns (exact, *.suffix, *)
   uint32_t flow_buffer = 256 << 10;            ///< limits.flow_buffer: the proxy socket's ring
   uint32_t max_window = 8 << 20;
   MemoryBudget* budget = nullptr;              ///< R-LIM-2; null = not accounted
+  /// Runs the tunnelled TLS of an intercepted port (R-TLS-8 with R-TLS-4); null: the
+  /// tunnel is spliced and only the expected SNI is checked here. Outlives the tunnels.
+  Interceptor* interceptor = nullptr;
 };
 
 /// True when `host` matches one of the tls.bypass patterns (exact, `*.suffix` with the
