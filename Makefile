@@ -12,7 +12,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls bench-alloc stress clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls bench-alloc stress install clean
 
 all: build
 
@@ -77,6 +77,12 @@ bench-alloc: build
 ## connections): moat's peak RSS, CPU and a concurrent download's longest stall. Not in make test.
 stress: build
 	@bash bench/stress.sh $(BUILD)/src/cli/moat
+
+## Installs the CLI, libmoat (.so/.a), header, pkg-config and CMake package files, man pages,
+## shell completions and the systemd unit under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
