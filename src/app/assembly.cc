@@ -406,8 +406,33 @@ Result<void, std::string> GatewayAssembly::assemble(std::unique_ptr<transport::F
   });
   gateway_ = std::make_unique<Gateway>(loop_, counters_, plan_.link, std::move(link), pcap, &plan_.flows, impaired);
   gateway_->interface().set_budget(&budget_);
+  if (plan_.cfg.tls.intercept && gateway_->flows()) {
+    if (auto t = assemble_tls(); !t) return t;
+  }
   if (auto pb = gateway_->flows()->publish(plan_.cfg.flows.publish); !pb) return unexpected(pb.error());
   for (const auto& d : gateway_->flows()->publisher().describe()) MOAT_LOG(info, "published %s", d.c_str());
+  return {};
+}
+
+// R-TLS-2/3/4: the CA, the leaf cache and the interceptor, built here (before the
+// privilege drop and seccomp: the CA and trust files, the key log are opened now) and
+// registered as a TCP peer provider. Error: one §5.2 text naming the file or setting.
+Result<void, std::string> GatewayAssembly::assemble_tls() {
+  const config::TlsConfig& tc = plan_.cfg.tls;
+  auto ca = tls::CertAuthority::from_config(tc);
+  if (!ca) {
+    const config::UserError& e = ca.error();
+    return unexpected(e.where + ": " + e.what + (e.hint.empty() ? "" : "; " + e.hint));
+  }
+  ca_ = std::move(*ca);
+  auto leaves = tls::LeafCache::create(*ca_, tc, &budget_, &counters_);
+  if (!leaves) return unexpected("tls: cannot create the leaf key: " + leaves.error().detail);
+  leaves_ = std::move(*leaves);
+  auto ic = tls::Interceptor::create(loop_, counters_, tc, *leaves_, audit_.get(), &budget_,
+                                     plan_.flows.engines.tcp.flow_buffer);
+  if (!ic) return unexpected(ic.error());
+  tls_ = std::move(*ic);
+  tls_->attach(gateway_->flows()->dispatch());
   return {};
 }
 
@@ -419,6 +444,7 @@ void GatewayAssembly::stop(std::string_view reason) {
   if (stopped_) return;
   stopped_ = true;
   gateway_.reset();  // resets open flows, flushes the capture, closes the link
+  tls_.reset();      // after the flows that held its sessions
   plan_.flows.audit_log = nullptr;
   if (audit_) {
     audit_->emit("gateway_stop", [&](obs::JsonWriter& w) { w.str("reason", reason); });
