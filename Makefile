@@ -12,7 +12,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls clean
 
 all: build
 
@@ -61,6 +61,12 @@ bench: build
 ## SPEC R-PERF-2: tcp_out / tcp_crr with 1000 domain rules + 100k block list vs profile all.
 bench-policy: build
 	@bash bench/policy_overhead.sh $(BENCH_OUT)-policy $(BENCH_SECONDS) $(BENCH_PASSES)
+
+## SPEC R-PERF-5: TLS interception vs direct, HAProxy and mitmproxy (new conn/s, h2 download,
+## keep-alive req/s); installs HAProxy and mitmproxy (scripts/deps.sh bench). Prints ratios.
+bench-tls: build
+	@bash scripts/deps.sh bench
+	@bash bench/tls.sh $(BENCH_OUT)-tls $(BENCH_SECONDS) $(BENCH_PASSES)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
