@@ -66,7 +66,6 @@ dns::InterceptorConfig interceptor_config(const FlowsSetup& s) {
   c.forwarder = forwarder_config(s);
   c.tcp = dns::TcpServerConfig{s.dns.tcp_idle_timeout, 64, 16, 16};
   c.refuse_alt_ports = s.dns.refuse_alt_ports;
-  c.dot_terminated = s.tls.intercept && s.ca != nullptr;  // R-DNS-9: 853 is DoT's
   c.deny_silently = s.deny_response == config::DenyResponse::drop;
   c.audit_all_queries = s.audit.dns == config::AuditDns::all;
   return c;
@@ -80,7 +79,9 @@ const dns::BlockList& empty_block_list() {
 }  // namespace
 
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
-    : policy_(setup.policy ? setup.policy : default_policy(setup.engines.destinations)),
+    : dispatch_loop_(loop),
+      counters_(counters),
+      policy_(setup.policy ? setup.policy : default_policy(setup.engines.destinations)),
       audit_(setup.audit_log),
       pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins, setup.engines.budget}),
       block_(setup.dns.block_list),
@@ -101,46 +102,37 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
         counters, io, tls::QuicBlockConfig{setup.tls.ports, setup.deny_response == config::DenyResponse::drop});
     quic_->attach(dispatch_);
   }
-  if (setup.tls.intercept && setup.ca) {
-    // R-DNS-9: TCP/853 terminated here, its DNS served by the TCP/53 server for that address.
-    ca_ = setup.ca;
-    auto leaves = tls::LeafCache::create(*ca_, setup.tls, setup.engines.budget, &counters);
-    if (!leaves) {
-      MOAT_LOG(error, "tls: cannot make the leaf key: %s; DoT is refused", leaves.error().detail.c_str());
-    } else {
-      leaves_ = std::move(*leaves);
-      auto icpt = tls::Interceptor::create(loop, counters, setup.tls, *leaves_, audit_, setup.engines.budget,
-                                           setup.engines.tcp.flow_buffer);
-      if (!icpt) MOAT_LOG(error, "tls: %s; CONNECT tunnels are spliced without interception", icpt.error().c_str());
-      else interceptor_ = std::move(*icpt);
-      tls::DotConfig dc;
-      dc.handshake_timeout = setup.tls.handshake_timeout;
-      dc.budget = setup.engines.budget;
-      auto dns_endpoint = [this](const IpAddr& dst) -> std::optional<flows::Endpoint> {
-        auto e = dns_->tcp_server().endpoint_for(dst);
-        if (!e) return std::nullopt;
-        return flows::Endpoint{e->first, e->second};
-      };
-      auto dot = tls::DotTerminator::create(loop, counters, *leaves_, std::move(dns_endpoint), dc);
-      if (!dot) MOAT_LOG(error, "tls: %s; DoT is refused", dot.error().c_str());
-      else dot_ = std::move(*dot);
-    }
-    if (dot_) {
-      admission_.set_dot_terminated(true);
-      dispatch_.add_tcp_provider(*dot_);
-    }
-  }
-  if (setup.tls.intercept) {
-    tls::ConnectConfig cc;
-    cc.intercept_ports = setup.tls.ports;
-    cc.bypass = setup.tls.bypass;
-    cc.flow_buffer = setup.engines.tcp.flow_buffer;
-    cc.max_window = setup.engines.tcp.max_window;
-    cc.budget = setup.engines.budget;
-    cc.interceptor = interceptor_.get();
-    connect_ = std::make_unique<tls::ConnectTunnels>(loop, counters, admission_, audit_, std::move(cc));
-    dispatch_.add_tcp_provider(*connect_);  // after DNS (TCP/53 and 853 are never CONNECTs)
-  }
+  tls_cfg_ = setup.tls;
+  engines_cfg_ = setup.engines;
+}
+
+Result<void, std::string> FlowManager::attach_tls_edges(tls::LeafCache& leaves, tls::Interceptor* interceptor) {
+  // R-DNS-9: TCP/853 terminated here, its DNS served by the TCP/53 server for that address.
+  tls::DotConfig dc;
+  dc.handshake_timeout = tls_cfg_.handshake_timeout;
+  dc.budget = engines_cfg_.budget;
+  auto dns_endpoint = [this](const IpAddr& dst) -> std::optional<flows::Endpoint> {
+    auto e = dns_->tcp_server().endpoint_for(dst);
+    if (!e) return std::nullopt;
+    return flows::Endpoint{e->first, e->second};
+  };
+  auto dot = tls::DotTerminator::create(dispatch_loop_, counters_, leaves, std::move(dns_endpoint), dc);
+  if (!dot) return unexpected(dot.error());
+  dot_ = std::move(*dot);
+  dns_->set_dot_terminated(true);
+  admission_.set_dot_terminated(true);
+  dispatch_.add_tcp_provider(*dot_);
+  // R-TLS-8: CONNECT on any port (after DNS and the tls.ports interceptor).
+  tls::ConnectConfig cc;
+  cc.intercept_ports = tls_cfg_.ports;
+  cc.bypass = tls_cfg_.bypass;
+  cc.flow_buffer = engines_cfg_.tcp.flow_buffer;
+  cc.max_window = engines_cfg_.tcp.max_window;
+  cc.budget = engines_cfg_.budget;
+  cc.interceptor = interceptor;
+  connect_ = std::make_unique<tls::ConnectTunnels>(dispatch_loop_, counters_, admission_, audit_, std::move(cc));
+  dispatch_.add_tcp_provider(*connect_);
+  return {};
 }
 
 }  // namespace moat::app

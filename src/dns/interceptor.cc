@@ -19,7 +19,6 @@ Interceptor::Interceptor(event::Loop& loop, Counters& counters, flows::GuestIo& 
       policy_(policy),
       audit_(audit),
       refuse_alt_ports_(config.refuse_alt_ports),
-      dot_terminated_(config.dot_terminated),
       deny_silently_(config.deny_silently),
       fwd_(std::make_unique<Forwarder>(loop, counters, config.forwarder, policy, pins, block)),
       tcp_(std::make_unique<TcpServer>(loop, counters, *fwd_, config.tcp)) {

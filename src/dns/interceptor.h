@@ -35,7 +35,6 @@ struct InterceptorConfig {
   ForwarderConfig forwarder;
   TcpServerConfig tcp;
   bool refuse_alt_ports = true;    ///< dns.refuse_alt_ports (R-DNS-1)
-  bool dot_terminated = false;     ///< TCP/853 is taken by a DoT provider (R-DNS-9): not refused here
   bool deny_silently = false;      ///< policy.deny_response = drop: refusals send no ICMP
   bool audit_all_queries = false;  ///< audit.dns = all: a dns_query line per answer too
 };
@@ -50,6 +49,9 @@ class Interceptor final : private flows::PacketHook, private flows::TcpPeerProvi
 
   /// Registers the hooks and the TCP/53 provider above with `d`.
   void attach(flows::Dispatch& d);
+
+  /// TCP/853 is taken by a DoT provider registered after this one (R-DNS-9): not refused here.
+  void set_dot_terminated(bool on) noexcept { dot_terminated_ = on; }
 
   Forwarder& forwarder() noexcept { return *fwd_; }
   TcpServer& tcp_server() noexcept { return *tcp_; }
@@ -68,7 +70,7 @@ class Interceptor final : private flows::PacketHook, private flows::TcpPeerProvi
   const policy::EngineRef& policy_;
   obs::AuditLog* audit_;
   bool refuse_alt_ports_;
-  bool dot_terminated_;
+  bool dot_terminated_ = false;
   bool deny_silently_;
   std::unique_ptr<Forwarder> fwd_;
   std::unique_ptr<TcpServer> tcp_;

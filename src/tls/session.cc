@@ -37,7 +37,19 @@ int ring_bio_read(BIO* b, char* out, int len) {
   return n;
 }
 
-long ring_bio_ctrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+// BIO_CTRL_EOF matters: OpenSSL treats a 0 read as a clean end (with
+// SSL_OP_IGNORE_UNEXPECTED_EOF) only when the BIO also reports EOF.
+long ring_bio_ctrl(BIO* b, int cmd, long, void*) {
+  if (cmd == BIO_CTRL_FLUSH) return 1;
+  if (cmd == BIO_CTRL_EOF) return static_cast<Session*>(BIO_get_data(b))->bio_eof() ? 1 : 0;
+  return 0;
+}
+
+long sock_bio_ctrl(BIO* b, int cmd, long, void*) {
+  if (cmd == BIO_CTRL_FLUSH) return 1;
+  if (cmd == BIO_CTRL_EOF) return BIO_test_flags(b, BIO_FLAGS_IN_EOF) ? 1 : 0;
+  return 0;
+}
 
 int ring_bio_create(BIO* b) {
   BIO_set_init(b, 1);
@@ -72,6 +84,7 @@ int sock_bio_read(BIO* b, char* out, int len) {
   BIO_clear_retry_flags(b);
   const ssize_t n = ::recv(int(reinterpret_cast<intptr_t>(BIO_get_data(b))), out, size_t(len), 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
+  if (n == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF);
   return int(n);
 }
 
@@ -80,7 +93,7 @@ BIO_METHOD* sock_bio_method() {
     BIO_METHOD* x = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "moat-socket");
     BIO_meth_set_write(x, sock_bio_write);
     BIO_meth_set_read(x, sock_bio_read);
-    BIO_meth_set_ctrl(x, ring_bio_ctrl);
+    BIO_meth_set_ctrl(x, sock_bio_ctrl);
     BIO_meth_set_create(x, ring_bio_create);
     return x;
   }();
@@ -164,7 +177,10 @@ Result<std::unique_ptr<GuestTls>, std::string> GuestTls::create(LeafCache& leave
   SSL_CTX* ctx = g->ctx_.get();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);  // R-TLS-4: 1.2-1.3 toward the guest
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // A guest FIN without close_notify ends its direction like close_notify does (curl and
+  // most clients close that way); it is not an error worth a reset.
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // R-TLS-4: no 0-RTT (early data is rejected: max 0), session tickets on (stateless, the
   // context's own ticket key), no client certificate requested.
@@ -634,7 +650,8 @@ bool Session::guest_to_upstream() {
       g2u_len_ = size_t(n);
       did = true;
     } else {
-      switch (SSL_get_error(guest_ssl_.get(), n)) {
+      const int e = SSL_get_error(guest_ssl_.get(), n);
+      switch (e) {
         case SSL_ERROR_WANT_READ:
           if (guest_fin_ && from_guest_.size() == 0) guest_eof_ = true;  // FIN without close_notify
           break;
@@ -642,6 +659,10 @@ bool Session::guest_to_upstream() {
         case SSL_ERROR_ZERO_RETURN: guest_eof_ = true; break;  // close_notify
         default:
           env_.counters->inc(Counter::tls_handshake_failed);
+          if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && guest_fin_) {
+            guest_eof_ = true;  // the guest's FIN, reported as a bare EOF
+            break;
+          }
           audit("tls_error", "guest: " + openssl_error("bad record"));
           fail("guest TLS error", Errno{ECONNRESET});
           return false;
@@ -780,9 +801,9 @@ void Session::audit(std::string_view ev, std::string_view reason) {
     ff.name = sni_;
     ff.name_src = sni_.empty() ? std::string_view() : std::string_view("sni");
     ff.path = flows::tcp_path_name(info_.path);
+    ff.reason = reason;
     obs::write_flow(w, ff);
     w.str("host", host);
-    w.str("reason", reason);
   });
 }
 

@@ -167,6 +167,7 @@ class Session final : public flows::TcpPeer, private event::IoHandler {
   // For the guest SSL's BIO (session.cc).
   int bio_read(char* out, int len) noexcept;
   int bio_write(const char* in, int len) noexcept;
+  [[nodiscard]] bool bio_eof() const noexcept { return guest_fin_ && from_guest_.size() == 0; }
   // OpenSSL callbacks (session.cc).
   int on_client_hello(SSL* ssl, int* alert);
   int on_alpn_select(const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen);

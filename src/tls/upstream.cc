@@ -94,7 +94,8 @@ Result<std::unique_ptr<UpstreamTls>, std::string> UpstreamTls::create(const conf
       ctx, cfg.upstream_min_version == config::TlsConfig::MinVersion::tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  // Many servers close without close_notify: that EOF ends the direction, no error.
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
   // Partial writes: a record the socket did not take stays ours to retry; no moving-buffer
   // check because the pending plaintext lives in the session's own buffer.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
