@@ -117,6 +117,29 @@ UniqueFd block_signals(sigset_t* old) {
 }
 
 
+/// R-HARD-7: the filesystem a gateway still reaches once set up. Read: resolv.conf (the
+/// forwarder follows it when no upstream is given), /etc/localtime (log and audit times), the
+/// OpenSSL configuration and trust store when TLS is intercepted. Write (create, truncate,
+/// rename, remove beneath): the directories of the files moat writes or removes by path
+/// after setup — the audit file (reopened on SIGHUP), the pid and ready files, serve's
+/// socket. Everything else is denied; descriptors opened during setup are not affected.
+harden::LandlockPlan landlock_plan(const config::Config& c, harden::Front front) {
+  harden::LandlockPlan p;
+  auto dir_of = [](const std::string& path) {
+    const size_t slash = path.rfind('/');
+    if (slash == std::string::npos) return std::string(".");
+    return slash == 0 ? std::string("/") : path.substr(0, slash);
+  };
+  if (c.flows.dns_upstreams.empty()) p.rules.push_back({c.flows.resolv_conf, false});
+  p.rules.push_back({"/etc/localtime", false});
+  if (c.tls.intercept)
+    for (const char* d : {"/etc/ssl", "/usr/lib/ssl", "/usr/share/ca-certificates"}) p.rules.push_back({d, false});
+  for (const std::string* f : {&c.audit.file, &c.pid_file, &c.ready_file})
+    if (!f->empty() && *f != "-") p.rules.push_back({dir_of(*f), true});
+  (void)front;
+  return p;
+}
+
 /// R-HARD-3/4: what lock_down() will do once the gateway is set up. Resolved first, before
 /// any file is opened, so that a bad hardening.runas fails setup with nothing behind it (and
 /// NSS reads /etc/passwd while it still may). The error is printed.
@@ -135,6 +158,7 @@ std::optional<harden::LockDownPlan> hardening_plan(const config::Config& c, hard
   // Used by path after the switch: the audit file (SIGHUP reopens it), the pid file (removed
   // at exit).
   p.handover = {c.audit.file, c.pid_file};
+  if (c.hardening.landlock) p.landlock = landlock_plan(c, front);
   return p;
 }
 
@@ -618,7 +642,14 @@ int serve(const ServeOptions& o) {
   const config::Config& cfg = plan.cfg;
   auto hardening = hardening_plan(cfg, harden::Front::serve);
   if (!hardening) return kUsage;
-  if (o.kind != ServeKind::fd) hardening->handover.push_back(o.path);  // the socket file, removed at stop
+  if (o.kind != ServeKind::fd) {
+    hardening->handover.push_back(o.path);  // the socket file, removed at stop
+    if (hardening->landlock && o.path.rfind('@', 0) != 0) {
+      const size_t slash = o.path.rfind('/');
+      hardening->landlock->rules.push_back(
+          {slash == std::string::npos ? std::string(".") : (slash == 0 ? std::string("/") : o.path.substr(0, slash)), true});
+    }
+  }
   auto out = open_outputs(cfg);
   if (!out) return kUsage;
 

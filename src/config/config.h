@@ -123,6 +123,7 @@ struct HardeningConfig {
   enum class Seccomp : uint8_t { on, log, off };  ///< the order of the setting's choices
   Seccomp seccomp = Seccomp::on;
   std::string runas = "nobody";  ///< user[:group]; used only when started as real root
+  bool landlock = true;          ///< R-HARD-7: restrict the filesystem after setup
 };
 
 /// A tls.host_ca entry (R-TLS-5): the CA file trusted for upstream hosts matching `hosts`.

@@ -630,6 +630,13 @@ constexpr Setting kSettings[] = {
        c.hardening.runas = v;
        return std::nullopt;
      }},
+    {.key = "hardening.landlock", .flag = "--no-landlock", .type = VT::boolean, .flag_value = "false", .def = "true",
+     .help = "after setup, restrict the filesystem to the paths moat still uses (Landlock, R-HARD-7)",
+     .flag_help = "do not restrict the filesystem with Landlock (debugging only)", .group = G::output,
+     .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.hardening.landlock = b;
+       return std::nullopt;
+     }},
     {.key = "log.format", .type = VT::unsupported, .help = "logs are text only in this build"},
     {.key = "log.file", .type = VT::unsupported, .help = "logs go to stderr in this build"},
     // --- TLS interception (SPEC §3.9 R-TLS-1..10) ---
