@@ -157,7 +157,7 @@ if [[ -n "$SYS" ]]; then
   check "bind+env: $SYS shows the merged bundle" grep -q "^SYS=merged" "$T_DIR/trust1.out"
 fi
 cadir=$(tail -n 1 "$T_DIR/trust1.out")
-check "bind+env: the CA files are removed after the run ($cadir)" test ! -e "$cadir"
+check "bind+env: the CA files are removed after the run ($cadir)" wait_for 5 test ! -e "$cadir"
 check "ephemeral CA: the persistent one is untouched" test "$(fp "$D/ca.crt")" = "$FP3"
 
 run_probe "$T_DIR/trust2.out" env --tls-ephemeral-ca
@@ -181,6 +181,15 @@ check "persistent: the child gets moat ca show's CA" cmp -s "$T_DIR/trust4.pem" 
 env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run "${UP[@]}" -- sh -c 'echo "N=${NODE_EXTRA_CA_CERTS:-unset}"' > "$T_DIR/trust5.out" 2>&1
 check "no --tls: nothing exported"          grep -q "^N=unset" "$T_DIR/trust5.out"
 
+# moat killed with SIGKILL: its janitor still removes the files (the pipe closes with moat).
+env -u NODE_EXTRA_CA_CERTS "$MOAT" run --tls --tls-ephemeral-ca "${UP[@]}" -- \
+  sh -c 'dirname "$NODE_EXTRA_CA_CERTS" > "$1"; exec sleep 30' probe "$T_DIR/kill.dir" > /dev/null 2>&1 &
+kpid=$!
+wait_for 10 test -s "$T_DIR/kill.dir" || fail "the sandbox did not start"
+kdir=$(cat "$T_DIR/kill.dir")
+check "SIGKILL: the CA files exist while it runs" test -e "$kdir/ca-bundle.crt"
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true
+check "SIGKILL: the CA files are removed anyway" wait_for 5 test ! -e "$kdir"
 check "host system bundle untouched"        test "$SYS_SUM" = "$( [[ -n "$SYS" ]] && sha256sum < "$SYS" || echo none)"
 check "no bind mount leaked to the host"    bash -c "! grep -q moat-ca /proc/self/mountinfo"
 finish
