@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -306,9 +309,36 @@ std::optional<GatewayOutputs> open_outputs(const config::Config& c) {
   return std::move(out).value();
 }
 
+/// systemd's Type=notify (contrib/systemd/moat@.service): READY=1 to $NOTIFY_SOCKET (a path
+/// or "@abstract"), sent before the lock-down, like every readiness signal.
+void notify_systemd_ready() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const size_t n = std::strlen(path);
+  if (n >= sizeof sa.sun_path) return;
+  std::memcpy(sa.sun_path, path, n);
+  if (path[0] == '@') sa.sun_path[0] = '\0';
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return;
+  const std::string msg = "READY=1\nMAINPID=" + std::to_string(::getpid());
+  if (::sendto(fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&sa),
+               socklen_t(offsetof(sockaddr_un, sun_path) + n)) < 0)
+    MOAT_LOG(warn, "NOTIFY_SOCKET %s: cannot notify systemd: %s", path, std::strerror(errno));
+}
+
 void write_ready_file(const config::Config& c) {
   if (!c.ready_file.empty() && !write_pid_file(c.ready_file))
     MOAT_LOG(warn, "--ready-file %s: cannot write: %s", c.ready_file.c_str(), std::strerror(errno));
+  // R-CLI-5 --ready-fd: one line, then the descriptor is closed (a pipe's reader sees EOF).
+  if (c.ready_fd >= 0) {
+    static constexpr char kReady[] = "READY=1\n";
+    if (::write(c.ready_fd, kReady, sizeof kReady - 1) != ssize_t(sizeof kReady - 1))
+      MOAT_LOG(warn, "--ready-fd %d: cannot write: %s", c.ready_fd, std::strerror(errno));
+    ::close(c.ready_fd);
+  }
+  notify_systemd_ready();
 }
 
 void announce(const GatewayPlan& p, const std::string& link) {

@@ -189,6 +189,7 @@ struct Config {
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving
   std::string pid_file;    ///< --pid-file: written at start
+  int ready_fd = -1;       ///< --ready-fd: "READY=1\n" written and the fd closed once serving
   LogLevel log_level = LogLevel::info;
 };
 
