@@ -177,6 +177,15 @@ check "none: system bundle untouched"       grep -qx 0 "$T_DIR/trust3.out"
 # The persistent CA (the default) is the one the child trusts.
 env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run --tls "${UP[@]}" -- sh -c 'cat "$NODE_EXTRA_CA_CERTS"' > "$T_DIR/trust4.pem" 2> "$T_DIR/trust4.err"
 check "persistent: the child gets moat ca show's CA" cmp -s "$T_DIR/trust4.pem" "$D/ca.crt"
+# The first intercepting gateway creates the persistent CA (during setup, before the drop to
+# nobody), with the same modes as `moat ca init`.
+mv "$XDG_DATA_HOME" "$T_DIR/xdg.saved"
+env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run --tls "${UP[@]}" -- sh -c 'cat "$NODE_EXTRA_CA_CERTS"' > "$T_DIR/trust6.pem" 2> "$T_DIR/trust6.err"
+check "first gateway: created the CA"       test -s "$D/ca.crt"
+check "first gateway: the child trusts it"  cmp -s "$T_DIR/trust6.pem" "$D/ca.crt"
+check "first gateway: directory 0700"       test "$(stat -c %a "$D")" = 700
+check "first gateway: key 0600"             test "$(stat -c %a "$D/ca.key")" = 600
+rm -rf "$XDG_DATA_HOME"; mv "$T_DIR/xdg.saved" "$XDG_DATA_HOME"
 # Without --tls nothing is exported.
 env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run "${UP[@]}" -- sh -c 'echo "N=${NODE_EXTRA_CA_CERTS:-unset}"' > "$T_DIR/trust5.out" 2>&1
 check "no --tls: nothing exported"          grep -q "^N=unset" "$T_DIR/trust5.out"
