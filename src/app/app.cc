@@ -488,9 +488,6 @@ int run_sandbox(const RunOptions& o) {
     return kFail;
   }
   ns::Sandbox& child = sb.value();
-  // The CA files stay for the command's lifetime and are removed by the Sandbox at exit,
-  // after a root moat switched to its runas user: hand them over like the pid file.
-  for (auto& p : child.ca_trust_paths()) hardening->handover.push_back(std::move(p));
 
   sigset_t old_mask;
   UniqueFd sigfd = block_signals(&old_mask);

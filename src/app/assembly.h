@@ -227,8 +227,11 @@ class GatewayAssembly {
   const Gateway* gateway() const noexcept { return gateway_.get(); }
   /// Null without audit.file and audit hook, and after stop().
   obs::AuditLog* audit() noexcept { return audit_.get(); }
-  /// The interception CA (R-TLS-2) when tls.intercept is on, after assemble(); else null.
-  const tls::CertAuthority* ca() const noexcept { return ca_.get(); }
+  /// The interception CA (R-TLS-2) when tls.intercept is on, else null: the one
+  /// finish_config() resolved into plan().ca, which `moat run` gives the guest (R-TLS-10)
+  /// and moat_ca_pem() returns. The leaf cache must sign with this CA: a second
+  /// CertAuthority::from_config() would, for an ephemeral CA, make a different one.
+  [[nodiscard]] const tls::CertAuthority* ca() const noexcept { return plan_.ca.get(); }
   /// The TLS interceptor (R-TLS-4) when tls.intercept is on, after assemble(); else null.
   tls::Interceptor* tls_interceptor() noexcept { return tls_.get(); }
 

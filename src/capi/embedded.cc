@@ -472,7 +472,7 @@ std::string EmbeddedGateway::control(std::string_view request) {
 namespace moat::capi {
 
 const std::string* EmbeddedGateway::ca_pem() const noexcept {
-  const auto& ca = assembly_->plan().ca;
+  const tls::CertAuthority* ca = assembly_->ca();
   return ca ? &ca->pem() : nullptr;
 }
 

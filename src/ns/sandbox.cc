@@ -320,6 +320,49 @@ std::string make_hosts(const std::string& host_hosts, const std::string& alias, 
   return s;
 }
 
+namespace {
+
+/// R-TLS-10: a detached process that removes the CA files once `Sandbox` lets go of the pipe
+/// (destroyed, or moat exited, even by SIGKILL: the kernel closes the write end then). By
+/// the time the Sandbox is destroyed moat runs as its runas user under Landlock and seccomp,
+/// which may no longer remove files in /tmp or $XDG_RUNTIME_DIR; the janitor is forked before
+/// all that and keeps moat's original identity. Double-forked (reparented to init, nothing
+/// for moat to reap) and in its own session (terminal signals do not reach it). Returns the
+/// pipe's write end (O_CLOEXEC), or an invalid fd when it could not be started.
+UniqueFd spawn_ca_janitor(const std::string& dir, const std::vector<std::string>& files) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return UniqueFd();
+  UniqueFd rd(p[0]), wr(p[1]);
+  pid_t mid = ::fork();
+  if (mid < 0) return UniqueFd();
+  if (mid == 0) {
+    if (::fork() != 0) ::_exit(0);  // the grandchild is the janitor
+    ::setsid();
+    ::prctl(PR_SET_NAME, "moat-ca-cleanup");
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGQUIT, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    // Hold nothing of moat's: no TAP, socket or output may stay open because of us.
+    int keep = rd.get();
+    for (int fd = 0; fd < 65536; ++fd)
+      if (fd != keep) (void)::close(fd);  // bounded; close_range is not in every libc
+    char b;
+    ssize_t n;
+    do {
+      n = ::read(keep, &b, 1);
+    } while (n < 0 && errno == EINTR);
+    for (const auto& f : files) ::unlink(f.c_str());
+    ::rmdir(dir.c_str());
+    ::_exit(0);
+  }
+  int st = 0;
+  while (::waitpid(mid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return wr;
+}
+
+}  // namespace
+
 std::string make_ca_bundle(const std::string& system_bundle, const std::string& ca_pem) {
   std::string s = system_bundle;
   if (!s.empty() && s.back() != '\n') s += '\n';
@@ -444,6 +487,7 @@ Result<Sandbox, std::string> Sandbox::start(const SandboxSpec& spec) {
   sb.tap_ = std::move(tap.value());
   sb.control_ = std::move(ours);
   ca_files.release(&sb.ca_dir_, &sb.ca_files_);  // they live as long as the command
+  if (!sb.ca_dir_.empty()) sb.ca_janitor_ = spawn_ca_janitor(sb.ca_dir_, sb.ca_files_);
   return sb;  // `files` is removed here; the child's bind mounts keep the content
 }
 
@@ -455,7 +499,8 @@ Sandbox::Sandbox(Sandbox&& o) noexcept
       netns_(std::move(o.netns_)),
       status_(o.status_),
       ca_dir_(std::exchange(o.ca_dir_, {})),
-      ca_files_(std::exchange(o.ca_files_, {})) {}
+      ca_files_(std::exchange(o.ca_files_, {})),
+      ca_janitor_(std::move(o.ca_janitor_)) {}
 
 Sandbox::~Sandbox() {
   if (pid_ > 0 && !status_) {
@@ -463,10 +508,15 @@ Sandbox::~Sandbox() {
     if (auto st = detail::reap_bounded(pid_, std::chrono::milliseconds(2000))) status_ = decode_status(*st);
     reclaim_tty(pid_);
   }
-  // This runs at exit, under the seccomp filter: unlinkat (AT_REMOVEDIR for the directory)
-  // is on its allow-list, rmdir(2) is not (harden/seccomp.cc, kFiles).
-  for (const auto& f : ca_files_) ::unlinkat(AT_FDCWD, f.c_str(), 0);
-  if (!ca_dir_.empty()) ::unlinkat(AT_FDCWD, ca_dir_.c_str(), AT_REMOVEDIR);
+  if (ca_janitor_) {
+    ca_janitor_.reset();  // EOF: the janitor removes the CA files (spawn_ca_janitor)
+  } else {
+    // No janitor (it could not be started): best effort here. This runs at exit, under the
+    // seccomp filter: unlinkat (AT_REMOVEDIR for the directory) is on its allow-list,
+    // rmdir(2) is not (harden/seccomp.cc, kFiles); Landlock may still refuse it.
+    for (const auto& f : ca_files_) ::unlinkat(AT_FDCWD, f.c_str(), 0);
+    if (!ca_dir_.empty()) ::unlinkat(AT_FDCWD, ca_dir_.c_str(), AT_REMOVEDIR);
+  }
 }
 
 std::vector<std::string> Sandbox::ca_trust_paths() const {

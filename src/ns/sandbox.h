@@ -96,8 +96,9 @@ class Sandbox {
   void kill_child(int sig) noexcept;
   /// R-TLS-10: the directory holding the merged bundle and the CA the child's environment
   /// names, then those two files (empty without guest trust). They must stay for the
-  /// command's lifetime, so they are removed with the Sandbox; a root moat hands them over
-  /// to its runas user (harden's handover) so it can still remove them after the drop.
+  /// command's lifetime; a small process forked by start() removes them when the Sandbox
+  /// is destroyed or moat exits (shortly after: asynchronously), with moat's identity from
+  /// before the privilege drop, Landlock and seccomp.
   [[nodiscard]] std::vector<std::string> ca_trust_paths() const;
 
  private:
@@ -110,6 +111,7 @@ class Sandbox {
   std::optional<int> status_;
   std::string ca_dir_;                  ///< R-TLS-10 files' directory, removed on destruction
   std::vector<std::string> ca_files_;   ///< in ca_dir_: the merged bundle, the CA
+  UniqueFd ca_janitor_;                 ///< closing it makes the janitor remove ca_dir_
 };
 
 /// R-TLS-10: the merged bundle: the system bundle's text (may be empty), a newline when it

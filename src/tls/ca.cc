@@ -101,6 +101,27 @@ std::string ec_group_name(EVP_PKEY* key) {
 // a prompt in the middle of `moat run` would hang it); an encrypted key is an error.
 int no_password(char*, int, int, void*) { return -1; }
 
+// Does a signature made with `key` verify with `pub`? X509_check_private_key() compares
+// public keys only, and an EC or RSA key file carries its public half next to the private
+// one: a damaged private half (found by fuzz/ca_pem) would still "match" and then sign
+// leaves that never verify.
+bool signs_for(EVP_PKEY* key, EVP_PKEY* pub) {
+  static const unsigned char kMsg[] = "moat CA key check";
+  EVP_MD_CTX* s = EVP_MD_CTX_new();
+  EVP_MD_CTX* v = EVP_MD_CTX_new();
+  unsigned char sig[1024];
+  size_t len = sizeof sig;
+  bool ok = s && v && EVP_PKEY_get_size(key) > 0 && size_t(EVP_PKEY_get_size(key)) <= sizeof sig &&
+            EVP_DigestSignInit(s, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+            EVP_DigestSign(s, sig, &len, kMsg, sizeof kMsg) == 1 &&
+            EVP_DigestVerifyInit(v, nullptr, EVP_sha256(), nullptr, pub) == 1 &&
+            EVP_DigestVerify(v, sig, len, kMsg, sizeof kMsg) == 1;
+  EVP_MD_CTX_free(s);
+  EVP_MD_CTX_free(v);
+  ERR_clear_error();
+  return ok;
+}
+
 std::string mode_text(mode_t m) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", unsigned(m & 07777));
@@ -385,10 +406,19 @@ Result<std::unique_ptr<CertAuthority>, UserError> CertAuthority::from_pem(std::s
     ERR_clear_error();
     return fail(key_name, "does not match the certificate " + cert_name + " (public keys differ)");
   }
+  if (!signs_for(key.get(), X509_get0_pubkey(cert.get())))
+    return fail(key_name, "does not match the certificate " + cert_name +
+                              " (its signatures do not verify with the certificate's public key)");
 
-  std::time_t now = std::time(nullptr);
-  if (asn1_to_time(X509_get0_notAfter(cert.get())) <= now)
-    return fail(cert_name, "has expired", "replace it (for the persistent CA: `moat ca init --force`)");
+  // Validity: leaves live inside it (R-TLS-3), so it must be readable and current.
+  struct tm nb_tm {}, na_tm {};
+  if (ASN1_TIME_to_tm(X509_get0_notBefore(cert.get()), &nb_tm) != 1 ||
+      ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &na_tm) != 1)
+    return fail(cert_name, "has an unreadable validity period");
+  std::time_t now = std::time(nullptr), nb = timegm(&nb_tm), na = timegm(&na_tm);
+  if (na <= nb) return fail(cert_name, "has an empty validity period (notAfter is not after notBefore)");
+  if (na <= now) return fail(cert_name, "has expired", "replace it (for the persistent CA: `moat ca init --force`)");
+  if (nb > now) return fail(cert_name, "is not valid yet (notBefore is in the future)", "check the clock, or replace it");
 
   std::string path = (source == Source::ephemeral) ? std::string() : cert_name;
   return std::unique_ptr<CertAuthority>(new CertAuthority(std::move(cert), std::move(key), source, std::move(path)));

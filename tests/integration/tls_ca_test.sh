@@ -157,7 +157,7 @@ if [[ -n "$SYS" ]]; then
   check "bind+env: $SYS shows the merged bundle" grep -q "^SYS=merged" "$T_DIR/trust1.out"
 fi
 cadir=$(tail -n 1 "$T_DIR/trust1.out")
-check "bind+env: the CA files are removed after the run ($cadir)" test ! -e "$cadir"
+check "bind+env: the CA files are removed after the run ($cadir)" wait_for 5 test ! -e "$cadir"
 check "ephemeral CA: the persistent one is untouched" test "$(fp "$D/ca.crt")" = "$FP3"
 
 run_probe "$T_DIR/trust2.out" env --tls-ephemeral-ca
@@ -177,10 +177,28 @@ check "none: system bundle untouched"       grep -qx 0 "$T_DIR/trust3.out"
 # The persistent CA (the default) is the one the child trusts.
 env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run --tls "${UP[@]}" -- sh -c 'cat "$NODE_EXTRA_CA_CERTS"' > "$T_DIR/trust4.pem" 2> "$T_DIR/trust4.err"
 check "persistent: the child gets moat ca show's CA" cmp -s "$T_DIR/trust4.pem" "$D/ca.crt"
+# The first intercepting gateway creates the persistent CA (during setup, before the drop to
+# nobody), with the same modes as `moat ca init`.
+mv "$XDG_DATA_HOME" "$T_DIR/xdg.saved"
+env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run --tls "${UP[@]}" -- sh -c 'cat "$NODE_EXTRA_CA_CERTS"' > "$T_DIR/trust6.pem" 2> "$T_DIR/trust6.err"
+check "first gateway: created the CA"       test -s "$D/ca.crt"
+check "first gateway: the child trusts it"  cmp -s "$T_DIR/trust6.pem" "$D/ca.crt"
+check "first gateway: directory 0700"       test "$(stat -c %a "$D")" = 700
+check "first gateway: key 0600"             test "$(stat -c %a "$D/ca.key")" = 600
+rm -rf "$XDG_DATA_HOME"; mv "$T_DIR/xdg.saved" "$XDG_DATA_HOME"
 # Without --tls nothing is exported.
 env -u NODE_EXTRA_CA_CERTS timeout 60 "$MOAT" run "${UP[@]}" -- sh -c 'echo "N=${NODE_EXTRA_CA_CERTS:-unset}"' > "$T_DIR/trust5.out" 2>&1
 check "no --tls: nothing exported"          grep -q "^N=unset" "$T_DIR/trust5.out"
 
+# moat killed with SIGKILL: its janitor still removes the files (the pipe closes with moat).
+env -u NODE_EXTRA_CA_CERTS "$MOAT" run --tls --tls-ephemeral-ca "${UP[@]}" -- \
+  sh -c 'dirname "$NODE_EXTRA_CA_CERTS" > "$1"; exec sleep 30' probe "$T_DIR/kill.dir" > /dev/null 2>&1 &
+kpid=$!
+wait_for 10 test -s "$T_DIR/kill.dir" || fail "the sandbox did not start"
+kdir=$(cat "$T_DIR/kill.dir")
+check "SIGKILL: the CA files exist while it runs" test -e "$kdir/ca-bundle.crt"
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true
+check "SIGKILL: the CA files are removed anyway" wait_for 5 test ! -e "$kdir"
 check "host system bundle untouched"        test "$SYS_SUM" = "$( [[ -n "$SYS" ]] && sha256sum < "$SYS" || echo none)"
 check "no bind mount leaked to the host"    bash -c "! grep -q moat-ca /proc/self/mountinfo"
 finish

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/core_names.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <sys/stat.h>
@@ -453,6 +454,32 @@ TEST_F(UserCa, KeyMustMatch) {
   expect_error(r, key_, "does not match the certificate " + cert_);
 }
 
+// A key file whose private half does not belong to its public half (what fuzz/ca_pem found
+// by flipping a bit): the public keys match, but its signatures would never verify.
+TEST_F(UserCa, DamagedPrivateHalfIsAMismatch) {
+  auto a = ec_key("P-256"), b = ec_key("P-256");
+  BIGNUM* priv = nullptr;
+  ASSERT_EQ(EVP_PKEY_get_bn_param(a.get(), OSSL_PKEY_PARAM_PRIV_KEY, &priv), 1);
+  unsigned char pub[128];
+  size_t pub_len = 0;
+  ASSERT_EQ(EVP_PKEY_get_octet_string_param(b.get(), OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub, &pub_len), 1);
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
+  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, pub_len);
+  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, priv);
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  EVP_PKEY* mixed = nullptr;
+  ASSERT_EQ(EVP_PKEY_fromdata_init(ctx.get()), 1);
+  ASSERT_EQ(EVP_PKEY_fromdata(ctx.get(), &mixed, EVP_PKEY_KEYPAIR, params), 1);
+  EvpPkeyPtr mixed_key(mixed);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  BN_clear_free(priv);
+  auto r = load_pair(cert_pem(make_cert(b.get()).get()), key_pem(mixed_key.get()));
+  expect_error(r, key_, "signatures do not verify");
+}
+
 TEST_F(UserCa, MustBeACaWithKeyCertSign) {
   auto k = ec_key("P-256");
   expect_error(load_pair(cert_pem(make_cert(k.get(), {.bc = "critical,CA:FALSE"}).get()), key_pem(k.get())), cert_,
@@ -480,6 +507,14 @@ TEST_F(UserCa, ExpiredCaIsRefused) {
   auto k = ec_key("P-256");
   auto c = make_cert(k.get(), {.not_after_days = -1, .not_before_days = -30});
   expect_error(load_pair(cert_pem(c.get()), key_pem(k.get())), cert_, "has expired");
+}
+
+TEST_F(UserCa, NotYetValidOrEmptyValidityIsRefused) {
+  auto k = ec_key("P-256");
+  auto future = make_cert(k.get(), {.not_after_days = 30, .not_before_days = 2});
+  expect_error(load_pair(cert_pem(future.get()), key_pem(k.get())), cert_, "not valid yet");
+  auto empty = make_cert(k.get(), {.not_after_days = 3, .not_before_days = 5});
+  expect_error(load_pair(cert_pem(empty.get()), key_pem(k.get())), cert_, "empty validity period");
 }
 
 TEST(CaFromPem, ErrorsUseTheGivenNames) {

@@ -3,6 +3,7 @@
 #include "tls/leaf.h"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include <chrono>
@@ -275,6 +276,84 @@ TEST_F(LeafTest, InstallsLeafKeyAndChainOnAnSsl) {
   auto bad = cache->install(ssl2.get(), "bad name", dst_);
   ASSERT_FALSE(bad);
   EXPECT_EQ(SSL_get_certificate(ssl2.get()), nullptr);
+}
+
+// A real handshake in memory: an OpenSSL client that trusts only the CA verifies the chain
+// moat serves (leaf + CA) for the SNI, or for the address without SNI, in TLS 1.3 and 1.2;
+// the server picks the leaf in its servername callback, as the interceptor does.
+struct HandshakeResult {
+  bool done = false;
+  long verify = -1;
+  std::string server_error;
+};
+
+HandshakeResult handshake(LeafCache& cache, const CertAuthority& ca, const char* sni, const char* expect_host,
+                          const char* expect_ip, int version) {
+  struct Ctx {
+    LeafCache* cache;
+    IpAddr dst;
+    std::string error;
+  } sctx{&cache, Ipv4Addr::from_octets(93, 184, 216, 34), {}};
+  SslCtxPtr server_ctx(SSL_CTX_new(TLS_server_method()));
+  SSL_CTX_set_min_proto_version(server_ctx.get(), version);
+  SSL_CTX_set_max_proto_version(server_ctx.get(), version);
+  SSL_CTX_set_tlsext_servername_arg(server_ctx.get(), &sctx);
+  SSL_CTX_set_tlsext_servername_callback(server_ctx.get(), +[](SSL* ssl, int*, void* arg) -> int {
+    auto* c = static_cast<Ctx*>(arg);
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    auto r = c->cache->install(ssl, name ? name : "", c->dst);
+    if (!r) c->error = r.error().detail;
+    return r ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_ALERT_FATAL;
+  });
+  SslCtxPtr client_ctx(SSL_CTX_new(TLS_client_method()));
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(client_ctx.get()), ca.cert());
+  SSL_CTX_set_verify(client_ctx.get(), SSL_VERIFY_PEER, nullptr);
+  SslPtr server(SSL_new(server_ctx.get())), client(SSL_new(client_ctx.get()));
+  if (sni) SSL_set_tlsext_host_name(client.get(), sni);
+  X509_VERIFY_PARAM* vp = SSL_get0_param(client.get());
+  if (expect_host) X509_VERIFY_PARAM_set1_host(vp, expect_host, 0);
+  if (expect_ip) X509_VERIFY_PARAM_set1_ip_asc(vp, expect_ip);
+  BIO *bc = nullptr, *bs = nullptr;
+  BIO_new_bio_pair(&bc, 0, &bs, 0);
+  SSL_set_bio(client.get(), bc, bc);
+  SSL_set_bio(server.get(), bs, bs);
+  SSL_set_connect_state(client.get());
+  SSL_set_accept_state(server.get());
+  HandshakeResult res;
+  for (int i = 0; i < 20 && !res.done; ++i) {
+    int a = SSL_do_handshake(client.get()), b = SSL_do_handshake(server.get());
+    res.done = a == 1 && b == 1;
+    if ((a <= 0 && SSL_get_error(client.get(), a) == SSL_ERROR_SSL) ||
+        (b <= 0 && SSL_get_error(server.get(), b) == SSL_ERROR_SSL))
+      break;
+  }
+  ERR_clear_error();
+  res.verify = SSL_get_verify_result(client.get());
+  res.server_error = sctx.error;
+  return res;
+}
+
+TEST_F(LeafTest, RealHandshakeVerifiesAgainstTheCa) {
+  auto cache = make();
+  for (int v : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    auto r = handshake(*cache, *ca_, "api.example.com", "api.example.com", nullptr, v);
+    EXPECT_TRUE(r.done) << v << " " << r.server_error;
+    EXPECT_EQ(r.verify, X509_V_OK) << X509_verify_cert_error_string(r.verify);
+    // No SNI: the IP-SAN leaf for the destination.
+    auto ip = handshake(*cache, *ca_, nullptr, nullptr, "93.184.216.34", v);
+    EXPECT_TRUE(ip.done) << v << " " << ip.server_error;
+    EXPECT_EQ(ip.verify, X509_V_OK) << X509_verify_cert_error_string(ip.verify);
+  }
+  // A client expecting another name rejects the leaf (it names only the SNI).
+  auto wrong = handshake(*cache, *ca_, "api.example.com", "evil.example", nullptr, TLS1_3_VERSION);
+  EXPECT_FALSE(wrong.done);
+  EXPECT_EQ(wrong.verify, X509_V_ERR_HOSTNAME_MISMATCH);
+  // An SNI that cannot be minted fails that handshake only.
+  auto bad = handshake(*cache, *ca_, "bad_name..example", nullptr, nullptr, TLS1_3_VERSION);
+  EXPECT_FALSE(bad.done);
+  EXPECT_FALSE(bad.server_error.empty());
+  auto after = handshake(*cache, *ca_, "api.example.com", "api.example.com", nullptr, TLS1_3_VERSION);
+  EXPECT_TRUE(after.done);
 }
 
 }  // namespace
