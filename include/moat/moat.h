@@ -288,14 +288,18 @@ MOAT_API int moat_unpublish(moat_gateway *gw, const char *spec, moat_error *err)
 MOAT_API int moat_control(moat_gateway *gw, const char *request_json, char **response_json);
 
 /*
- * Secrets and TLS interception (R-ABI-2; R-SEC, R-TLS). This build has neither: the config
- * rejects the secrets.* and tls.* keys, so a gateway never has a secret or a CA. These calls
- * give the correct answers for such a gateway:
+ * Secrets and TLS interception (R-ABI-2; R-SEC, R-TLS). This build has no secrets (the
+ * config rejects the secrets.* keys); it has TLS interception (tls.*):
  *   moat_secret_rotate  MOAT_ESTATE "no secret NAME is configured" (MOAT_EINVAL for NULL
  *                       gw/name, or NULL value with len != 0).
  *   moat_guest_env      MOAT_OK with *env_lines = "" (no secret, no "NAME=placeholder" line);
  *                       release with moat_free(). MOAT_EINVAL for NULL.
- *   moat_ca_pem         MOAT_ESTATE (TLS interception is not configured), *pem = NULL.
+ *   moat_ca_pem         with tls.intercept on: MOAT_OK and *pem = the gateway's interception
+ *                       CA certificate as PEM text (NUL-terminated; release with moat_free()),
+ *                       for the VM integrator to install in the guest's trust store
+ *                       (R-TLS-10). The CA is fixed when the gateway is created (tls.ca_cert/
+ *                       ca_key, an ephemeral CA, or the persistent one), so every call returns
+ *                       the same text. Without interception: MOAT_ESTATE, *pem = NULL.
  *                       MOAT_EINVAL for NULL.
  * Thread-safe; no state is touched.
  */

@@ -29,6 +29,7 @@
 #include "event/loop.h"
 #include "ns/attach.h"
 #include "ns/sandbox.h"
+#include "tls/ca.h"
 #include "transport/qemu_stream.h"
 #include "transport/tap.h"
 #include "transport/unix_socket.h"
@@ -472,6 +473,13 @@ int run_sandbox(const RunOptions& o) {
   if (plan.families.ipv6) {
     spec.nameservers.push_back(cfg.net.dns6());
     spec.host_alias_addrs.push_back(cfg.net.ipv6_gateway);
+  }
+  if (plan.ca) {
+    // R-TLS-10: the child trusts moat's CA (plan.ca was resolved by finish_config()).
+    spec.ca_pem = plan.ca->pem();
+    static_assert(int(config::RunConfig::CaTrust::env) == int(ns::SandboxSpec::CaTrust::env) &&
+                  int(config::RunConfig::CaTrust::none) == int(ns::SandboxSpec::CaTrust::none));
+    spec.ca_trust = ns::SandboxSpec::CaTrust(int(cfg.run.ca_trust));  // same order: bind+env, env, none
   }
   auto sb = ns::Sandbox::start(spec);
   if (!sb) {

@@ -22,6 +22,7 @@
 #include "dns/block_list.h"
 #include "dns/tcp_server.h"
 #include "obs/json.h"
+#include "tls/ca.h"
 
 namespace moat::app {
 namespace {
@@ -248,6 +249,7 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.first_flight_timeout = c.policy.first_flight_timeout;
   s.dns = c.dns;
   s.audit = c.audit;
+  s.tls = c.tls;
   auto& p = s.publish;
   if (f.ipv4) p.guest4 = n.ipv4_address;
   p.prefix4 = n.ipv4_prefix;
@@ -327,6 +329,13 @@ Result<GatewayPlan, std::vector<config::UserError>> finish_config(config::Config
     auto spec = transport::parse_impair(cfg.flows.impair);
     if (!spec) errs.push_back({"net.impair", spec.error(), ""});
     else plan.impair = *spec;
+  }
+  // R-TLS-2: the CA last, once everything else is known good, so a bad flag never creates
+  // the persistent CA; its errors (a file named, the reason) are §5.2 errors like the rest.
+  if (errs.empty() && cfg.tls.intercept) {
+    auto ca = tls::CertAuthority::from_config(cfg.tls);
+    if (!ca) errs.push_back(ca.error());
+    else plan.ca = std::shared_ptr<const tls::CertAuthority>(std::move(*ca));
   }
   if (!errs.empty()) {
     if (errs.size() > 20) errs.resize(20);
@@ -426,9 +435,42 @@ Result<void, std::string> GatewayAssembly::assemble(std::unique_ptr<transport::F
   gateway_ = std::make_unique<Gateway>(loop_, counters_, plan_.link, std::move(link), pcap, &plan_.flows, impaired);
   gateway_->set_rate(plan_.cfg.rate_egress, plan_.cfg.rate_ingress);  // R-RATE
   gateway_->interface().set_budget(&budget_);
+  if (plan_.cfg.tls.intercept && gateway_->flows()) {
+    if (auto t = assemble_tls(); !t) return t;
+  }
   if (auto pb = gateway_->flows()->publish(plan_.cfg.flows.publish); !pb) return unexpected(pb.error());
   for (const auto& d : gateway_->flows()->publisher().describe()) MOAT_LOG(info, "published %s", d.c_str());
   return {};
+}
+
+// R-TLS-2/3/4: the CA, the leaf cache and the interceptor, built here (before the
+// privilege drop and seccomp: the CA and trust files, the key log are opened now) and
+// registered as a TCP peer provider. Error: one §5.2 text naming the file or setting.
+Result<void, std::string> GatewayAssembly::assemble_tls() {
+  const config::TlsConfig& tc = plan_.cfg.tls;
+  // The CA finish_config() resolved (plan.ca): the guest's trust bundle (R-TLS-10) holds that
+  // one, so the leaves must be signed by it (an ephemeral CA made twice would differ).
+  if (plan_.ca) {
+    ca_ = plan_.ca;
+  } else {
+    auto ca = tls::CertAuthority::from_config(tc);
+    if (!ca) {
+      const config::UserError& e = ca.error();
+      return unexpected(e.where + ": " + e.what + (e.hint.empty() ? "" : "; " + e.hint));
+    }
+    ca_ = std::shared_ptr<const tls::CertAuthority>(std::move(*ca));
+  }
+  auto leaves = tls::LeafCache::create(*ca_, tc, &budget_, &counters_);
+  if (!leaves) return unexpected("tls: cannot create the leaf key: " + leaves.error().detail);
+  leaves_ = std::move(*leaves);
+  auto ic = tls::Interceptor::create(loop_, counters_, tc, *leaves_, audit_.get(), &budget_,
+                                     plan_.flows.engines.tcp.flow_buffer);
+  if (!ic) return unexpected(ic.error());
+  tls_ = std::move(*ic);
+  tls_->attach(gateway_->flows()->dispatch());
+  // The edges (R-TLS-7/8, R-DNS-9): QUIC blocking, CONNECT tunnels (inner TLS through tls_),
+  // DoT with the same leaves.
+  return gateway_->flows()->attach_tls_edges(*leaves_, tls_.get());
 }
 
 Status GatewayAssembly::start(std::function<void(const Errno&)> on_link_gone) {
@@ -439,6 +481,7 @@ void GatewayAssembly::stop(std::string_view reason) {
   if (stopped_) return;
   stopped_ = true;
   gateway_.reset();  // resets open flows, flushes the capture, closes the link
+  tls_.reset();      // after the flows that held its sessions
   plan_.flows.audit_log = nullptr;
   if (audit_) {
     audit_->emit("gateway_stop", [&](obs::JsonWriter& w) { w.str("reason", reason); });

@@ -31,9 +31,16 @@
 #include "event/loop.h"
 #include "obs/audit_log.h"
 #include "stack/interface.h"
+#include "tls/ca.h"
+#include "tls/interceptor.h"
+#include "tls/leaf.h"
 #include "transport/frame_transport.h"
 #include "transport/impair.h"
 #include "transport/pcap.h"
+
+namespace moat::tls {
+class CertAuthority;
+}
 
 namespace moat::app {
 
@@ -101,6 +108,11 @@ struct GatewayPlan {
   stack::LinkConfig link;
   FlowsSetup flows;
   std::optional<transport::ImpairSpec> impair;  ///< net.impair, parsed
+  /// The interception CA (R-TLS-2) when tls.intercept is on: resolved by finish_config()
+  /// (user-supplied, ephemeral, or the persistent CA, created on first use) during setup,
+  /// before the privilege drop; null otherwise. Immutable: the leaf cache, `moat run`'s
+  /// guest trust (R-TLS-10) and moat_ca_pem() share it.
+  std::shared_ptr<const tls::CertAuthority> ca;
 };
 
 /// The one "finish config" step. `earlier` are errors the caller found already (flags); they
@@ -215,6 +227,13 @@ class GatewayAssembly {
   const Gateway* gateway() const noexcept { return gateway_.get(); }
   /// Null without audit.file and audit hook, and after stop().
   obs::AuditLog* audit() noexcept { return audit_.get(); }
+  /// The interception CA (R-TLS-2) when tls.intercept is on, else null: the one
+  /// finish_config() resolved into plan().ca, which `moat run` gives the guest (R-TLS-10)
+  /// and moat_ca_pem() returns. The leaf cache must sign with this CA: a second
+  /// CertAuthority::from_config() would, for an ephemeral CA, make a different one.
+  [[nodiscard]] const tls::CertAuthority* ca() const noexcept { return plan_.ca.get(); }
+  /// The TLS interceptor (R-TLS-4) when tls.intercept is on, after assemble(); else null.
+  tls::Interceptor* tls_interceptor() noexcept { return tls_.get(); }
 
   /// R-OBS-3 audit.reopen (SIGHUP, control): nothing to do without an audit log.
   Result<void, std::string> reopen_audit();
@@ -225,12 +244,19 @@ class GatewayAssembly {
   std::string stats_json(const std::function<void(std::string&)>& extra = {});
 
  private:
+  Result<void, std::string> assemble_tls();
+
   event::Loop& loop_;
   GatewayPlan plan_;
   Counters counters_;
   MemoryBudget budget_;                   // R-LIM-2; before audit_ and gateway_, which charge it
   MemoryCharge fixed_charge_;             // the audit and pcap write buffers, allocated once
   std::unique_ptr<obs::AuditLog> audit_;  // before gateway_: outlives the flows that emit
+  // TLS interception (R-TLS): before gateway_, because the TCP engine hands the
+  // interceptor's sessions back (on_closed) while the gateway's flows are torn down.
+  std::shared_ptr<const tls::CertAuthority> ca_;  // plan_.ca
+  std::unique_ptr<tls::LeafCache> leaves_;
+  std::unique_ptr<tls::Interceptor> tls_;
   std::unique_ptr<Gateway> gateway_;
   bool stopped_ = false;
 };

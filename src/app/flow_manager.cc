@@ -1,5 +1,6 @@
 #include "app/flow_manager.h"
 
+#include "base/log.h"
 #include "wire/ipv4.h"
 
 namespace moat::app {
@@ -78,7 +79,9 @@ const dns::BlockList& empty_block_list() {
 }  // namespace
 
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
-    : policy_(setup.policy ? setup.policy : default_policy(setup.engines.destinations)),
+    : dispatch_loop_(loop),
+      counters_(counters),
+      policy_(setup.policy ? setup.policy : default_policy(setup.engines.destinations)),
       audit_(setup.audit_log),
       pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins, setup.engines.budget}),
       block_(setup.dns.block_list),
@@ -93,6 +96,43 @@ FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counte
   // R-UDP-1: replies on published UDP mappings first (step 3), then DNS (R-DNS-1).
   dispatch_.add_hook(flows::PacketMatch::any_port(wire::kProtoUdp), publisher_);
   dns_->attach(dispatch_);
+  // R-UDP-1 step 4 (after published replies and DNS): QUIC to an intercepted port.
+  if (setup.tls.intercept && setup.tls.block_quic) {
+    quic_ = std::make_unique<tls::QuicBlocker>(
+        counters, io, tls::QuicBlockConfig{setup.tls.ports, setup.deny_response == config::DenyResponse::drop});
+    quic_->attach(dispatch_);
+  }
+  tls_cfg_ = setup.tls;
+  engines_cfg_ = setup.engines;
+}
+
+Result<void, std::string> FlowManager::attach_tls_edges(tls::LeafCache& leaves, tls::Interceptor* interceptor) {
+  // R-DNS-9: TCP/853 terminated here, its DNS served by the TCP/53 server for that address.
+  tls::DotConfig dc;
+  dc.handshake_timeout = tls_cfg_.handshake_timeout;
+  dc.budget = engines_cfg_.budget;
+  auto dns_endpoint = [this](const IpAddr& dst) -> std::optional<flows::Endpoint> {
+    auto e = dns_->tcp_server().endpoint_for(dst);
+    if (!e) return std::nullopt;
+    return flows::Endpoint{e->first, e->second};
+  };
+  auto dot = tls::DotTerminator::create(dispatch_loop_, counters_, leaves, std::move(dns_endpoint), dc);
+  if (!dot) return unexpected(dot.error());
+  dot_ = std::move(*dot);
+  dns_->set_dot_terminated(true);
+  admission_.set_dot_terminated(true);
+  dispatch_.add_tcp_provider(*dot_);
+  // R-TLS-8: CONNECT on any port (after DNS and the tls.ports interceptor).
+  tls::ConnectConfig cc;
+  cc.intercept_ports = tls_cfg_.ports;
+  cc.bypass = tls_cfg_.bypass;
+  cc.flow_buffer = engines_cfg_.tcp.flow_buffer;
+  cc.max_window = engines_cfg_.tcp.max_window;
+  cc.budget = engines_cfg_.budget;
+  cc.interceptor = interceptor;
+  connect_ = std::make_unique<tls::ConnectTunnels>(dispatch_loop_, counters_, admission_, audit_, std::move(cc));
+  dispatch_.add_tcp_provider(*connect_);
+  return {};
 }
 
 }  // namespace moat::app

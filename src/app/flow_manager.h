@@ -26,6 +26,11 @@
 #include "obs/audit_log.h"
 #include "policy/engine.h"
 #include "ports/publisher.h"
+#include "tls/connect_tunnel.h"
+#include "tls/dot.h"
+#include "tls/interceptor.h"
+#include "tls/leaf.h"
+#include "tls/quic_block.h"
 #include "stack/interface.h"
 #include "transport/frame_transport.h"
 
@@ -123,6 +128,8 @@ struct FlowsSetup {
   Duration first_flight_timeout = std::chrono::seconds(1);
   config::DnsConfig dns;
   config::AuditConfig audit;
+  /// TLS interception (R-TLS): QUIC blocking, CONNECT tunnels, DoT.
+  config::TlsConfig tls;
   /// The DNS upstreams with their transport (the same list as destinations.dns_upstreams).
   std::vector<dns::Upstream> dns_upstreams;
   /// The audit sink (R-OBS-3), owned by the caller and outliving the FlowManager; null = off.
@@ -169,6 +176,11 @@ class FlowManager final {
   /// Closes drained flows quietly and resets the rest; returns the number reset.
   size_t end_drain(Instant now) { return dispatch_.tcp().end_drain(now); }
 
+  /// With tls.intercept, once the gateway's TLS interceptor exists (before the first
+  /// packet): CONNECT tunnels (R-TLS-8; `interceptor` runs their inner TLS, null: spliced)
+  /// and DoT (R-DNS-9) with the gateway's leaves. Both outlive the flows. Error: one line.
+  Result<void, std::string> attach_tls_edges(tls::LeafCache& leaves, tls::Interceptor* interceptor);
+
   /// Binds the published ports (before ready). Error: one §5.2 line.
   Result<void, std::string> publish(const std::vector<config::PublishSpec>& specs) { return publisher_.bind_all(specs); }
   const ports::Publisher& publisher() const noexcept { return publisher_; }
@@ -187,12 +199,20 @@ class FlowManager final {
   obs::AuditLog* audit() noexcept { return audit_; }
 
  private:
+  event::Loop& dispatch_loop_;
+  Counters& counters_;
   policy::EngineRef policy_;
   obs::AuditLog* audit_;
   dns::PinSet pins_;
   std::shared_ptr<const dns::BlockList> block_;
   std::unique_ptr<dns::Interceptor> dns_;  // before the engines: its TCP/53 listeners outlive their flows
   PolicyAdmission admission_;              // before the engines that use it
+  // TLS interception's edges (null without it); both outlive the Dispatch and its flows.
+  std::unique_ptr<tls::QuicBlocker> quic_;         // R-TLS-7, with tls.block_quic
+  std::unique_ptr<tls::ConnectTunnels> connect_;  // R-TLS-8
+  std::unique_ptr<tls::DotTerminator> dot_;       // R-DNS-9
+  config::TlsConfig tls_cfg_;
+  flows::DispatchConfig engines_cfg_;             // flow buffer, window, budget for the edges
   flows::Dispatch dispatch_;
   ports::Publisher publisher_;
   bool drain_guest_gone_ = false;

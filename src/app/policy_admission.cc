@@ -52,10 +52,13 @@ namespace {
 /// R-DNS-1: TCP/53 to any address is answered by moat's DNS forwarder (the DialPlan points at
 /// its loopback listener), which applies name policy (R-POL-8) and the direct-query egress
 /// check (R-DNS-3 step 5) to every query, so such a flow is not judged by its address.
-bool dns_redirected(const flows::FlowInfo& f) {
-  return !f.ingress && f.proto == flows::FlowProto::tcp && f.remote_port == 53;
+bool dns_port(const flows::FlowInfo& f, bool dot) {
+  return !f.ingress && f.proto == flows::FlowProto::tcp && (f.remote_port == 53 || (dot && f.remote_port == 853));
 }
 }  // namespace
+
+/// R-DNS-1/9: also TCP/853 while DoT is terminated (its queries are judged one by one).
+bool PolicyAdmission::dns_redirected(const flows::FlowInfo& f) const { return dns_port(f, dot_terminated_); }
 
 policy::Verdict PolicyAdmission::open_verdict(const flows::FlowInfo& f) const {
   if (dns_redirected(f)) return policy::Verdict{policy::Action::allow, std::nullopt};
@@ -111,6 +114,21 @@ bool PolicyAdmission::tcp_first_flight(const flows::FlowInfo& f) {
   const policy::Verdict v = decide_counted(f);
   if (!v.allowed() && audit_) audit("flow_deny", f, v, true, "policy");
   return v.allowed();
+}
+
+flows::Admission::Decision PolicyAdmission::tcp_decide(const flows::FlowInfo& f) {
+  const policy::Verdict v = decide_counted(f);
+  if (!v.allowed() && audit_) audit("flow_deny", f, v, true, "policy");
+  Decision d;
+  d.allow = v.allowed();
+  const policy::Policy& pol = policy_.get().policy();
+  if (v.rule && *v.rule < pol.rules.size()) {
+    const policy::Rule& r = pol.rules[*v.rule];
+    d.rule = r.label.empty() ? std::to_string(*v.rule) : r.label;
+  } else {
+    d.rule = "default";
+  }
+  return d;
 }
 
 bool PolicyAdmission::udp(const flows::FlowInfo& f) {

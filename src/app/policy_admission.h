@@ -28,6 +28,7 @@ class PolicyAdmission final : public flows::Admission {
   uint64_t next_flow_id() override { return ++last_id_; }
   flows::TcpPath tcp_syn(const flows::FlowInfo& f) override;
   bool tcp_first_flight(const flows::FlowInfo& f) override;
+  Decision tcp_decide(const flows::FlowInfo& f) override;
   bool udp(const flows::FlowInfo& f) override;
   bool icmp_echo(const flows::FlowInfo& f) override;
   bool ingress(const flows::FlowInfo& f) override;
@@ -36,8 +37,11 @@ class PolicyAdmission final : public flows::Admission {
   [[nodiscard]] Duration first_flight_timeout() const override { return first_flight_timeout_; }
   void flow_opened(const flows::FlowInfo& f) override;
   void flow_closed(const flows::FlowInfo& f, const flows::CloseInfo& c) override;
+  /// TCP/853 is DoT terminated by moat (R-DNS-9): judged per query like TCP/53.
+  void set_dot_terminated(bool on) noexcept { dot_terminated_ = on; }
 
  private:
+  bool dns_redirected(const flows::FlowInfo& f) const;
   policy::Query query(const flows::FlowInfo& f) const;
   policy::Verdict decide_counted(const flows::FlowInfo& f);
   /// The verdict an admitted TCP flow is audited with: the DNS forwarder's (allow, no rule)
@@ -53,6 +57,7 @@ class PolicyAdmission final : public flows::Admission {
   config::DenyResponse deny_response_;
   Duration first_flight_timeout_;
   uint64_t last_id_ = 0;
+  bool dot_terminated_ = false;
 };
 
 }  // namespace moat::app

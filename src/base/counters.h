@@ -105,10 +105,31 @@ namespace moat {
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(dns_accept_emfile, "dns.accept_emfile")             \
+  X(tls_intercepted, "tls.intercepted")                 \
+  X(tls_bypassed, "tls.bypassed")                       \
+  X(tls_non_tls, "tls.non_tls")                         \
+  X(tls_verify_failed, "tls.verify_failed")             \
+  X(tls_handshake_failed, "tls.handshake_failed")       \
+  X(tls_upstream_failed, "tls.upstream_failed")         \
+  X(tls_upstream_resumed, "tls.upstream_resumed")       \
+  X(tls_keylog_active, "tls.keylog_active")             \
+  X(tls_quic_blocked, "tls.quic_blocked")               \
+  X(tls_connect_tunnels, "tls.connect.tunnels")         \
+  X(tls_connect_denied, "tls.connect.denied")           \
+  X(tls_connect_malformed, "tls.connect.malformed")     \
+  X(tls_connect_refused_by_proxy, "tls.connect.refused_by_proxy") \
+  X(tls_connect_bad_response, "tls.connect.bad_response") \
+  X(tls_connect_sni_mismatch, "tls.connect.sni_mismatch") \
+  X(tls_dot_sessions, "tls.dot.sessions")               \
+  X(tls_dot_handshake_failed, "tls.dot.handshake_failed") \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(rate_egress_throttled_ms, "rate.egress.throttled_ms")   \
   X(rate_ingress_throttled_ms, "rate.ingress.throttled_ms") \
+  X(tls_leaf_cache_hits, "tls.leaf_cache.hits")         \
+  X(tls_leaf_minted, "tls.leaf_cache.minted")           \
+  X(tls_leaf_mint_failed, "tls.leaf_cache.failed")      \
+  X(tls_leaf_cache_size, "tls.leaf_cache.size")         \
   X(internal_errors, "internal_errors")
 // clang-format on
 

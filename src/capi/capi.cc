@@ -323,9 +323,15 @@ int moat_guest_env(moat_gateway* gw, char** env_lines) {
 
 int moat_ca_pem(moat_gateway* gw, char** pem) {
   if (pem) *pem = nullptr;
-  if (!gw || !pem) return MOAT_EINVAL;
-  // TLS interception (R-TLS) is not configured (tls.* is rejected in this build): no CA.
-  return MOAT_ESTATE;
+  return guarded(nullptr, [&]() -> int {
+    if (!gw || !pem) return MOAT_EINVAL;
+    // R-TLS-10 "VM integrators get the PEM from moat_ca_pem()": the CA resolved when the
+    // gateway was created (immutable, so no loop round trip). Without tls.intercept: no CA.
+    const std::string* ca = gw->gw->ca_pem();
+    if (!ca) return MOAT_ESTATE;
+    *pem = dup_string(*ca);
+    return *pem ? MOAT_OK : MOAT_ENOMEM;
+  });
 }
 
 void moat_free(void* p) { std::free(p); }

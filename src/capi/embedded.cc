@@ -15,6 +15,7 @@
 #include "obs/json.h"
 #include "policy/engine.h"
 #include "policy/rule.h"
+#include "tls/ca.h"
 #include "transport/pcap.h"
 
 namespace moat::capi {
@@ -464,6 +465,15 @@ class Backend final : public control::Backend {
 std::string EmbeddedGateway::control(std::string_view request) {
   Backend b(*this);
   return control::Dispatcher(b).handle(request);
+}
+
+}  // namespace moat::capi
+
+namespace moat::capi {
+
+const std::string* EmbeddedGateway::ca_pem() const noexcept {
+  const tls::CertAuthority* ca = assembly_->ca();
+  return ca ? &ca->pem() : nullptr;
 }
 
 }  // namespace moat::capi

@@ -97,6 +97,10 @@ class EmbeddedGateway {
   /// Every counter as a JSON object (see moat.h).
   Result<std::string, CallError> stats_json();
 
+  /// R-TLS-2/10: the interception CA as PEM, or nullptr when tls.intercept is off. The CA is
+  /// resolved by create() and never changes, so any thread may read it at any time.
+  [[nodiscard]] const std::string* ca_pem() const noexcept;
+
   /// R-PUB-6: binds a `-p` spec (R-PUB-1) on the loop thread; returns the new listeners as
   /// describe() lines ("tcp 127.0.0.1:8080 -> guest port 80"). Errors: config (syntax),
   /// conflict (host port already published), io (bind failed: the line names spec and errno),

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/app.h"
+#include "cli/ca_cmd.h"
 #include "cli/docgen.h"
 #include "cli/flags.h"
 #include "base/file.h"
@@ -489,6 +490,9 @@ int cmd_man(const std::vector<std::string>& args) {
   (void)cmd_serve({"--help"});
   (void)cmd_policy({"check", "--help"});
   (void)cmd_policy({"explain", "--help"});
+  (void)cmd_ca({"init", "--help"});
+  (void)cmd_ca({"show", "--help"});
+  (void)cmd_ca({"path", "--help"});
   set_help_capture(nullptr);
   std::printf("%s", man_moat(cap, kVersion).c_str());
   return 0;
@@ -502,6 +506,7 @@ void usage(FILE* to) {
                "  moat attach (--netns PATH | --pid PID)  serve an existing network namespace\n"
                "  moat serve (--qemu PATH | --unixgram PATH | --fd N)  serve a VM's link on a socket or fd\n"
                "  moat policy check FILE | explain --dst HOST:PORT  validate or explain a policy\n"
+               "  moat ca init [--force] | show [--text] | path [--key]  the TLS interception CA\n"
                "  moat --version | --help\n\n"
                "`moat SUBCOMMAND --help` lists the options.\n",
                kVersion);
@@ -532,6 +537,7 @@ int main(int argc, char** argv) {
   if (sub == "attach") return cmd_attach(args);
   if (sub == "serve") return cmd_serve(args);
   if (sub == "policy") return cmd_policy(args);
+  if (sub == "ca") return cmd_ca(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;
 }

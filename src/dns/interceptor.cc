@@ -81,7 +81,7 @@ flows::TcpTake Interceptor::on_syn(const flows::FlowInfo& f, flows::DialPlan& pl
     if (auto e = tcp_->endpoint_for(f.remote)) plan.add(flows::Endpoint{e->first, e->second});
     return flows::TcpTake::dial();
   }
-  if (f.remote_port == kDot && refuse_alt_ports_) {
+  if (f.remote_port == kDot && refuse_alt_ports_ && !dot_terminated_) {
     plan = flows::DialPlan{};  // R-DNS-1: RST so stubs fall back to port 53
     return flows::TcpTake::dial();
   }

@@ -12,7 +12,7 @@
 //                                     destination (the TCP engine terminates the guest's
 //                                     connection like any other, so it counts toward
 //                                     max_flows); TCP/853 gets an empty plan (RST, so stubs
-//                                     fall back to port 53).
+//                                     fall back to port 53) unless DoT is terminated (tls/).
 //
 // The alternative ports are only refused with dns.refuse_alt_ports. It also renders the
 // forwarder's events as R-OBS-3 dns_* audit lines.
@@ -50,6 +50,9 @@ class Interceptor final : private flows::PacketHook, private flows::TcpPeerProvi
   /// Registers the hooks and the TCP/53 provider above with `d`.
   void attach(flows::Dispatch& d);
 
+  /// TCP/853 is taken by a DoT provider registered after this one (R-DNS-9): not refused here.
+  void set_dot_terminated(bool on) noexcept { dot_terminated_ = on; }
+
   Forwarder& forwarder() noexcept { return *fwd_; }
   TcpServer& tcp_server() noexcept { return *tcp_; }
 
@@ -67,6 +70,7 @@ class Interceptor final : private flows::PacketHook, private flows::TcpPeerProvi
   const policy::EngineRef& policy_;
   obs::AuditLog* audit_;
   bool refuse_alt_ports_;
+  bool dot_terminated_ = false;
   bool deny_silently_;
   std::unique_ptr<Forwarder> fwd_;
   std::unique_ptr<TcpServer> tcp_;

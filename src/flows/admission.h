@@ -5,9 +5,11 @@
 // method is called on the loop thread. An engine without an Admission allows everything
 // (tests of the data path itself).
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "base/addr.h"
+#include "base/bytes.h"
 #include "base/time.h"
 
 namespace moat::flows {
@@ -33,6 +35,9 @@ struct FlowInfo {
   TcpPath path = TcpPath::fast;
   NameSrc name_src = NameSrc::none;
   std::string_view name;  ///< from the first flight; not owned
+  /// TcpPeerProvider::on_allowed only: the held first flight (a ClientHello, a request
+  /// head, ...), so a provider can tell TLS from other bytes; not owned.
+  Bytes first_flight;
 };
 
 /// How a flow ended, for the flow_close audit line (R-OBS-3 `close`).
@@ -53,6 +58,15 @@ class Admission {
   /// The first flight of a gate/inspect flow was classified (`f.name_src`, `f.name`):
   /// true = allow. A deny (including NameSrc::mismatch) is counted and audited here.
   virtual bool tcp_first_flight(const FlowInfo& f) = 0;
+  /// What tcp_decide() found.
+  struct Decision {
+    bool allow = false;
+    std::string rule;  ///< the deciding rule: its label, else its index, else "default"
+  };
+  /// An egress TCP query a TcpPeerProvider makes for a flow it took before policy (a
+  /// CONNECT target: f.remote / f.remote_port are the target's, f.name_src connect or
+  /// none). Counted, and a deny audited, like tcp_first_flight.
+  virtual Decision tcp_decide(const FlowInfo& f) { return Decision{tcp_first_flight(f), {}}; }
   /// First datagram to a UDP peer, or the first after a policy change (S = none).
   virtual bool udp(const FlowInfo& f) = 0;
   /// An ICMP echo request to a relayed destination (no port).

@@ -42,6 +42,15 @@ void HostSocketPeer::reset() noexcept {
   ring_.free_storage();
 }
 
+UniqueFd HostSocketPeer::release() noexcept {
+  ring_.free_storage();
+  if (use_peek_off_ && fd_) {
+    const int off = -1;  // back to plain reads for the next owner
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+  }
+  return std::move(fd_);
+}
+
 size_t HostSocketPeer::readable() {
   int n = 0;
   if (!fd_ || ::ioctl(fd_.get(), FIONREAD, &n) < 0 || n < 0) return 0;

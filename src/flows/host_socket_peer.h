@@ -54,6 +54,9 @@ class HostSocketPeer final : public TcpPeer {
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
   /// Closes the socket now (failed connect attempt before the next one).
   void reset() noexcept;
+  /// Gives the socket away (a TcpPeerProvider continues on it, TcpFlowRef::
+  /// take_host_socket); only before any guest byte was written to it.
+  UniqueFd release() noexcept;
 
   /// EPOLLRDHUP / EPOLLHUP seen: no more data will arrive.
   void set_read_closed() noexcept { read_closed_ = true; }

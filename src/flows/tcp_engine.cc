@@ -296,6 +296,13 @@ void TcpEngine::on_syn(const FlowKey& key, const TcpRepr& seg, Bytes l4, const w
   for (TcpPeerProvider* p : providers_) {
     const TcpTake t = p->on_syn(info, plan, TcpFlowRef{this, *id});
     if (t.kind == TcpTake::Kind::pass) continue;
+    if (t.kind == TcpTake::Kind::classify) {
+      // The provider wants to see the first flight (TLS interception): the fast path
+      // becomes the gate path; gate and inspect classify already.
+      if (path == TcpPath::fast) path = TcpPath::gate;
+      info.path = path;
+      break;
+    }
     if (t.kind == TcpTake::Kind::peer && t.peer) {
       f.provider = p;
       f.provided = t.peer;
@@ -474,6 +481,18 @@ void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
   }
   f.name = std::move(c.name);
   f.gate_deadline = Instant::max();
+  // Before policy: a provider may take the flow and answer for it (see tcp_peer_provider.h),
+  // under the same condition as on_allowed below.
+  if (!providers_.empty() && (f.path == TcpPath::inspect || f.conn.bytes_to_guest() == 0)) {
+    FlowInfo info = flow_info(f);
+    info.first_flight = f.gate.held();
+    for (TcpPeerProvider* p : providers_) {
+      if (TcpPeer* peer = p->on_first_flight(info, TcpFlowRef{this, f.id})) {
+        hand_over(f, *p, *peer, now);
+        return;
+      }
+    }
+  }
   const bool allow = admission_ ? admission_->tcp_first_flight(flow_info(f)) : true;
   if (!allow) {
     // R-TCP-4/5, R-POL-10: after the handshake a denial is always RST; the upstream (if
@@ -486,7 +505,8 @@ void TcpEngine::check_gate(TcpFlow& f, Instant now, bool timed_out) {
   // (TLS interception) instead of the host socket — unless the host already sent the guest
   // something on the gate path (a banner), which the new peer could not continue.
   if (!providers_.empty() && (f.path == TcpPath::inspect || f.conn.bytes_to_guest() == 0)) {
-    const FlowInfo info = flow_info(f);
+    FlowInfo info = flow_info(f);
+    info.first_flight = f.gate.held();
     for (TcpPeerProvider* p : providers_) {
       if (TcpPeer* peer = p->on_allowed(info, TcpFlowRef{this, f.id})) {
         hand_over(f, *p, *peer, now);
@@ -562,6 +582,24 @@ void TcpFlowRef::peer_writable() const {
 }
 void TcpFlowRef::peer_error(Errno e) const {
   if (engine_) engine_->on_provided_event(id_, TcpEngine::PeerEvent::error, e);
+}
+
+UniqueFd TcpFlowRef::take_host_socket() const {
+  if (!engine_) return UniqueFd{};
+  TcpFlow* f = engine_->table_.get(id_);
+  // Only a gate flow still holding its first flight: connected, and no guest byte sent.
+  if (!f || f->finished || f->path != TcpPath::gate || !f->gate.holding() || f->connecting ||
+      f->host.fd() < 0)
+    return UniqueFd{};
+  f->watch.reset();
+  return f->host.release();
+}
+
+std::optional<Endpoint> TcpFlowRef::dial_target() const {
+  if (!engine_) return std::nullopt;
+  const TcpFlow* f = engine_->table_.get(id_);
+  if (!f || f->plan.count == 0) return std::nullopt;
+  return f->plan.targets[0];
 }
 
 void TcpEngine::dial(TcpFlow& f, Instant now) {

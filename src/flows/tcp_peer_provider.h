@@ -10,14 +10,28 @@
 //                DialPlan (DNS: moat's own listener, or an empty plan = RST), or supply an
 //                in-process peer; the guest handshake then completes at once, nothing is
 //                dialled and no first-flight gate runs (the provider enforces its own policy).
+//                Or it may ask for the first flight to be classified (TcpTake::classify):
+//                a fast-path flow then takes the gate path (dialled at once, guest bytes
+//                held until classified), so that it reaches `classified` and `first flight`
+//                below (TLS interception on tls.ports, CONNECT on any port: the fast path
+//                classifies nothing).
+//   classified   a gate/inspect flow's first flight was classified, *before* policy (f has
+//                the name and FlowInfo::first_flight the held bytes): a provider may take
+//                the flow and answer for its policy itself (CONNECT tunnels: the policy
+//                query is the tunnel's target, not the proxy).
 //   first flight a gate/inspect flow the policy allowed, with its name (SNI, Host, CONNECT)
 //                and path: a provider may supply a peer that takes the flow from here on.
 //                The held first flight is written to it (a TLS interceptor sees the
-//                ClientHello); a host connection made for the gate path is reset (a
-//                gate flow whose host already sent the guest bytes is not offered).
+//                ClientHello; FlowInfo::first_flight shows it before the choice); a host
+//                connection made for the gate path is reset (a gate flow whose host
+//                already sent the guest bytes is not offered) unless the provider took it
+//                with TcpFlowRef::take_host_socket() to use it itself (no second dial).
 // A supplied peer is the provider's: it must stay valid until on_closed(), which the engine
 // calls once the flow's slot is freed (no TcpConn call follows).
 #include <cstdint>
+#include <optional>
+
+#include "base/unique_fd.h"
 
 #include "base/result.h"
 #include "flows/admission.h"
@@ -42,6 +56,13 @@ class TcpFlowRef {
   /// The upstream failed: the guest gets RST.
   void peer_error(Errno e) const;
   [[nodiscard]] FlowId id() const noexcept { return id_; }
+  /// During on_first_flight() / on_allowed() on the gate path only: the flow's connected host socket, which
+  /// becomes the caller's (its watch is removed; the engine no longer touches it). An
+  /// invalid fd anywhere else (inspect path: nothing was dialled).
+  [[nodiscard]] UniqueFd take_host_socket() const;
+  /// Where the engine would dial this flow (the first target of its DialPlan: the
+  /// gateway's own address maps to loopback, R-ADDR-5); nullopt when there is none.
+  [[nodiscard]] std::optional<Endpoint> dial_target() const;
 
  private:
   friend class TcpEngine;
@@ -52,12 +73,15 @@ class TcpFlowRef {
 
 /// What a provider does with a new flow at its SYN.
 struct TcpTake {
-  enum class Kind : uint8_t { pass, dial, peer };
+  enum class Kind : uint8_t { pass, dial, peer, classify };
   Kind kind = Kind::pass;
   TcpPeer* peer = nullptr;
   static TcpTake pass() noexcept { return {}; }
   /// The provider rewrote the DialPlan (count 0: refused with RST, counted tcp.refused).
   static TcpTake dial() noexcept { return {Kind::dial, nullptr}; }
+  /// The engine keeps the flow but classifies its first flight (fast -> gate path), so
+  /// on_allowed() is offered it with its name.
+  static TcpTake classify() noexcept { return {Kind::classify, nullptr}; }
   /// The flow terminates on `p` (in-process).
   static TcpTake in_process(TcpPeer& p) noexcept { return {Kind::peer, &p}; }
 };
@@ -70,6 +94,13 @@ class TcpPeerProvider {
   virtual TcpTake on_syn(const FlowInfo& f, DialPlan& plan, TcpFlowRef ref) {
     (void)f, (void)plan, (void)ref;
     return TcpTake::pass();
+  }
+  /// A gate/inspect flow's first flight was classified (f.name_src, f.name,
+  /// f.first_flight), before any policy decision: a peer that takes the flow over and
+  /// decides its policy itself, or nullptr. TcpFlowRef::take_host_socket() works here too.
+  virtual TcpPeer* on_first_flight(const FlowInfo& f, TcpFlowRef ref) {
+    (void)f, (void)ref;
+    return nullptr;
   }
   /// A gate/inspect flow whose first flight was allowed (f.path, f.name_src, f.name set):
   /// a peer to take it over, or nullptr to pass.

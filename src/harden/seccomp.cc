@@ -67,7 +67,8 @@ constexpr const char* kSockets[] = {
 // obs/ (audit file: SIGHUP reopens it by path), transport/ (pcap), app/ (pid and ready files,
 // removed or replaced at exit; a serve socket file is unlinked at stop), base/ (resolv.conf,
 // bounded file reads), ns/ (attach checks every second that its namespace path still
-// exists: stat).
+// exists: stat; `run`'s Sandbox removes its R-TLS-10 CA bundle files and their directory at
+// exit with unlinkat, AT_REMOVEDIR for the directory).
 constexpr const char* kFiles[] = {
     "open", "openat", "creat", "fstat", "newfstatat", "stat", "lstat", "statx", "lseek",
     "pread64", "pwrite64", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "rename", "renameat",

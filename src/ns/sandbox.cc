@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "base/file.h"
 #include "ns/fd_channel.h"
@@ -45,6 +46,9 @@ constexpr char kReadyByte = 'R';
 // The host's /etc/hosts is copied into the sandbox's; a few KiB in practice, and an
 // unreadable or absurd one falls back to a minimal file rather than failing the run.
 constexpr size_t kMaxHostsFile = 1 << 20;
+// The system CA bundle copied into the merged one (R-TLS-10): Debian's is ~220 KiB;
+// 16 MiB is far beyond any real bundle and still bounds a mistaken huge file.
+constexpr size_t kMaxSystemBundle = size_t{16} << 20;
 
 std::string errno_text(int e) { return std::strerror(e); }
 
@@ -73,11 +77,11 @@ class TempDir {
     for (const auto& f : files_) ::unlink(f.c_str());
     if (!path_.empty()) ::rmdir(path_.c_str());
   }
-  Status create() {
+  Status create(const char* prefix = "moat-run") {
     std::string base = "/tmp";
     if (const char* xdg = ::getenv("XDG_RUNTIME_DIR"); xdg && xdg[0] == '/' && ::access(xdg, W_OK | X_OK) == 0)
       base = xdg;
-    std::string tmpl = base + "/moat-run-XXXXXX";
+    std::string tmpl = base + "/" + prefix + "-XXXXXX";
     if (!::mkdtemp(tmpl.data())) return sys_error();  // mode 0700
     path_ = tmpl;
     return {};
@@ -92,6 +96,11 @@ class TempDir {
     return p;
   }
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  /// Gives up ownership: the caller removes the directory and files from now on.
+  void release(std::string* dir, std::vector<std::string>* files) {
+    *dir = std::exchange(path_, {});
+    *files = std::exchange(files_, {});
+  }
 
  private:
   std::string path_;
@@ -103,7 +112,10 @@ struct ChildPlan {
   const SandboxSpec* spec;
   std::vector<char*> argv;
   std::vector<char*> envp;  // empty = inherit environ
+  std::vector<std::string> env_storage;  // what envp points into when moat built the environment
   std::string resolv_src, hosts_src;
+  std::string bundle_src, bundle_target;  // R-TLS-10 bind+env: merged bundle over the system one
+  bool private_mounts;                    // a mount namespace: dns_config or the bundle bind
   bool use_userns;
   uid_t outer_uid;
   gid_t outer_gid;
@@ -181,19 +193,26 @@ std::optional<std::string> child_setup(const ChildPlan& p, UniqueFd* tap_out) {
   if (p.use_userns) {
     if (auto e = enter_userns(p)) return e;
   }
-  int flags = CLONE_NEWNET | (spec.dns_config ? CLONE_NEWNS : 0);
+  int flags = CLONE_NEWNET | (p.private_mounts ? CLONE_NEWNS : 0);
   if (::unshare(flags) < 0) {
     int e = errno;
-    return std::string(spec.dns_config ? "cannot create network and mount namespaces: "
-                                       : "cannot create a network namespace: ") +
+    return std::string(p.private_mounts ? "cannot create network and mount namespaces: "
+                                        : "cannot create a network namespace: ") +
            errno_text(e) + (e == EPERM && !p.use_userns ? "; run as root or allow user namespaces" : "");
   }
-  if (spec.dns_config) {
+  if (p.private_mounts) {
     // Private propagation first, or the bind mounts below would show up on the host.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
       return "make mounts private: " + errno_text(errno);
+  }
+  if (spec.dns_config) {
     if (auto e = bind_over(p.resolv_src, "/etc/resolv.conf")) return e;
     if (auto e = bind_over(p.hosts_src, "/etc/hosts")) return e;
+  }
+  if (!p.bundle_target.empty()) {
+    // R-TLS-10 bind+env: tools that read the system bundle by its path (OpenSSL's default
+    // CAfile, curl, git, Python's ssl) trust moat without any variable.
+    if (auto e = bind_over(p.bundle_src, p.bundle_target.c_str())) return e;
   }
   auto tap = setup_tap_here(spec.tap);
   if (!tap) return tap.error();
@@ -301,6 +320,78 @@ std::string make_hosts(const std::string& host_hosts, const std::string& alias, 
   return s;
 }
 
+namespace {
+
+/// R-TLS-10: a detached process that removes the CA files once `Sandbox` lets go of the pipe
+/// (destroyed, or moat exited, even by SIGKILL: the kernel closes the write end then). By
+/// the time the Sandbox is destroyed moat runs as its runas user under Landlock and seccomp,
+/// which may no longer remove files in /tmp or $XDG_RUNTIME_DIR; the janitor is forked before
+/// all that and keeps moat's original identity. Double-forked (reparented to init, nothing
+/// for moat to reap) and in its own session (terminal signals do not reach it). Returns the
+/// pipe's write end (O_CLOEXEC), or an invalid fd when it could not be started.
+UniqueFd spawn_ca_janitor(const std::string& dir, const std::vector<std::string>& files) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return UniqueFd();
+  UniqueFd rd(p[0]), wr(p[1]);
+  pid_t mid = ::fork();
+  if (mid < 0) return UniqueFd();
+  if (mid == 0) {
+    if (::fork() != 0) ::_exit(0);  // the grandchild is the janitor
+    ::setsid();
+    ::prctl(PR_SET_NAME, "moat-ca-cleanup");
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGQUIT, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    // Hold nothing of moat's: no TAP, socket or output may stay open because of us.
+    int keep = rd.get();
+    for (int fd = 0; fd < 65536; ++fd)
+      if (fd != keep) (void)::close(fd);  // bounded; close_range is not in every libc
+    char b;
+    ssize_t n;
+    do {
+      n = ::read(keep, &b, 1);
+    } while (n < 0 && errno == EINTR);
+    for (const auto& f : files) ::unlink(f.c_str());
+    ::rmdir(dir.c_str());
+    ::_exit(0);
+  }
+  int st = 0;
+  while (::waitpid(mid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return wr;
+}
+
+}  // namespace
+
+std::string make_ca_bundle(const std::string& system_bundle, const std::string& ca_pem) {
+  std::string s = system_bundle;
+  if (!s.empty() && s.back() != '\n') s += '\n';
+  s += "# moat interception CA (R-TLS-10)\n";
+  s += ca_pem;
+  if (!s.empty() && s.back() != '\n') s += '\n';
+  return s;
+}
+
+std::vector<std::string> with_ca_env(const std::vector<std::string>& env, const std::string& bundle_path,
+                                     const std::string& ca_path) {
+  auto is_ca_var = [](const std::string& e) {
+    auto named = [&](const char* k) {
+      size_t n = std::strlen(k);
+      return e.size() > n && e.compare(0, n, k) == 0 && e[n] == '=';
+    };
+    for (const char* k : kCaBundleEnvVars)
+      if (named(k)) return true;
+    return named(kCaOnlyEnvVar);
+  };
+  std::vector<std::string> out;
+  out.reserve(env.size() + 5);
+  for (const auto& e : env)
+    if (!is_ca_var(e)) out.push_back(e);
+  for (const char* k : kCaBundleEnvVars) out.push_back(std::string(k) + "=" + bundle_path);
+  out.push_back(std::string(kCaOnlyEnvVar) + "=" + ca_path);
+  return out;
+}
+
 Result<Sandbox, std::string> Sandbox::start(const SandboxSpec& spec) {
   if (spec.argv.empty()) return unexpected(std::string("run: no command given"));
 
@@ -314,7 +405,43 @@ Result<Sandbox, std::string> Sandbox::start(const SandboxSpec& spec) {
   plan.hand_over_tty = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
   for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
   plan.argv.push_back(nullptr);
-  if (spec.env) {
+  TempDir ca_files;
+  const bool ca_trust = !spec.ca_pem.empty() && spec.ca_trust != SandboxSpec::CaTrust::none;
+  if (ca_trust) {
+    // R-TLS-10. The files must outlive start(): the variables name them for as long as the
+    // command runs, so this directory is kept (and removed with the Sandbox).
+    if (auto r = ca_files.create("moat-ca"); !r)
+      return unexpected("run: create temporary directory: " + errno_text(r.error().value));
+    // Readable by whatever user the command becomes (they are public certificates).
+    (void)::chmod(ca_files.path().c_str(), 0755);
+    std::string system_path, system_text;
+    for (const char* b : kSystemCaBundles) {
+      if (::access(b, F_OK) != 0) continue;
+      system_path = b;
+      if (auto t = read_bounded_file(b, kMaxSystemBundle)) system_text = std::move(*t);
+      else std::fprintf(stderr, "moat: warning: %s: %s; the sandbox's bundle holds only moat's CA\n", b,
+                        t.error().message().c_str());
+      break;
+    }
+    auto bundle = ca_files.add("ca-bundle.crt", make_ca_bundle(system_text, spec.ca_pem));
+    if (!bundle) return unexpected("run: write " + ca_files.path() + "/ca-bundle.crt: " + errno_text(bundle.error().value));
+    auto ca = ca_files.add("moat-ca.crt", spec.ca_pem);
+    if (!ca) return unexpected("run: write " + ca_files.path() + "/moat-ca.crt: " + errno_text(ca.error().value));
+    std::vector<std::string> base;
+    if (spec.env) base = *spec.env;
+    else
+      for (char** e = environ; e && *e; ++e) base.emplace_back(*e);
+    plan.env_storage = with_ca_env(base, *bundle, *ca);
+    if (spec.ca_trust == SandboxSpec::CaTrust::bind_env && !system_path.empty()) {
+      plan.bundle_src = *bundle;
+      plan.bundle_target = system_path;
+    }
+  }
+  plan.private_mounts = spec.dns_config || !plan.bundle_target.empty();
+  if (!plan.env_storage.empty()) {
+    for (const auto& e : plan.env_storage) plan.envp.push_back(const_cast<char*>(e.c_str()));
+    plan.envp.push_back(nullptr);
+  } else if (spec.env) {
     for (const auto& e : *spec.env) plan.envp.push_back(const_cast<char*>(e.c_str()));
     plan.envp.push_back(nullptr);
   }
@@ -359,6 +486,8 @@ Result<Sandbox, std::string> Sandbox::start(const SandboxSpec& spec) {
   }
   sb.tap_ = std::move(tap.value());
   sb.control_ = std::move(ours);
+  ca_files.release(&sb.ca_dir_, &sb.ca_files_);  // they live as long as the command
+  if (!sb.ca_dir_.empty()) sb.ca_janitor_ = spawn_ca_janitor(sb.ca_dir_, sb.ca_files_);
   return sb;  // `files` is removed here; the child's bind mounts keep the content
 }
 
@@ -368,13 +497,34 @@ Sandbox::Sandbox(Sandbox&& o) noexcept
       control_(std::move(o.control_)),
       tap_(std::move(o.tap_)),
       netns_(std::move(o.netns_)),
-      status_(o.status_) {}
+      status_(o.status_),
+      ca_dir_(std::exchange(o.ca_dir_, {})),
+      ca_files_(std::exchange(o.ca_files_, {})),
+      ca_janitor_(std::move(o.ca_janitor_)) {}
 
 Sandbox::~Sandbox() {
-  if (pid_ <= 0 || status_) return;
-  kill_child(SIGKILL);
-  if (auto st = detail::reap_bounded(pid_, std::chrono::milliseconds(2000))) status_ = decode_status(*st);
-  reclaim_tty(pid_);
+  if (pid_ > 0 && !status_) {
+    kill_child(SIGKILL);
+    if (auto st = detail::reap_bounded(pid_, std::chrono::milliseconds(2000))) status_ = decode_status(*st);
+    reclaim_tty(pid_);
+  }
+  if (ca_janitor_) {
+    ca_janitor_.reset();  // EOF: the janitor removes the CA files (spawn_ca_janitor)
+  } else {
+    // No janitor (it could not be started): best effort here. This runs at exit, under the
+    // seccomp filter: unlinkat (AT_REMOVEDIR for the directory) is on its allow-list,
+    // rmdir(2) is not (harden/seccomp.cc, kFiles); Landlock may still refuse it.
+    for (const auto& f : ca_files_) ::unlinkat(AT_FDCWD, f.c_str(), 0);
+    if (!ca_dir_.empty()) ::unlinkat(AT_FDCWD, ca_dir_.c_str(), AT_REMOVEDIR);
+  }
+}
+
+std::vector<std::string> Sandbox::ca_trust_paths() const {
+  std::vector<std::string> v;
+  if (ca_dir_.empty()) return v;
+  v.push_back(ca_dir_);
+  v.insert(v.end(), ca_files_.begin(), ca_files_.end());
+  return v;
 }
 
 Status Sandbox::release() {

@@ -3,7 +3,8 @@
 //
 // Lifecycle of a Sandbox, state by state:
 //   start()    forks the child. The child unshares (user,) network (and mount) namespaces,
-//              bind-mounts the generated resolv.conf/hosts, creates and configures the TAP,
+//              bind-mounts the generated resolv.conf/hosts (and, with TLS interception, the
+//              merged CA bundle over the system bundle), creates and configures the TAP,
 //              sets ping_group_range and sends the TAP fd back. start() returns once the fd
 //              arrived (or with the child's one-line error, the child reaped, nothing left).
 //   held       the child is blocked reading the control socket; CMD has not run yet. If
@@ -44,7 +45,24 @@ struct SandboxSpec {
   Userns userns = Userns::automatic;             ///< run.userns; automatic = when euid != 0
   bool map_user_root = true;                     ///< run.map_user: root (true) or self
   std::chrono::milliseconds setup_timeout{10'000};  ///< bound on the child's setup
+  /// R-TLS-10 guest trust: moat's interception CA as PEM; empty = interception is off and
+  /// nothing below happens.
+  std::string ca_pem;
+  /// run.ca_trust: `bind_env` exports the CA variables and bind-mounts the merged bundle over
+  /// the first existing system bundle (private mount namespace); `env` only exports; `none`
+  /// does neither.
+  enum class CaTrust { bind_env, env, none };
+  CaTrust ca_trust = CaTrust::bind_env;
 };
+
+/// The system bundles R-TLS-10 binds over, in order (Debian/Ubuntu/Alpine, Fedora/RHEL, BSD-style).
+inline constexpr const char* kSystemCaBundles[] = {"/etc/ssl/certs/ca-certificates.crt",
+                                                   "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"};
+/// The environment variables R-TLS-10 exports: the first four name the merged bundle,
+/// NODE_EXTRA_CA_CERTS the moat CA alone (Node adds it to its own roots).
+inline constexpr const char* kCaBundleEnvVars[] = {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                                                   "GIT_SSL_CAINFO"};
+inline constexpr const char* kCaOnlyEnvVar = "NODE_EXTRA_CA_CERTS";
 
 class Sandbox {
  public:
@@ -76,6 +94,12 @@ class Sandbox {
   [[nodiscard]] bool holds_netns() const noexcept { return bool(netns_); }
   /// Sends sig to the child's process group (the child is its leader); no-op once reaped.
   void kill_child(int sig) noexcept;
+  /// R-TLS-10: the directory holding the merged bundle and the CA the child's environment
+  /// names, then those two files (empty without guest trust). They must stay for the
+  /// command's lifetime; a small process forked by start() removes them when the Sandbox
+  /// is destroyed or moat exits (shortly after: asynchronously), with moat's identity from
+  /// before the privilege drop, Landlock and seccomp.
+  [[nodiscard]] std::vector<std::string> ca_trust_paths() const;
 
  private:
   Sandbox() = default;
@@ -85,7 +109,18 @@ class Sandbox {
   UniqueFd tap_;
   UniqueFd netns_;  ///< the child's network namespace, held until the Sandbox is destroyed
   std::optional<int> status_;
+  std::string ca_dir_;                  ///< R-TLS-10 files' directory, removed on destruction
+  std::vector<std::string> ca_files_;   ///< in ca_dir_: the merged bundle, the CA
+  UniqueFd ca_janitor_;                 ///< closing it makes the janitor remove ca_dir_
 };
+
+/// R-TLS-10: the merged bundle: the system bundle's text (may be empty), a newline when it
+/// lacks one, a comment line, then moat's CA.
+std::string make_ca_bundle(const std::string& system_bundle, const std::string& ca_pem);
+/// R-TLS-10: `env` ("K=V" entries) without any of the CA variables, then each CA variable
+/// set: kCaBundleEnvVars to `bundle_path`, kCaOnlyEnvVar to `ca_path`.
+std::vector<std::string> with_ca_env(const std::vector<std::string>& env, const std::string& bundle_path,
+                                     const std::string& ca_path);
 
 /// The generated files (exposed for tests).
 std::string make_resolv_conf(const std::vector<IpAddr>& nameservers);

@@ -13,6 +13,7 @@
 
 #include "event/clock.h"
 #include "event/loop.h"
+#include "tls/ca.h"
 #include "transport/tap.h"
 
 namespace moat::app {
@@ -108,6 +109,31 @@ TEST(FinishConfig, TlsCaIsAPairAndTheKeyLogDefaultsToTheEnvironment) {
   ASSERT_TRUE(abi);
   EXPECT_EQ(cli->cfg.tls.keylog_file, "/tmp/keys.log");
   EXPECT_EQ(abi->cfg.tls.keylog_file, "");
+}
+
+// R-TLS-2: with interception on, finish_config() resolves the CA (here ephemeral) into
+// plan.ca; a bad CA is a §5.2 error naming the file; without interception there is none.
+TEST(FinishConfig, ResolvesTheInterceptionCa) {
+  auto c = v4_config();
+  c.tls.ca_cert = "/nonexistent/moat-test-ca.crt";
+  c.tls.ca_key = "/nonexistent/moat-test-ca.key";
+  auto off = finish_config(c, FinishOptions{});
+  ASSERT_TRUE(off);
+  EXPECT_EQ(off->ca, nullptr);  // not intercepting: the files are not even read
+  c.tls.intercept = true;
+  auto bad = finish_config(c, FinishOptions{});
+  ASSERT_FALSE(bad);
+  ASSERT_EQ(bad.error().size(), 1u);
+  EXPECT_EQ(bad.error()[0].where, "/nonexistent/moat-test-ca.crt");
+  EXPECT_EQ(bad.error()[0].what, "cannot open: No such file or directory");
+  c.tls.ca_cert.clear();
+  c.tls.ca_key.clear();
+  c.tls.ca = config::TlsConfig::CaMode::ephemeral;
+  auto on = finish_config(c, FinishOptions{});
+  ASSERT_TRUE(on);
+  ASSERT_NE(on->ca, nullptr);
+  EXPECT_EQ(on->ca->source(), tls::CertAuthority::Source::ephemeral);
+  EXPECT_EQ(on->ca->pem().rfind("-----BEGIN CERTIFICATE-----", 0), 0u);
 }
 
 TEST(FinishConfig, FlowTimeoutsAndQueuesReachTheEngines) {
@@ -296,6 +322,25 @@ TEST_F(AssemblyTest, LifecycleAuditsStartAndStopAroundTheGateway) {
   const std::string stopped = a.stats_json();
   EXPECT_EQ(stopped.find("policy.generation"), std::string::npos) << stopped;
   EXPECT_NE(stopped.find("\"counters\":{"), std::string::npos);
+}
+
+// One CA per gateway: what the assembly signs leaves with (ca()) is the CA finish_config()
+// resolved, which `moat run` gives the guest and moat_ca_pem() returns. An ephemeral CA
+// resolved twice would be two different CAs, and the guest would trust the wrong one.
+TEST_F(AssemblyTest, TheGatewaysCaIsThePlansCa) {
+  auto c = v4_config();
+  c.tls.intercept = true;
+  c.tls.ca = config::TlsConfig::CaMode::ephemeral;
+  auto plan = finish_config(c, abi_options());
+  ASSERT_TRUE(plan);
+  ASSERT_NE(plan->ca, nullptr);
+  const std::string pem = plan->ca->pem();
+  GatewayAssembly a(loop_, std::move(plan).value());
+  GatewayOutputs out;
+  ASSERT_TRUE(a.assemble(link(a.counters()), out));
+  ASSERT_NE(a.ca(), nullptr);
+  EXPECT_EQ(a.ca(), a.plan().ca.get());
+  EXPECT_EQ(a.ca()->pem(), pem);
 }
 
 TEST_F(AssemblyTest, NoAuditLogWithoutFileOrHook) {

@@ -880,6 +880,43 @@ TEST(CApi, SecretsAndCaOnAGatewayWithoutThem) {
   moat_gateway_free(gw);
 }
 
+// R-TLS-10 "VM integrators get the PEM from moat_ca_pem()": with tls.intercept the gateway's
+// CA (here ephemeral: one per gateway) as PEM, the same text on every call.
+TEST(CApi, CaPemWithInterception) {
+  constexpr std::string_view kTls =
+      R"({"net": {"ipv4": {"enable": "on"}, "ipv6": {"enable": "off"}}, "tls": {"intercept": true, "ca": "ephemeral"}})";
+  moat_gateway* gw = make_gw(kTls);
+  ASSERT_NE(gw, nullptr);
+  char* pem = nullptr;
+  ASSERT_EQ(moat_ca_pem(gw, &pem), MOAT_OK);
+  ASSERT_NE(pem, nullptr);
+  std::string a = pem;
+  moat_free(pem);
+  EXPECT_EQ(a.rfind("-----BEGIN CERTIFICATE-----\n", 0), 0u) << a;
+  EXPECT_NE(a.find("-----END CERTIFICATE-----\n"), std::string::npos);
+  ASSERT_EQ(moat_ca_pem(gw, &pem), MOAT_OK);
+  EXPECT_EQ(a, pem);
+  moat_free(pem);
+  EXPECT_EQ(moat_ca_pem(gw, nullptr), MOAT_EINVAL);
+  // Another gateway, another ephemeral CA.
+  moat_gateway* gw2 = make_gw(kTls);
+  ASSERT_EQ(moat_ca_pem(gw2, &pem), MOAT_OK);
+  EXPECT_NE(a, pem);
+  moat_free(pem);
+  moat_gateway_free(gw2);
+  moat_gateway_free(gw);
+}
+
+// A bad CA fails moat_gateway_new with MOAT_ECONFIG naming the file; nothing is started.
+TEST(CApi, BadCaFailsCreation) {
+  constexpr std::string_view kBad =
+      R"({"net": {"ipv4": {"enable": "on"}, "ipv6": {"enable": "off"}}, )"
+      R"("tls": {"intercept": true, "ca_cert": "/nonexistent/moat-ca.crt", "ca_key": "/nonexistent/moat-ca.key"}})";
+  int code = 0;
+  std::string msg = new_error(kBad, MOAT_FMT_JSON, nullptr, &code);
+  EXPECT_EQ(code, MOAT_ECONFIG);
+  EXPECT_NE(msg.find("/nonexistent/moat-ca.crt: cannot open: No such file or directory"), std::string::npos) << msg;
+}
 
 // log_cb and audit_cb: the gateway's lines and events reach the embedder, not stderr/a file.
 struct Sinks {

@@ -7,6 +7,7 @@
 
 #include <regex>
 
+#include "base/file.h"
 #include "ns/tap.h"
 #include "ns_test_util.h"
 
@@ -251,6 +252,107 @@ TEST(Sandbox, DanglingResolvConfSymlinkIsCovered) {
   EXPECT_NE(out.find("10.1.1.1\tonly-in-test\n# Added by moat\n100.96.2.1\thost.moat.internal"), std::string::npos)
       << out;
   EXPECT_NE(out.find("status=0"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace moat::ns
+
+namespace moat::ns {
+namespace {
+
+// --- R-TLS-10 guest trust ----------------------------------------------------------------
+
+const std::string kFakeCa = "-----BEGIN CERTIFICATE-----\nTUFSS0VS\n-----END CERTIFICATE-----\n";
+
+const char* first_system_bundle() {
+  for (const char* b : kSystemCaBundles)
+    if (::access(b, F_OK) == 0) return b;
+  return nullptr;
+}
+
+TEST(SandboxCaTrust, MergedBundleAndEnvHelpers) {
+  EXPECT_EQ(make_ca_bundle("A\nB", "CA\n"), "A\nB\n# moat interception CA (R-TLS-10)\nCA\n");
+  EXPECT_EQ(make_ca_bundle("", "CA"), "# moat interception CA (R-TLS-10)\nCA\n");
+  auto env = with_ca_env({"PATH=/bin", "SSL_CERT_FILE=/old", "SSL_CERT_FILEX=keep", "NODE_EXTRA_CA_CERTS=/x"},
+                         "/b.crt", "/c.crt");
+  std::vector<std::string> want = {"PATH=/bin",
+                                   "SSL_CERT_FILEX=keep",
+                                   "SSL_CERT_FILE=/b.crt",
+                                   "REQUESTS_CA_BUNDLE=/b.crt",
+                                   "CURL_CA_BUNDLE=/b.crt",
+                                   "GIT_SSL_CAINFO=/b.crt",
+                                   "NODE_EXTRA_CA_CERTS=/c.crt"};
+  EXPECT_EQ(env, want);
+}
+
+// The command sees the variables pointing at readable files with moat's CA, and (bind+env)
+// the system bundle path shows the merged bundle; the host's bundle is untouched; the files
+// go away with the Sandbox.
+void check_trust(SandboxSpec::CaTrust mode, SandboxSpec::Userns userns) {
+  const char* sys = first_system_bundle();
+  const std::string sys_before = sys ? read_bounded_file(sys, 64 << 20).value_or("") : "";
+  Capture cap;
+  std::string script = "{ for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE GIT_SSL_CAINFO NODE_EXTRA_CA_CERTS; do "
+                       "eval f=\\$$v; echo \"$v=$f\"; grep -c TUFSS0VS \"$f\"; done; ";
+  if (sys) script += std::string("echo SYS; grep -c TUFSS0VS ") + sys + "; ";
+  script += "true; }" + cap.to();  // grep -c exits 1 when it counts 0
+  auto spec = base_spec({"sh", "-c", script});
+  spec.ca_pem = kFakeCa;
+  spec.ca_trust = mode;
+  spec.userns = userns;
+  std::vector<std::string> paths;
+  {
+    auto sb = Sandbox::start(spec);
+    ASSERT_TRUE(sb) << sb.error();
+    paths = sb->ca_trust_paths();
+    ASSERT_TRUE(sb->release());
+    std::string out = cap.collect();
+    EXPECT_EQ(sb->wait_for(10s), std::optional<int>(0)) << out;
+    if (mode == SandboxSpec::CaTrust::none) {
+      EXPECT_TRUE(paths.empty());
+      EXPECT_NE(out.find("SSL_CERT_FILE=\n"), std::string::npos) << out;
+    } else {
+      ASSERT_EQ(paths.size(), 3u);
+      EXPECT_NE(out.find("SSL_CERT_FILE=" + paths[1] + "\n1\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("REQUESTS_CA_BUNDLE=" + paths[1] + "\n1\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("CURL_CA_BUNDLE=" + paths[1] + "\n1\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("GIT_SSL_CAINFO=" + paths[1] + "\n1\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("NODE_EXTRA_CA_CERTS=" + paths[2] + "\n1\n"), std::string::npos) << out;
+      // The merged bundle keeps the system's certificates.
+      auto merged = read_bounded_file(paths[1], 64 << 20);
+      ASSERT_TRUE(merged);
+      if (sys) {
+        EXPECT_EQ(merged->substr(0, sys_before.size()), sys_before);
+      }
+    }
+    if (sys) {
+      bool bound = mode == SandboxSpec::CaTrust::bind_env;
+      EXPECT_NE(out.find(std::string("SYS\n") + (bound ? "1" : "0") + "\n"), std::string::npos) << out;
+      EXPECT_EQ(read_bounded_file(sys, 64 << 20).value_or(""), sys_before);  // host untouched
+    }
+  }
+  // Removed by the janitor process shortly after the Sandbox went away.
+  struct stat st {};
+  for (int i = 0; i < 200 && !paths.empty() && ::stat(paths[0].c_str(), &st) == 0; ++i) ::usleep(10'000);
+  for (const auto& p : paths) EXPECT_NE(::stat(p.c_str(), &st), 0) << p << " left behind";
+}
+
+TEST(SandboxCaTrust, BindAndEnv) {
+  MOAT_REQUIRE_ROOT();
+  check_trust(SandboxSpec::CaTrust::bind_env, SandboxSpec::Userns::never);
+}
+TEST(SandboxCaTrust, BindAndEnvInAUserNamespace) {
+  MOAT_REQUIRE_ROOT();
+  check_trust(SandboxSpec::CaTrust::bind_env, SandboxSpec::Userns::always);
+}
+TEST(SandboxCaTrust, EnvOnly) {
+  MOAT_REQUIRE_ROOT();
+  check_trust(SandboxSpec::CaTrust::env, SandboxSpec::Userns::never);
+}
+TEST(SandboxCaTrust, NoneChangesNothing) {
+  MOAT_REQUIRE_ROOT();
+  ::unsetenv("SSL_CERT_FILE");
+  check_trust(SandboxSpec::CaTrust::none, SandboxSpec::Userns::never);
 }
 
 }  // namespace
