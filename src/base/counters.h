@@ -113,6 +113,11 @@ namespace moat {
   X(tls_upstream_failed, "tls.upstream_failed")         \
   X(tls_upstream_resumed, "tls.upstream_resumed")       \
   X(tls_keylog_active, "tls.keylog_active")             \
+  X(http_authority_mismatch, "http.authority_mismatch") \
+  X(http_malformed, "http.malformed")                   \
+  X(http_limit, "http.limit")                           \
+  X(http_upgraded, "http.upgraded")                     \
+  X(http_upstream_framing, "http.upstream_framing")     \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(tls_leaf_cache_hits, "tls.leaf_cache.hits")         \
