@@ -84,6 +84,7 @@ openssl s_client -connect 44.7.0.1:443 -noservername -CAfile $CA -verify_ip 44.7
   < /dev/null > $T_DIR/s_client_nosni.txt 2>&1; echo "nosni \$? \$(grep -m1 -c 'Verify return code: 0 (ok)' $T_DIR/s_client_nosni.txt)"
 echo "ipsan \$($C -o /dev/null -w '%{http_code}' https://44.7.0.1/ip)"
 echo "bad \$($C -o $T_DIR/bad.txt -w '%{http_code}' https://wrongname.test/bad) \$(cat $T_DIR/bad.txt)"
+echo "fronted \$($C -o /dev/null -w '%{http_code}' -H 'Host: evil.test' https://api.test/fronted)"
 echo "bad2 \$($C --http2 -o $T_DIR/bad2.txt -w '%{http_code} %{http_version}' https://wrongname.test/bad2) \$(grep -c 'hostname mismatch' $T_DIR/bad2.txt)"
 timeout 5 bash -c "exec 3<>/dev/tcp/44.7.0.1/443; printf '\\026\\003\\001\\000\\010\\001\\000\\000\\004abcd' >&3; cat <&3" > /dev/null 2>&1; echo "garbage \$?"
 echo "after \$($C -o /dev/null -w '%{http_code}' https://api.test/after-garbage)"
@@ -123,6 +124,8 @@ check "main: s_client without SNI: IP-SAN leaf verified"      has main '^nosni 0
 check "main: curl by address (no SNI)"                        has main '^ipsan 200$'
 check "main: bad upstream certificate -> 502 naming host and reason" \
   has main '^bad 502 moat: upstream wrongname.test:443 failed TLS verification: hostname mismatch$'
+check "main: Host other than the SNI -> 421 (R-TLS-6 via src/http)" has main '^fronted 421$'
+check "main: audit http_authority_mismatch" grep -q '"ev":"http_authority_mismatch".*"host":"evil.test"' "$T_DIR/main-audit.jsonl"
 check "main: the 502 over h2 for an h2 guest"                  has main '^bad2 502 2 1$'
 check "main: garbage on :443 is closed"                        has main '^garbage [01]$'
 check "main: garbage on :443 does not disturb the next flow"  has main '^after 200$'
