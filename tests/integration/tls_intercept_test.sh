@@ -158,10 +158,13 @@ check "main: upstream sessions resumed"        test "$(stat_of main tls.upstream
 check "main: leaf cache hits"                  test "$(stat_of main tls.leaf_cache.hits)" -ge 1
 
 # ---- alert mode ----
-printf '[tls]\nupstream_error = "alert"\n' > "$T_DIR/alert.toml"
-tls_run alert -c "$T_DIR/alert.toml" "${TLS_FLAGS[@]}" -- \
-  "openssl s_client -connect wrongname.test:443 -servername wrongname.test -CAfile $CA < /dev/null > $T_DIR/alert.txt 2>&1; echo \"alert \$? \$(grep -c 'alert handshake failure' $T_DIR/alert.txt)\""
+printf '[tls]\nupstream_error = "alert"\nnon_tls = "reject"\n' > "$T_DIR/alert.toml"
+tls_run alert -c "$T_DIR/alert.toml" "${TLS_FLAGS[@]}" --log-level debug -- \
+  "openssl s_client -connect wrongname.test:443 -servername wrongname.test -CAfile $CA < /dev/null > $T_DIR/alert.txt 2>&1; echo \"alert \$? \$(grep -c 'alert handshake failure' $T_DIR/alert.txt)\"; \
+   curl -sS --max-time 10 -o /dev/null http://api.test:443/plain 2>/dev/null; echo \"nontls \$?\""
 check "alert: the guest handshake fails with handshake_failure" has alert '^alert 1 1$'
+check "non_tls = reject: plain HTTP on :443 is reset (curl 56)"  has alert '^nontls 56$'
+check "non_tls = reject: counted tls.non_tls"                    test "$(stat_of alert tls.non_tls)" -eq 1
 
 # ---- bypass and no-verify ----
 tls_run bypass "${TLS_FLAGS[@]}" --tls-bypass '*.www.test' --tls-no-verify untrusted.test -- \
