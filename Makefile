@@ -12,7 +12,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls bench-alloc stress install clean
 
 all: build
 
@@ -67,6 +67,22 @@ bench-policy: build
 bench-tls: build
 	@bash scripts/deps.sh bench
 	@bash bench/tls.sh $(BENCH_OUT)-tls $(BENCH_SECONDS) $(BENCH_PASSES)
+
+## Heap allocations per GB / per 1000 connections, queries, transactions on the data path
+## (an LD_PRELOAD counter; two run lengths cancel setup), next to throughput.
+bench-alloc: build
+	@bash bench/alloc.sh $(BENCH_OUT)-alloc
+
+## Floods from a hostile guest (SYN, fragments, UDP, garbage, ARP/NDP/DHCP, DNS, published-port
+## connections): moat's peak RSS, CPU and a concurrent download's longest stall. Not in make test.
+stress: build
+	@bash bench/stress.sh $(BUILD)/src/cli/moat
+
+## Installs the CLI, libmoat (.so/.a), header, pkg-config and CMake package files, man pages,
+## shell completions and the systemd unit under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -48,6 +48,10 @@ for t in openssl nghttpd curl h2load haproxy mitmdump; do
 done
 rm -rf "$out"
 mkdir -p "$out"
+# A copy of the binary: a rebuild of the tree during the run must not change (or remove) it.
+cp "$moat" "$out/moat"
+moat_version="$moat ($("$moat" --version 2>/dev/null | head -1 || true), built $(date -u -r "$moat" '+%F %T UTC'))"
+moat="$out/moat"
 
 # What tests/integration/tls_lib.sh expects from lib.sh: T_DIR, start_bg (PIDs killed at
 # exit), wait_for.
@@ -188,9 +192,11 @@ case "$what" in
     # no SNI either: an intercepting moat must then see Host = the address, R-TLS-4).
     req="$(printf '/ HTTP/1.0\r\nHost: %s\r\nX-Bench: s_time' "$2")"
     t0=$(date +%s.%N)
-    n=$(openssl s_time -connect "$1" -new -time "$SECS" -www "$req" 2>&1 | sed -n 's/^\([0-9]*\) connections in .*real seconds.*/\1/p' | head -1)
+    r=$(openssl s_time -connect "$1" -new -time "$SECS" -www "$req" 2>&1 | grep 'real seconds' | head -1)
     t1=$(date +%s.%N)
-    echo "conn ${n:-0} $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" ;;
+    n=$(echo "$r" | sed -n 's/^\([0-9]*\) connections in .*/\1/p')
+    b=$(echo "$r" | sed -n 's/.* \([0-9]*\) bytes read per connection.*/\1/p')
+    echo "conn ${n:-0} $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') ${b:-0}" ;;
   dl)
     curl -sS --http2 -k --max-time "$MAXS" $RESOLVE -o /dev/null -w 'dl %{size_download} %{time_total} %{http_version}\n' "$1" || true ;;
   ka)
@@ -257,10 +263,10 @@ for p in $(seq 1 "$passes"); do
 done
 
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$out" "$moat_state" "$secret_state" "$BYTES" "$load_start" "$load_end" <<'PY' | tee "$out/tls.md"
+python3 - "$out" "$moat_state" "$secret_state" "$BYTES" "$load_start" "$load_end" "$moat_version" <<'PY' | tee "$out/tls.md"
 import statistics, sys
 out, moat_state, secret_state, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-load_start, load_end = sys.argv[5], sys.argv[6]
+load_start, load_end, moat_version = sys.argv[5], sys.argv[6], sys.argv[7]
 vals = {}
 for line in open(f"{out}/results.txt"):
     f = line.split()
@@ -307,15 +313,23 @@ if secret_state != "ok" and secret_state != moat_state:
     print(f"moat with a secret: n/a: {secret_state}")
 # Upstream handshakes per client connection on the conn/s figure (s_server's count): 1.0
 # means each client connection cost a full upstream handshake too.
-ups, conns = {}, {}
+# And the bytes s_time read per connection: s_server's page (~5 kB) on every path, or the path
+# answered something else (an error page) and the conn/s figure is not comparable.
+ups, conns, got = {}, {}, {}
 for line in open(f"{out}/results.txt"):
     f = line.split()
     if len(f) >= 3 and f[1] == "up":
         ups[f[0]] = ups.get(f[0], 0) + int(f[2])
     elif len(f) >= 4 and f[1] == "conn":
         conns[f[0]] = conns.get(f[0], 0) + int(f[2])
+        if len(f) >= 5:
+            got.setdefault(f[0], []).append(f[4])
+paths = ("direct", "moat", "haproxy", "mitmproxy")
 print("upstream handshakes per client connection (conn/s figure): " + ", ".join(
-    "%s %.2f" % (w, ups[w] / conns[w]) for w in ("direct", "moat", "haproxy", "mitmproxy") if conns.get(w) and w in ups))
+    "%s %.2f" % (w, ups[w] / conns[w]) for w in paths if conns.get(w) and w in ups))
+print("bytes read per connection (conn/s figure): " + ", ".join(
+    "%s %s" % (w, "/".join(got[w])) for w in paths if w in got))
 print("each figure is the median of its passes; raw lines in results.txt; load average at start %s, at end %s"
       % (load_start, load_end))
+print("moat: %s" % moat_version)
 PY

@@ -12,10 +12,17 @@ namespace {
 char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
 // RFC 3986 §3.2.2 reg-name: unreserved / pct-encoded / sub-delims.
-bool reg_name_char(char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return std::strchr("-._~%!$&'()*+,;=", c) != nullptr && c != '\0';
-}
+struct RegNameTable {
+  bool t[256] = {};
+  constexpr RegNameTable() {
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (char c : std::string_view("-._~%!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+  }
+};
+constexpr RegNameTable kRegName;
+bool reg_name_char(char c) noexcept { return kRegName.t[static_cast<unsigned char>(c)]; }
 
 bool ipv6_literal_char(char c) noexcept {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
@@ -85,21 +92,32 @@ std::string_view authority_host(std::string_view a) noexcept {
   return host;
 }
 
-AuthorityCheck check_authority(std::string_view expected, std::string_view authority) noexcept {
-  const std::string_view host = authority_host(authority);
-  if (host.empty()) return AuthorityCheck::invalid;
+AuthorityMatcher::AuthorityMatcher(std::string_view expected) {
   expected = strip_dot(expected);
   if (!expected.empty() && expected.front() == '[' && expected.back() == ']') {
     expected = expected.substr(1, expected.size() - 2);
   }
-  std::array<unsigned char, 16> a{}, b{};
-  int fa = 0, fb = 0;
-  if (parse_ip(expected, &a, &fa)) {
+  expected_.assign(expected);
+  std::array<unsigned char, 16> a{};
+  is_ip_ = parse_ip(expected, &a, &family_);
+  std::memcpy(addr_, a.data(), sizeof addr_);
+}
+
+AuthorityCheck AuthorityMatcher::check(std::string_view authority) const noexcept {
+  const std::string_view host = authority_host(authority);
+  if (host.empty()) return AuthorityCheck::invalid;
+  if (is_ip_) {
+    std::array<unsigned char, 16> b{};
+    int fb = 0;
     if (!parse_ip(host, &b, &fb)) return AuthorityCheck::mismatch;
-    const size_t n = fa == AF_INET ? 4 : 16;
-    return fa == fb && std::memcmp(a.data(), b.data(), n) == 0 ? AuthorityCheck::match : AuthorityCheck::mismatch;
+    const size_t n = family_ == AF_INET ? 4 : 16;
+    return family_ == fb && std::memcmp(addr_, b.data(), n) == 0 ? AuthorityCheck::match : AuthorityCheck::mismatch;
   }
-  return iequals(expected, host) ? AuthorityCheck::match : AuthorityCheck::mismatch;
+  return iequals(expected_, host) ? AuthorityCheck::match : AuthorityCheck::mismatch;
+}
+
+AuthorityCheck check_authority(std::string_view expected, std::string_view authority) noexcept {
+  return AuthorityMatcher(expected).check(authority);
 }
 
 std::string_view absolute_form_authority(std::string_view target) noexcept {

@@ -1,6 +1,7 @@
 #include "http/h1_inspector.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "http/authority.h"
 #include "http/local_response.h"
@@ -32,7 +33,7 @@ bool final_coding_is_chunked(std::string_view te) {
 }  // namespace
 
 H1Inspector::H1Inspector(std::string_view expected, Sink& sink, MemoryBudget* budget)
-    : expected_(expected), sink_(sink), charge_(budget) {}
+    : expected_(expected), matcher_(expected), sink_(sink), charge_(budget) {}
 
 Next H1Inspector::from_guest(Bytes in) {
   if (closing_) return Next::close;
@@ -76,34 +77,40 @@ void H1Inspector::process_guest(std::string_view in) {
         // is answered at its first bytes rather than after 64 KiB.
         size_t k = i;
         bool end = false, bad = false, bad_method = false;
-        for (; k < n; ++k) {
+        for (; k < n && method_len_ != kPastMethod; ++k) {
           const char c = in[k];
-          if (method_len_ != kPastMethod) {
-            if (c == ' ' && method_len_ > 0) {
-              method_len_ = kPastMethod;
-            } else if (!is_tchar(c) || ++method_len_ > kMaxMethod) {
-              bad = bad_method = true;
-              break;
-            }
-            continue;
+          if (c == ' ' && method_len_ > 0) {
+            method_len_ = kPastMethod;
+          } else if (!is_tchar(c) || ++method_len_ > kMaxMethod) {
+            bad = bad_method = true;
+            break;
           }
+        }
+        while (!bad && k < n) {
+          const char c = in[k];
           if (head_match_ == 1 || head_match_ == 3) {
             if (c != '\n') {
               bad = true;
               break;
             }
-            ++head_match_;
-            if (head_match_ == 4) {
+            if (++head_match_ == 4) {
               end = true;
               break;
             }
+            ++k;
           } else if (c == '\r') {
             head_match_ = head_match_ == 2 ? 3 : 1;
+            ++k;
           } else if (c == '\n') {
             bad = true;
-            break;
           } else {
+            // Line content: jump to its CR (or a bare LF, refused above on the next turn).
             head_match_ = 0;
+            const char* base = in.data();
+            const void* lf = std::memchr(base + k, '\n', n - k);
+            const size_t j = lf ? size_t(static_cast<const char*>(lf) - base) : n;
+            const void* cr = std::memchr(base + k, '\r', j - k);
+            k = cr ? size_t(static_cast<const char*>(cr) - base) : j;
           }
         }
         const size_t held = head_.size() + (k - i) + (end ? 1 : 0);
@@ -191,9 +198,9 @@ bool H1Inspector::handle_head(std::string_view head) {
     sink_.on_event(Event{EventKind::authority_mismatch, claimed, h.method, h.target, 0, "authority mismatch"});
     queue_answer(h1_response(421, misdirected_body(expected_, claimed)), false);
   };
-  switch (check_authority(expected_, h.host)) {
+  switch (matcher_.check(h.host)) {
     case AuthorityCheck::invalid:
-      fail(400, "invalid Host", EventKind::malformed, false);
+      fail(400, "invalid Host", EventKind::malformed, false, &h);
       return false;
     case AuthorityCheck::mismatch:
       mismatch(authority_host(h.host));
@@ -206,20 +213,20 @@ bool H1Inspector::handle_head(std::string_view head) {
     target_authority = h.target;  // authority-form (RFC 9112 §3.2.3)
   } else if (h.target == "*") {
     if (h.method != "OPTIONS") {
-      fail(400, "asterisk-form target", EventKind::malformed, false);
+      fail(400, "asterisk-form target", EventKind::malformed, false, &h);
       return false;
     }
   } else if (h.target.front() != '/') {
     target_authority = absolute_form_authority(h.target);
     if (target_authority.empty()) {
-      fail(400, "malformed request target", EventKind::malformed, false);
+      fail(400, "malformed request target", EventKind::malformed, false, &h);
       return false;
     }
   }
   if (!target_authority.empty()) {
-    switch (check_authority(expected_, target_authority)) {
+    switch (matcher_.check(target_authority)) {
       case AuthorityCheck::invalid:
-        fail(400, "malformed request target", EventKind::malformed, false);
+        fail(400, "malformed request target", EventKind::malformed, false, &h);
         return false;
       case AuthorityCheck::mismatch:
         mismatch(authority_host(target_authority));
@@ -229,7 +236,7 @@ bool H1Inspector::handle_head(std::string_view head) {
     }
   }
   if (pending_.size() >= kMaxPipelined) {
-    fail(400, "too many pipelined requests", EventKind::limit, false);
+    fail(400, "too many pipelined requests", EventKind::limit, false, &h);
     return false;
   }
   uint8_t flags = 0;
@@ -266,8 +273,8 @@ void H1Inspector::request_done() {
   }
 }
 
-void H1Inspector::fail(int status, const char* reason, EventKind kind, bool partially_forwarded) {
-  sink_.on_event(Event{kind, {}, {}, {}, 0, reason});
+void H1Inspector::fail(int status, const char* reason, EventKind kind, bool partially_forwarded, const RequestHead* h) {
+  sink_.on_event(Event{kind, {}, h ? h->method : std::string_view(), h ? h->target : std::string_view(), 0, reason});
   queue_answer(h1_response(status, malformed_body(reason)), partially_forwarded);
 }
 

@@ -27,6 +27,7 @@
 
 #include "base/memory_budget.h"
 #include "http/h1_parse.h"
+#include "http/authority.h"
 #include "http/http.h"
 
 namespace moat::http {
@@ -59,7 +60,8 @@ class H1Inspector {
   // Returns false if the head was refused (an answer is queued).
   bool handle_head(std::string_view head);
   void request_done();
-  void fail(int status, const char* reason, EventKind kind, bool partially_forwarded);
+  // Queues a 400 (status) and reports `reason`; `h` (when the head parsed) names the request.
+  void fail(int status, const char* reason, EventKind kind, bool partially_forwarded, const RequestHead* h = nullptr);
   void queue_answer(std::string answer, bool partially_forwarded);
   void emit_answer();
   void lose_upstream_framing();
@@ -71,6 +73,7 @@ class H1Inspector {
   void update_charge();
 
   std::string expected_;
+  AuthorityMatcher matcher_;
   Sink& sink_;
   MemoryCharge charge_;
 

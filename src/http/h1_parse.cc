@@ -42,10 +42,20 @@ int hex_value(char c) noexcept {
 
 }  // namespace
 
-bool is_tchar(char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
+namespace {
+struct TcharTable {
+  bool t[256] = {};
+  constexpr TcharTable() {
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  }
+};
+constexpr TcharTable kTchar;
+}  // namespace
+
+bool is_tchar(char c) noexcept { return kTchar.t[static_cast<unsigned char>(c)]; }
 
 bool split_field_line(std::string_view line, std::string_view* name, std::string_view* value) noexcept {
   const size_t colon = line.find(':');

@@ -57,7 +57,7 @@ void H2Inspector::SettingsReader::feed(std::string_view bytes, F&& on_setting) {
 }
 
 H2Inspector::H2Inspector(std::string_view expected, Sink& sink, MemoryBudget* budget)
-    : expected_(expected), sink_(sink), charge_(budget), mem_(budget, kNghttp2Cap) {
+    : expected_(expected), matcher_(expected), sink_(sink), charge_(budget), mem_(budget, kNghttp2Cap) {
   if (nghttp2_hd_inflate_new2(&inflater_, mem_.get()) != 0) {
     inflater_ = nullptr;  // out of budget: the first header block closes the connection
   }
@@ -445,7 +445,7 @@ void H2Inspector::finish_block() {
   }
   for (const std::string* a : {&authority_, &host_}) {
     if ((a == &authority_ && !saw_authority_) || (a == &host_ && !saw_host_)) continue;
-    switch (check_authority(expected_, *a)) {
+    switch (matcher_.check(*a)) {
       case AuthorityCheck::invalid:
         sink_.on_event(Event{EventKind::malformed, {}, method_, path_, id, "invalid :authority"});
         stream_answer(id, 400, malformed_body("invalid :authority"), H2Error::protocol_error);

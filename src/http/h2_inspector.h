@@ -42,6 +42,7 @@
 #include <unordered_map>
 
 #include "base/memory_budget.h"
+#include "http/authority.h"
 #include "http/http.h"
 #include "http/local_response.h"
 #include "http/nghttp2_mem.h"
@@ -107,6 +108,7 @@ class H2Inspector {
   void update_charge();
 
   std::string expected_;
+  AuthorityMatcher matcher_;
   Sink& sink_;
   MemoryCharge charge_;
   Nghttp2Mem mem_;

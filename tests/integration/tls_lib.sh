@@ -279,8 +279,10 @@ tls_make_git_repo() {
   rm -rf "$tmp"
 }
 
-# tls_requests NAME [FIELD]: the requests tls_start_https_echo NAME logged, one JSON object a
-# line (with FIELD: that field of each, one a line; headers as "Name: value" lines).
+# tls_requests NAME [FIELD]: what tls_start_https_echo NAME logged, one JSON object a line:
+# the requests, and {"handshake_error": ..., "peer": ...} for failed TLS handshakes. With
+# FIELD: that field of each request (handshake errors left out), one a line; headers as
+# "Name: value" lines.
 tls_requests() {
   local f="$T_DIR/$1.jsonl"
   [[ -f "$f" ]] || return 0
@@ -288,7 +290,10 @@ tls_requests() {
   "$TLS_PY" - "$f" "$2" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
-    v = json.loads(line).get(sys.argv[2])
+    r = json.loads(line)
+    if "method" not in r:
+        continue
+    v = r.get(sys.argv[2])
     if isinstance(v, list):
         print("\n".join("%s: %s" % tuple(h) for h in v))
     else:

@@ -121,6 +121,13 @@ TEST(H1Inspector, MalformedGets400ExactBytes) {
   EXPECT_EQ(sink.upstream, "");
   ASSERT_EQ(sink.events.size(), 1u);
   EXPECT_EQ(sink.events[0].kind, EventKind::malformed);
+  EXPECT_EQ(sink.events[0].method, "");  // the head did not parse: no request to name
+  RecordingSink sink2;
+  H1Inspector in2(kHost, sink2, nullptr);
+  EXPECT_EQ(in2.from_guest(b("POST /x HTTP/1.1\r\nHost: bad host\r\n\r\n")), Next::close);
+  EXPECT_EQ(sink2.last_event().reason, "invalid Host");
+  EXPECT_EQ(sink2.last_event().method, "POST");
+  EXPECT_EQ(sink2.last_event().path, "/x");
 }
 
 TEST(H1Inspector, MalformedVariants) {

@@ -50,7 +50,12 @@ struct Link {
       }
       if (std::string s = server.take(); !s.empty()) {
         moved = true;
-        last = in.from_upstream(b(s));
+        for (size_t i = 0; i < s.size();) {
+          size_t n = up_step == 0 ? s.size() : up_step > 0 ? size_t(up_step) : 1 + rng() % 100;
+          n = std::min(n, s.size() - i);
+          last = in.from_upstream(b(std::string_view(s).substr(i, n)));
+          i += n;
+        }
       }
       if (!sink.guest.empty()) {
         moved = true;
@@ -75,7 +80,7 @@ struct Link {
   MemoryBudget budget{0};
   H2Inspector in;
   H2Peer client, server;
-  int step = 0;
+  int step = 0, up_step = 0;  // guest / upstream splits: 0 = as produced, -1 = random
   std::mt19937 rng{42};
   Next last = Next::relay;
   std::string guest_log;
@@ -106,6 +111,7 @@ TEST(H2Inspector, RequestsAndResponsesPassThrough) {
   for (int step : {0, 1, 7, -1}) {
     Link l;
     l.step = step;
+    l.up_step = step;
     l.pump();
     const std::string body(100000, 'x');
     const int32_t id = l.client.request(H2Peer::get("API.example.com:443", "/upload"), &body);
@@ -128,6 +134,7 @@ TEST(H2Inspector, RequestsAndResponsesPassThrough) {
 TEST(H2Inspector, HpackMirrorStaysInStepOverManyRequests) {
   Link l;
   l.step = -1;
+  l.up_step = -1;
   l.pump();
   for (int i = 0; i < 300; ++i) {
     auto f = H2Peer::get("api.example.com", "/item/" + std::to_string(i % 17));
@@ -146,6 +153,7 @@ TEST(H2Inspector, HpackMirrorStaysInStepOverManyRequests) {
 
 TEST(H2Inspector, UpstreamHeaderTableSizeIsAppliedOnAck) {
   Link l({{NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 0}});
+  l.up_step = 1;  // the SETTINGS payload arrives one byte at a time
   l.pump();
   EXPECT_EQ(l.in.hpack_table_size(), 0u);
   for (int i = 0; i < 20; ++i) l.client.request(H2Peer::get("api.example.com", "/t"));
@@ -162,6 +170,7 @@ TEST(H2Inspector, AuthorityMismatchGets421ThenGoaway) {
   for (int step : {0, 1}) {
     Link l;
     l.step = step;
+    l.up_step = step;
     l.pump();
     const int32_t good = l.client.request(H2Peer::get("api.example.com"));
     l.pump();
@@ -194,6 +203,18 @@ TEST(H2Inspector, AnswerBeforeTheUpstreamsSettingsStartsWithSettings) {
   EXPECT_EQ(sink.guest.substr(0, 9), frame(4, 0, 0, ""));
   EXPECT_GE(client.recv(sink.guest), 0);
   EXPECT_EQ(client.messages[1].header(":status"), "421");
+  EXPECT_EQ(client.goaway_error, NGHTTP2_NO_ERROR);
+}
+
+TEST(H2Inspector, AnswerBodyOnlyWhenTheGuestsWindowHasRoom) {
+  RecordingSink sink;
+  H2Inspector in(kHost, sink, nullptr);
+  H2Peer client(false, {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 10}});
+  client.request(H2Peer::get("evil.example"));
+  EXPECT_EQ(in.from_guest(b(client.take())), Next::close);
+  EXPECT_GE(client.recv(sink.guest), 0);
+  EXPECT_EQ(client.messages[1].header(":status"), "421");
+  EXPECT_EQ(client.messages[1].body, "");  // a body would overrun the 10-byte window
   EXPECT_EQ(client.goaway_error, NGHTTP2_NO_ERROR);
 }
 

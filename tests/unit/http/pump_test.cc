@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "h2_peer.h"
 #include "test_sink.h"
 
 namespace moat::http {
@@ -66,6 +67,25 @@ TEST(Pump, NothingIsTakenWhileOutputWaits) {
   up.budget = 1000;
   EXPECT_EQ(pump->from_guest(b(req), to_up, to_guest), req.size());
   EXPECT_EQ(up.got, req + req);
+}
+
+TEST(Pump, Http2ThroughSmallWrites) {
+  auto pump = Pump::inspect("api.example.com", Alpn::h2, nullptr, {});
+  testing::H2Peer client(false), server(true);
+  const std::string body(40000, 'b');
+  const int32_t id = client.request(testing::H2Peer::get("api.example.com", "/up"), &body);
+  const std::string guest_bytes = client.take();
+  Tap up, guest;
+  size_t g = 0;
+  for (int tick = 0; tick < 100000 && (g < guest_bytes.size() || pump->pending_bytes() > 0); ++tick) {
+    up.budget = 97;
+    auto to_up = [&](Bytes d) { return up.write(d); };
+    auto to_guest = [&](Bytes d) { return guest.write(d); };
+    g += pump->from_guest(b(std::string_view(guest_bytes).substr(g, 300)), to_up, to_guest);
+  }
+  EXPECT_EQ(up.got, guest_bytes);  // h2 frames pass byte for byte
+  EXPECT_GE(server.recv(up.got), 0);
+  EXPECT_EQ(server.messages[id].body.size(), body.size());
 }
 
 TEST(Pump, ErrorResponder) {
