@@ -122,6 +122,11 @@ namespace moat {
   X(tls_connect_sni_mismatch, "tls.connect.sni_mismatch") \
   X(tls_dot_sessions, "tls.dot.sessions")               \
   X(tls_dot_handshake_failed, "tls.dot.handshake_failed") \
+  X(http_authority_mismatch, "http.authority_mismatch") \
+  X(http_malformed, "http.malformed")                   \
+  X(http_limit, "http.limit")                           \
+  X(http_upgraded, "http.upgraded")                     \
+  X(http_upstream_framing, "http.upstream_framing")     \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(rate_egress_throttled_ms, "rate.egress.throttled_ms")   \

@@ -21,6 +21,7 @@
 #include "config/loader.h"
 #include "policy/engine.h"
 #include "policy/explain.h"
+#include "tls/interceptor.h"
 #include "policy/profiles.h"
 #include "policy/rule.h"
 #include "transport/unix_socket.h"
@@ -385,7 +386,8 @@ int cmd_policy_explain(const std::vector<std::string>& args) {
   add_config_flag(flags);
   for (auto& f : setting_flags(c, [](const config::Setting& s) {
          return s.key == "policy.rules" || s.key == "policy.profiles" || s.key == "policy.default_egress" ||
-                s.key == "policy.default_ingress";
+                s.key == "policy.default_ingress" || s.key == "tls.intercept" || s.key == "tls.ports" ||
+                s.key == "tls.bypass";
        }))
     flags.push_back(std::move(f));
   policy::ExplainInputs in;  // filled by the flags below
@@ -453,6 +455,25 @@ int cmd_policy_explain(const std::vector<std::string>& args) {
   policy::Engine e(policy::resolve_policy(c.policy.inputs), host_addrs_of(c.net));
   auto rep = policy::explain_report(e, *rq, pin_set, &pin_set);
   for (const auto& l : rep.lines) std::printf("%s\n", l.c_str());
+  // R-TLS-4: whether TLS on this destination would be intercepted (the same rule the
+  // interceptor applies: tls.ports, then tls.bypass on the SNI).
+  if (c.tls.intercept && rq->query.dir == policy::Direction::egress && rq->query.proto == policy::Proto::tcp &&
+      rq->query.port) {
+    const uint16_t port = *rq->query.port;
+    switch (tls::treatment(c.tls, port, rq->name)) {
+      case tls::Treatment::intercepted:
+        std::printf("tls: intercepted (port %u is in tls.ports): the guest sees moat's certificate for %s, the "
+                    "upstream is verified\n",
+                    unsigned(port), rq->name.empty() ? "the address (no SNI)" : rq->name.c_str());
+        break;
+      case tls::Treatment::bypassed:
+        std::printf("tls: bypassed (%s matches tls.bypass): spliced opaquely, not intercepted\n", rq->name.c_str());
+        break;
+      case tls::Treatment::not_intercepted:
+        std::printf("tls: not intercepted (port %u is not in tls.ports)\n", unsigned(port));
+        break;
+    }
+  }
   return rep.allowed ? 0 : kDenied;
 }
 

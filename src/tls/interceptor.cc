@@ -35,7 +35,8 @@ class Interceptor::Refuser final : public flows::TcpPeer {
   Result<size_t> peek(size_t, MutBytes) override { return size_t{0}; }
   Status consume(size_t) override { return {}; }
   size_t writable() override { return 0; }
-  Result<size_t> write(Bytes) override { return size_t{0}; }
+  // The held first flight is released into this peer: refusing it resets the guest at once.
+  Result<size_t> write(Bytes) override { return unexpected(Errno{ECONNRESET}); }
   void shutdown_write() override {}
   void abort() override { timer_.cancel(); }
 

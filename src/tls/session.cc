@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "http/pump.h"
 #include "obs/audit_log.h"
 #include "policy/rule.h"
 #include "tls/keylog.h"
@@ -194,28 +195,29 @@ Result<std::unique_ptr<GuestTls>, std::string> GuestTls::create(LeafCache& leave
   return g;
 }
 
-// ---- ErrorResponder ----
+// ---- The R-TLS-6 filter: src/http's Pump behind the PlainFilter seam ----
 
-ErrorResponder::ErrorResponder(std::string host, std::string reason) {
-  const std::string body = "moat: the upstream TLS connection to " + host + " failed: " + reason + "\n";
-  response_ = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-              std::to_string(body.size()) + "\r\nConnection: close\r\nX-Moat-Error: upstream-tls\r\n\r\n" + body;
-}
+namespace {
 
-size_t ErrorResponder::from_guest(Bytes in, PlainSink&, PlainSink& to_guest) {
-  // Wait for the end of the request head (bounded by R-TLS-6's 64 KiB), then answer.
-  static constexpr char kEnd[] = "\r\n\r\n";
-  for (size_t i = 0; i < in.size() && !head_done_; ++i) {
-    const char c = char(in[i]);
-    crlf_state_ = (c == kEnd[crlf_state_]) ? crlf_state_ + 1 : (c == '\r' ? 1 : 0);
-    if (crlf_state_ == 4 || ++head_bytes_ > 64 * 1024) head_done_ = true;
+class HttpFilter final : public PlainFilter {
+ public:
+  explicit HttpFilter(std::unique_ptr<http::Pump> p) : pump_(std::move(p)) {}
+  size_t from_guest(Bytes in, PlainSink& up, PlainSink& guest) override {
+    return pump_->from_guest(in, [&](Bytes b) { return up.write(b); }, [&](Bytes b) { return guest.write(b); });
   }
-  if (head_done_ && sent_ < response_.size()) {
-    sent_ += to_guest.write(Bytes(reinterpret_cast<const std::byte*>(response_.data()) + sent_,
-                                  response_.size() - sent_));
+  size_t from_upstream(Bytes in, PlainSink& guest) override {
+    return pump_->from_upstream(in, [&](Bytes b) { return guest.write(b); });
   }
-  return in.size();  // the rest of the request is read and dropped
-}
+  void upstream_eof(PlainSink& guest) override {
+    pump_->upstream_eof([&](Bytes b) { return guest.write(b); });
+  }
+  [[nodiscard]] bool wants_close() const override { return pump_->wants_close(); }
+
+ private:
+  std::unique_ptr<http::Pump> pump_;
+};
+
+}  // namespace
 
 // ---- Session ----
 
@@ -389,7 +391,7 @@ void Session::drive_guest_handshake() {
   if (r == 1) {
     phase_ = Phase::relay;
     deadline_.cancel();
-    if (!filter_ && env_.make_filter) filter_ = env_.make_filter(sni_, alpn_selected_, env_.filter_arg);
+    make_filter();
     if (!error_mode_) env_.counters->inc(Counter::tls_intercepted);
     return;
   }
@@ -458,10 +460,17 @@ int Session::on_client_hello(SSL* ssl, int* alert) {
 int Session::on_alpn_select(const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                             unsigned inlen) {
   // The upstream's choice (it chose from exactly this offer), or, answering with 502
-  // ourselves, http/1.1 if the guest offered it.
-  const std::string_view want = error_mode_ ? std::string_view("http/1.1") : std::string_view(alpn_selected_);
+  // ourselves (R-TLS-5), h2 or http/1.1 from the guest's offer.
   const unsigned char* at = nullptr;
-  if (want.empty() || !alpn_list_has(in, inlen, want, &at)) return SSL_TLSEXT_ERR_NOACK;
+  std::string_view want = alpn_selected_;
+  if (error_mode_) {
+    want = alpn_list_has(in, inlen, "h2", &at) ? std::string_view("h2") : std::string_view("http/1.1");
+    alpn_selected_ = std::string(want);
+  }
+  if (want.empty() || !alpn_list_has(in, inlen, want, &at)) {
+    if (error_mode_) alpn_selected_.clear();
+    return SSL_TLSEXT_ERR_NOACK;
+  }
   *out = at;
   *outlen = static_cast<unsigned char>(want.size());
   return SSL_TLSEXT_ERR_OK;
@@ -586,14 +595,13 @@ void Session::upstream_done(bool ok, std::string reason, bool verify_failure) {
   env_.counters->inc(verify_failure ? Counter::tls_verify_failed : Counter::tls_upstream_failed);
   audit(verify_failure ? "tls_upstream_verify_failed" : "tls_error", reason);
   MOAT_LOG_RATELIMITED(info, "tls: upstream %s: %s", host.c_str(), reason.c_str());
-  failure_ = reason;
+  failure_ = verify_failure ? "failed TLS verification: " + reason : reason;
   close_upstream(true);
   if (env_.upstream_error == config::TlsConfig::UpstreamError::alert) {
     hello_ = HelloStep::refuse;
   } else {
     hello_ = HelloStep::serve;
-    error_mode_ = true;
-    filter_ = std::make_unique<ErrorResponder>(host, reason);
+    error_mode_ = true;  // make_filter() answers 502 once the guest handshake is done
   }
   phase_ = Phase::guest;
 }
@@ -730,6 +738,10 @@ bool Session::upstream_to_guest() {
     did = did || took > 0;
   }
   if (up_eof_ && u2g_len_ == 0 && !guest_closed_) {
+    if (filter_ && !filter_eof_told_) {
+      filter_eof_told_ = true;
+      filter_->upstream_eof(guest_sink_);
+    }
     ERR_clear_error();
     SSL_shutdown(guest_ssl_.get());  // close_notify into the ring, then FIN (read_closed)
     guest_closed_ = true;
@@ -784,6 +796,60 @@ void Session::close_upstream(bool abortive) noexcept {
   if (up_ssl_ && !abortive) SSL_set_shutdown(up_ssl_.get(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   up_ssl_.reset();
   up_fd_.reset();
+}
+
+// R-TLS-6 on http/1.1, h2 and ALPN-less connections (other protocols are relayed as
+// opaque plaintext); R-TLS-5's 502 in error mode.
+void Session::make_filter() {
+  if (filter_) return;
+  http::Alpn alpn = http::Alpn::none;
+  const bool is_http = http::alpn_from_string(alpn_selected_, &alpn);
+  auto on_event = [this](const http::Event& e) {
+    switch (e.kind) {
+      case http::EventKind::authority_mismatch:
+        env_.counters->inc(Counter::http_authority_mismatch);
+        http_audit(e);
+        break;
+      case http::EventKind::malformed:
+      case http::EventKind::compression_error: env_.counters->inc(Counter::http_malformed); break;
+      case http::EventKind::limit: env_.counters->inc(Counter::http_limit); break;
+      case http::EventKind::upgraded: env_.counters->inc(Counter::http_upgraded); break;
+      case http::EventKind::upstream_framing: env_.counters->inc(Counter::http_upstream_framing); break;
+    }
+  };
+  const std::string host = sni_.empty() ? info_.remote.to_string() : sni_;
+  if (error_mode_) {
+    const std::string upstream = (info_.remote.is_v6 && sni_.empty() ? "[" + host + "]" : host) + ":" +
+                                 std::to_string(info_.remote_port);
+    filter_ = std::make_unique<HttpFilter>(
+        http::Pump::error_responder(is_http ? alpn : http::Alpn::http1, upstream, failure_, env_.budget, on_event));
+    return;
+  }
+  if (!env_.http_checks || !is_http) return;
+  filter_ = std::make_unique<HttpFilter>(http::Pump::inspect(host, alpn, env_.budget, on_event));
+}
+
+void Session::http_audit(const http::Event& e) {
+  if (!env_.audit || !env_.audit->wants("http_authority_mismatch")) return;
+  env_.audit->emit("http_authority_mismatch", [&](obs::JsonWriter& w) {
+    obs::FlowFields ff;
+    ff.flow = info_.id;
+    ff.proto = "tcp";
+    ff.dir = "egress";
+    ff.src = info_.guest;
+    ff.dst = info_.remote;
+    ff.src_port = info_.guest_port;
+    ff.dst_port = info_.remote_port;
+    ff.name = sni_;
+    ff.name_src = sni_.empty() ? std::string_view() : std::string_view("sni");
+    ff.path = flows::tcp_path_name(info_.path);
+    obs::write_flow(w, ff);
+    w.str("sni", sni_.empty() ? info_.remote.to_string() : sni_);
+    w.str("host", e.host);
+    w.str("method", e.method);
+    w.str("target", e.path);
+    if (e.stream_id) w.u64("stream", e.stream_id);
+  });
 }
 
 void Session::audit(std::string_view ev, std::string_view reason) {

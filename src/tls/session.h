@@ -23,7 +23,7 @@
 //   guest        the guest handshake resumes with the leaf, selecting the ALPN upstream
 //                chose. On an upstream failure: the `alert` mode aborts it with
 //                handshake_failure; the `http` mode completes it (http/1.1) and answers
-//                with 502 (ErrorResponder).
+//                with 502 (src/http's error responder, h2 or http/1.1).
 //   relay        plaintext flows both ways through the PlainFilter seam (R-TLS-6, src/http)
 //                or unchanged. Guest FIN / close_notify -> upstream close_notify + SHUT_WR;
 //                upstream EOF -> guest close_notify + FIN; each direction independently.
@@ -46,6 +46,7 @@
 #include "flows/stream_peer.h"
 #include "flows/tcp_peer.h"
 #include "flows/tcp_peer_provider.h"
+#include "http/http.h"
 #include "tls/leaf.h"
 #include "tls/openssl_handles.h"
 
@@ -83,7 +84,7 @@ class PlainSink {
   ~PlainSink() = default;
 };
 
-/// The R-TLS-6 seam (src/http implements it; the 502 ErrorResponder below is one). It sees
+/// The R-TLS-6 seam (session.cc's HttpFilter puts src/http's Pump behind it). It sees
 /// every plaintext byte the guest sends, in order, and decides what goes upstream and
 /// what moat answers itself. Without a filter the session relays unchanged.
 class PlainFilter {
@@ -94,26 +95,11 @@ class PlainFilter {
   virtual size_t from_guest(Bytes in, PlainSink& to_upstream, PlainSink& to_guest) = 0;
   /// Upstream plaintext, same contract (an HTTP filter watches responses: 101, ...).
   virtual size_t from_upstream(Bytes in, PlainSink& to_guest) { return to_guest.write(in); }
+  /// The upstream ended its side (close_notify or EOF); last words for the guest.
+  virtual void upstream_eof(PlainSink& to_guest) { (void)to_guest; }
   /// The filter is done with this connection: after what it wrote, the guest gets
   /// close_notify and FIN, the upstream (if any) is closed.
   [[nodiscard]] virtual bool wants_close() const { return false; }
-};
-
-/// Answers every request with 502 and a text body naming the host and the reason
-/// (R-TLS-5, tls.upstream_error = http), then closes. HTTP/1.1 only; an h2 answer is the
-/// HTTP module's (TODO(tls-intercept): use src/http's responder when it lands).
-class ErrorResponder final : public PlainFilter {
- public:
-  ErrorResponder(std::string host, std::string reason);
-  size_t from_guest(Bytes in, PlainSink& to_upstream, PlainSink& to_guest) override;
-  [[nodiscard]] bool wants_close() const override { return sent_ == response_.size(); }
-
- private:
-  std::string response_;
-  size_t sent_ = 0;
-  uint32_t crlf_state_ = 0;  // progress through "\r\n\r\n" across chunks
-  size_t head_bytes_ = 0;    // bytes of the request head seen (bounded)
-  bool head_done_ = false;
 };
 
 /// Everything a session borrows from the gateway; outlives every session.
@@ -127,9 +113,9 @@ struct SessionEnv {
   config::TlsConfig::UpstreamError upstream_error = config::TlsConfig::UpstreamError::http;
   Duration handshake_timeout = std::chrono::seconds(10);
   size_t ring_bytes = 256u << 10;  ///< per direction (limits.flow_buffer)
-  /// Optional R-TLS-6 filter factory (src/http); null = relay plaintext unchanged.
-  std::unique_ptr<PlainFilter> (*make_filter)(std::string_view sni, std::string_view alpn, void* arg) = nullptr;
-  void* filter_arg = nullptr;
+  /// R-TLS-6 HTTP checks (src/http) on http/1.1, h2 and ALPN-less connections; off =
+  /// plaintext relayed unchanged (tests of the TLS layer alone).
+  bool http_checks = true;
 };
 
 class Session final : public flows::TcpPeer, private event::IoHandler {
@@ -189,6 +175,8 @@ class Session final : public flows::TcpPeer, private event::IoHandler {
   void update_watch();
   void close_upstream(bool abortive) noexcept;
   void audit(std::string_view ev, std::string_view reason);
+  void make_filter();
+  void http_audit(const http::Event& e);
 
   // Guest-bound plaintext sink (for filters): SSL_write into the to-guest ring.
   struct GuestSink final : PlainSink {
@@ -236,6 +224,7 @@ class Session final : public flows::TcpPeer, private event::IoHandler {
   bool conn_aborted_ = false;     // TcpConn aborted (guest RST, ...)
   bool failed_ = false;
   bool detached_ = false;
+  bool filter_eof_told_ = false;  // PlainFilter::upstream_eof() called
   bool error_mode_ = false;       // upstream failed, tls.upstream_error = http: 502s
   bool error_reported_ = false;   // peer_error() was called
   bool guest_ring_full_ = false;  // the guest SSL found the to-guest ring full

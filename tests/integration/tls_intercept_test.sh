@@ -21,9 +21,10 @@ tls_make_cert "$PKI" api "DNS:api.test,IP:44.7.0.1"
 tls_make_cert "$PKI" api2 "DNS:api2.test"
 tls_make_cert "$PKI" www "DNS:www.test"
 tls_make_cert "$PKI" h2 "DNS:h2.test"
+tls_make_cert "$PKI" half "DNS:half.test"
 tls_make_bad_certs "$PKI"
 tls_internet api.test=44.7.0.1 www.test=44.7.0.2 h2.test=44.7.0.3 api2.test=44.7.0.11 \
-  wrongname.test=44.7.0.8 untrusted.test=44.7.0.10
+  wrongname.test=44.7.0.8 untrusted.test=44.7.0.10 half.test=44.7.0.12
 tls_make_file "$T_DIR/htdocs/file.bin" 4194304
 check "server: https echo"    tls_start_https_echo api 44.7.0.1 443 "$PKI/api.pem" "$PKI/api.key"
 check "server: https echo h2" tls_start_https_echo api2 44.7.0.11 443 "$PKI/api2.pem" "$PKI/api2.key" --alpn h2,http/1.1
@@ -31,6 +32,39 @@ check "server: s_server"      tls_start_s_server www 44.7.0.2 443 "$PKI/www.pem"
 check "server: nghttpd"       tls_start_nghttpd h2 44.7.0.3 443 "$PKI/h2.pem" "$PKI/h2.key" "$T_DIR/htdocs"
 check "server: wrong name"    tls_start_s_server wrongname 44.7.0.8 443 "$PKI/wrongname.pem" "$PKI/wrongname.key"
 check "server: untrusted"     tls_start_s_server untrusted 44.7.0.10 443 "$PKI/untrusted.pem" "$PKI/untrusted.key"
+
+# A half-close upstream: reads the request until EOF (close_notify or FIN), then answers
+# with the byte count and closes cleanly; bounded by its accept and socket timeouts.
+cat > "$T_DIR/half.py" <<'PY'
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], 443))
+ls.listen(4)
+ls.settimeout(200)
+for _ in range(4):
+    c, _ = ls.accept()
+    c.settimeout(10)
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        data = b""
+        while True:
+            b = t.recv(65536)
+            if not b:
+                break
+            data += b
+        body = b"got %d bytes, then EOF\n" % len(data)
+        t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        print("served", len(data), flush=True)
+        t.unwrap()
+    except Exception as e:
+        print("error", e, flush=True)
+    c.close()
+PY
+start_bg half timeout 260 "$TLS_PY" "$T_DIR/half.py" 44.7.0.12 "$PKI/half.pem" "$PKI/half.key"
+check "server: half-close" tls_wait_tcp 44.7.0.12 443
 
 TLS_FLAGS=(--tls --tls-ca-cert "$MOATCA/ca.pem" --tls-ca-key "$MOATCA/ca.key" --tls-extra-ca "$PKI/ca.pem")
 CA="$MOATCA/ca.pem"
@@ -45,11 +79,13 @@ $C -v -o /dev/null https://api.test/issuer 2> $T_DIR/curl-v.txt; echo "issuer \$
 echo "h2 \$($C --http2 -o $T_DIR/h2.json -w '%{http_version}' https://api2.test/h2path) \$(grep -c '"alpn": "h2"' $T_DIR/h2.json)"
 echo "h2file \$($C --http2 -o /dev/null -w '%{http_code} %{http_version} %{size_download}' https://h2.test/file.bin)"
 openssl s_client -connect www.test:443 -servername www.test -alpn http/1.1 -CAfile $CA -verify_return_error \
-  < /dev/null > $T_DIR/s_client.txt 2>&1; echo "sclient \$? \$(grep -c 'ALPN protocol: http/1.1' $T_DIR/s_client.txt) \$(grep -c 'Verify return code: 0 (ok)' $T_DIR/s_client.txt) \$(grep -c 'issuer=.*moat interception test CA' $T_DIR/s_client.txt)"
+  < /dev/null > $T_DIR/s_client.txt 2>&1; echo "sclient \$? \$(grep -c 'ALPN protocol: http/1.1' $T_DIR/s_client.txt) \$(grep -m1 -c 'Verify return code: 0 (ok)' $T_DIR/s_client.txt) \$(grep -c 'issuer=.*moat interception test CA' $T_DIR/s_client.txt)"
 openssl s_client -connect 44.7.0.1:443 -noservername -CAfile $CA -verify_ip 44.7.0.1 -verify_return_error \
-  < /dev/null > $T_DIR/s_client_nosni.txt 2>&1; echo "nosni \$? \$(grep -c 'Verify return code: 0 (ok)' $T_DIR/s_client_nosni.txt)"
+  < /dev/null > $T_DIR/s_client_nosni.txt 2>&1; echo "nosni \$? \$(grep -m1 -c 'Verify return code: 0 (ok)' $T_DIR/s_client_nosni.txt)"
 echo "ipsan \$($C -o /dev/null -w '%{http_code}' https://44.7.0.1/ip)"
 echo "bad \$($C -o $T_DIR/bad.txt -w '%{http_code}' https://wrongname.test/bad) \$(cat $T_DIR/bad.txt)"
+echo "fronted \$($C -o /dev/null -w '%{http_code}' -H 'Host: evil.test' https://api.test/fronted)"
+echo "bad2 \$($C --http2 -o $T_DIR/bad2.txt -w '%{http_code} %{http_version}' https://wrongname.test/bad2) \$(grep -c 'hostname mismatch' $T_DIR/bad2.txt)"
 timeout 5 bash -c "exec 3<>/dev/tcp/44.7.0.1/443; printf '\\026\\003\\001\\000\\010\\001\\000\\000\\004abcd' >&3; cat <&3" > /dev/null 2>&1; echo "garbage \$?"
 echo "after \$($C -o /dev/null -w '%{http_code}' https://api.test/after-garbage)"
 $TLS_PY - <<'PY'
@@ -58,8 +94,8 @@ import socket, ssl
 ctx = ssl.create_default_context(cafile="$CA")
 ctx.set_alpn_protocols(["http/1.1"])
 import os
-s = ctx.wrap_socket(socket.create_connection(("api.test", 443), timeout=10), server_hostname="api.test")
-s.sendall(b"GET /halfclose HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
+s = ctx.wrap_socket(socket.create_connection(("half.test", 443), timeout=10), server_hostname="half.test")
+s.sendall(b"GET /halfclose HTTP/1.1\r\nHost: half.test\r\n\r\n")
 # FIN on the TCP connection under the TLS session (a second handle on the same socket).
 d = socket.socket(fileno=os.dup(s.fileno()))
 d.shutdown(socket.SHUT_WR)
@@ -73,7 +109,7 @@ try:
         data += b
 except (ssl.SSLError, OSError) as e:
     pass
-print("halfclose", data.split(b"\r\n", 1)[0].decode(), b"/halfclose" in data)
+print("halfclose", data.split(b"\r\n", 1)[0].decode(), b"got 44 bytes, then EOF" in data)
 PY
 exit 0
 EOF
@@ -87,7 +123,10 @@ check "main: s_client with SNI+ALPN: verified, moat's issuer" has main '^sclient
 check "main: s_client without SNI: IP-SAN leaf verified"      has main '^nosni 0 1$'
 check "main: curl by address (no SNI)"                        has main '^ipsan 200$'
 check "main: bad upstream certificate -> 502 naming host and reason" \
-  has main '^bad 502 moat: the upstream TLS connection to wrongname.test failed: hostname mismatch$'
+  has main '^bad 502 moat: upstream wrongname.test:443 failed TLS verification: hostname mismatch$'
+check "main: Host other than the SNI -> 421 (R-TLS-6 via src/http)" has main '^fronted 421$'
+check "main: audit http_authority_mismatch" grep -q '"ev":"http_authority_mismatch".*"host":"evil.test"' "$T_DIR/main-audit.jsonl"
+check "main: the 502 over h2 for an h2 guest"                  has main '^bad2 502 2 1$'
 check "main: garbage on :443 is closed"                        has main '^garbage [01]$'
 check "main: garbage on :443 does not disturb the next flow"  has main '^after 200$'
 check "main: half-close: the answer arrives after the guest's FIN" has main '^halfclose HTTP/1.[01] 200 OK True$'
@@ -100,7 +139,6 @@ import json
 r = [json.loads(l) for l in open('$T_DIR/api.jsonl')]
 g = next(x for x in r if x.get('path') == '/h1path')
 assert g['sni'] == 'api.test' and g['alpn'] == 'http/1.1', g
-assert any(x.get('path') == '/halfclose' for x in r)
 n = next(x for x in r if x.get('path') == '/ip')
 assert n['sni'] is None, n
 "
@@ -114,16 +152,19 @@ echo "counters: tls.intercepted=$(stat_of main tls.intercepted) tls.verify_faile
   "tls.handshake_failed=$(stat_of main tls.handshake_failed) tls.upstream_resumed=$(stat_of main tls.upstream_resumed)" \
   "tls.leaf_cache.hits=$(stat_of main tls.leaf_cache.hits)"
 check "main: tls.intercepted counted"          test "$(stat_of main tls.intercepted)" -ge 8
-check "main: tls.verify_failed = 1"            test "$(stat_of main tls.verify_failed)" -eq 1
+check "main: tls.verify_failed = 2 (h1 and h2)" test "$(stat_of main tls.verify_failed)" -eq 2
 check "main: the garbage counted (tls.handshake_failed)" test "$(stat_of main tls.handshake_failed)" -ge 1
 check "main: upstream sessions resumed"        test "$(stat_of main tls.upstream_resumed)" -ge 1
 check "main: leaf cache hits"                  test "$(stat_of main tls.leaf_cache.hits)" -ge 1
 
 # ---- alert mode ----
-printf '[tls]\nupstream_error = "alert"\n' > "$T_DIR/alert.toml"
-tls_run alert -c "$T_DIR/alert.toml" "${TLS_FLAGS[@]}" -- \
-  "openssl s_client -connect wrongname.test:443 -servername wrongname.test -CAfile $CA < /dev/null > $T_DIR/alert.txt 2>&1; echo \"alert \$? \$(grep -c 'alert handshake failure' $T_DIR/alert.txt)\""
+printf '[tls]\nupstream_error = "alert"\nnon_tls = "reject"\n' > "$T_DIR/alert.toml"
+tls_run alert -c "$T_DIR/alert.toml" "${TLS_FLAGS[@]}" --log-level debug -- \
+  "openssl s_client -connect wrongname.test:443 -servername wrongname.test -CAfile $CA < /dev/null > $T_DIR/alert.txt 2>&1; echo \"alert \$? \$(grep -c 'alert handshake failure' $T_DIR/alert.txt)\"; \
+   curl -sS --max-time 10 -o /dev/null http://api.test:443/plain 2>/dev/null; echo \"nontls \$?\""
 check "alert: the guest handshake fails with handshake_failure" has alert '^alert 1 1$'
+check "non_tls = reject: plain HTTP on :443 is reset (curl 56)"  has alert '^nontls 56$'
+check "non_tls = reject: counted tls.non_tls"                    test "$(stat_of alert tls.non_tls)" -eq 1
 
 # ---- bypass and no-verify ----
 tls_run bypass "${TLS_FLAGS[@]}" --tls-bypass '*.www.test' --tls-no-verify untrusted.test -- \

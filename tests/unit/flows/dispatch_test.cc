@@ -196,6 +196,76 @@ TEST_F(ProviderTest, ASynProviderCanTerminateTheFlowInProcess) {
   EXPECT_EQ(p.closed, 1);
 }
 
+/// Asks at SYN for the first flight (TcpTake::classify), then takes the flow with the
+/// gate path's own host connection (the TLS interceptor's pattern).
+class Classifying final : public TcpPeerProvider {
+ public:
+  uint16_t port = 0;
+  StreamPeer peer{64 << 10};
+  TcpFlowRef ref;
+  UniqueFd host_fd;
+  std::string first_flight;
+  TcpPath seen_path = TcpPath::fast;
+  int closed = 0;
+  TcpTake on_syn(const FlowInfo& f, DialPlan&, TcpFlowRef) override {
+    return f.remote_port == port ? TcpTake::classify() : TcpTake::pass();
+  }
+  TcpPeer* on_allowed(const FlowInfo& f, TcpFlowRef r) override {
+    seen_path = f.path;
+    first_flight.assign(reinterpret_cast<const char*>(f.first_flight.data()), f.first_flight.size());
+    ref = r;
+    host_fd = r.take_host_socket();
+    EXPECT_FALSE(r.take_host_socket().valid());  // given once
+    return &peer;
+  }
+  void on_closed(TcpPeer&) override { ++closed; }
+};
+
+TEST_F(ProviderTest, AClassifyingProviderTurnsTheFastPathIntoTheGateAndReusesItsHostConnection) {
+  start();  // no admission: every flow would take the fast path
+  Classifying p;
+  p.port = port;
+  engine->add_provider(p);
+  UniqueFd host = handshake();  // dialled at SYN, as on the fast path
+  const std::string hello = "GET / HTTP/1.1\r\nHost: classified.example\r\n\r\n";
+  send_data(text(hello));
+  engine->flush(now());
+  pump(2);
+  EXPECT_EQ(p.seen_path, TcpPath::gate);
+  EXPECT_EQ(p.first_flight, hello);  // FlowInfo::first_flight shows the held bytes
+  ASSERT_TRUE(p.host_fd.valid());
+  // The provider's socket is the connection the engine made: what it writes arrives on
+  // the host side accepted above, and nothing was dialled a second time.
+  ASSERT_EQ(::send(p.host_fd.get(), "via-provider", 12, MSG_NOSIGNAL), 12);
+  EXPECT_EQ(host_read(host.get(), 12), "via-provider");
+  EXPECT_FALSE(listener_has_connection(50));
+  // The engine wrote no guest byte to it: the held first flight went to the provider's peer.
+  Buf got(hello.size());
+  ASSERT_EQ(p.peer.app_read(MutBytes(got)), hello.size());
+  EXPECT_EQ(str(got), hello);
+  engine->abort_all(now());
+  EXPECT_EQ(p.closed, 1);
+  // The engine never closed or reset the socket it gave away.
+  EXPECT_EQ(::send(p.host_fd.get(), "!", 1, MSG_NOSIGNAL), 1);
+}
+
+TEST_F(ProviderTest, TheHostSocketIsNotGivenOnTheInspectPath) {
+  start();
+  Classifying p;
+  p.port = port;
+  engine->set_admission(&adm);  // InspectAll: nothing dialled before the first flight
+  engine->add_provider(p);
+  inspect_handshake();
+  send_data(text("GET / HTTP/1.1\r\nHost: x.example\r\n\r\n"));
+  engine->flush(now());
+  EXPECT_EQ(p.seen_path, TcpPath::inspect);
+  EXPECT_FALSE(p.host_fd.valid());
+  EXPECT_TRUE(p.ref.dial_target().has_value());
+  EXPECT_EQ(p.ref.dial_target()->port, port);
+  EXPECT_FALSE(listener_has_connection(50));
+  engine->abort_all(now());
+}
+
 // ---- Dispatch hooks ----------------------------------------------------------------------
 
 class CountingHook final : public PacketHook {

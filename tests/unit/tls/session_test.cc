@@ -218,6 +218,7 @@ class SessionTest : public ::testing::Test {
   std::unique_ptr<GuestTls> guest_tls;
   std::unique_ptr<KeyLog> keylog;
   SessionEnv env;
+  bool http_checks = false;  // the TLS layer alone (echo "ping"); the HTTP tests turn it on
 
   void SetUp() override {
     ::signal(SIGPIPE, SIG_IGN);  // the test's upstream server writes with SSL_write (write(2))
@@ -249,6 +250,7 @@ class SessionTest : public ::testing::Test {
     env.guest = guest_tls.get();
     env.upstream_error = cfg.upstream_error;
     env.ring_bytes = 64 << 10;
+    env.http_checks = http_checks;
   }
   std::unique_ptr<Session> make_session(uint16_t port) {
     flows::FlowInfo f;
@@ -367,9 +369,9 @@ TEST_F(SessionTest, AnUntrustedUpstreamGets502NamingHostAndReason) {
   make_env();
   UpstreamServer up(*up_leaves, "upstream.test", 1, [](SSL*) {});
   auto s = make_session(up.port());
-  Guest g(moat_ca->cert(), "upstream.test", wire_alpn({"h2", "http/1.1"}));
+  Guest g(moat_ca->cert(), "upstream.test", wire_alpn({"http/1.1"}));
   ASSERT_TRUE(handshake(g, *s)) << s->failure();
-  EXPECT_EQ(alpn_of(g.ssl()), "http/1.1");  // moat answers itself, in HTTP/1.1
+  EXPECT_EQ(alpn_of(g.ssl()), "http/1.1");  // moat answers itself, in what the guest offered
   const std::string req = "GET / HTTP/1.1\r\nHost: upstream.test\r\n\r\n";
   ASSERT_EQ(SSL_write(g.ssl(), req.data(), int(req.size())), int(req.size()));
   const std::string resp = read_some(g, *s, 1 << 20);
@@ -382,6 +384,44 @@ TEST_F(SessionTest, AnUntrustedUpstreamGets502NamingHostAndReason) {
   EXPECT_TRUE(s->read_closed());
 }
 
+// R-TLS-6 through the PlainFilter seam: src/http answers a Host that is not the SNI with
+// 421 and the audit counter; a matching request reaches the upstream.
+TEST_F(SessionTest, HttpChecksAnswer421ToAHostOtherThanTheSni) {
+  http_checks = true;
+  make_env();
+  UpstreamServer up(*up_leaves, "upstream.test", 1, [](SSL* ssl) {
+    char buf[4096];
+    const int n = SSL_read(ssl, buf, sizeof buf);
+    if (n > 0) {
+      const std::string r = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+      SSL_write(ssl, r.data(), int(r.size()));
+    }
+    SSL_read(ssl, buf, sizeof buf);
+    SSL_shutdown(ssl);
+  });
+  auto s = make_session(up.port());
+  Guest g(moat_ca->cert(), "upstream.test", wire_alpn({"http/1.1"}));
+  ASSERT_TRUE(handshake(g, *s)) << s->failure();
+  const std::string ok = "GET /a HTTP/1.1\r\nHost: upstream.test\r\n\r\n";
+  ASSERT_EQ(SSL_write(g.ssl(), ok.data(), int(ok.size())), int(ok.size()));
+  EXPECT_EQ(read_some(g, *s, 40), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const std::string fronted = "GET /b HTTP/1.1\r\nHost: evil.test\r\n\r\n";
+  ASSERT_EQ(SSL_write(g.ssl(), fronted.data(), int(fronted.size())), int(fronted.size()));
+  const std::string resp = read_some(g, *s, 1 << 20);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 421 ", 0), 0u) << resp;
+  EXPECT_EQ(counters.get(Counter::http_authority_mismatch), 1u);
+}
+
+TEST_F(SessionTest, AnUpstreamFailureAnswersAnH2GuestInH2) {
+  cfg.extra_ca.clear();
+  make_env();
+  UpstreamServer up(*up_leaves, "upstream.test", 1, [](SSL*) {});
+  auto s = make_session(up.port());
+  Guest g(moat_ca->cert(), "upstream.test", wire_alpn({"h2", "http/1.1"}));
+  ASSERT_TRUE(handshake(g, *s)) << s->failure();
+  EXPECT_EQ(alpn_of(g.ssl()), "h2");  // R-TLS-5: h2 or http/1.1 from the guest's offer
+}
+
 TEST_F(SessionTest, AWrongNameFailsVerificationToo) {
   make_env();
   UpstreamServer up(*up_leaves, "other.test", 1, [](SSL*) {});  // trusted CA, wrong name
@@ -389,7 +429,7 @@ TEST_F(SessionTest, AWrongNameFailsVerificationToo) {
   Guest g(moat_ca->cert(), "upstream.test", wire_alpn({"http/1.1"}));
   ASSERT_TRUE(handshake(g, *s));
   EXPECT_EQ(counters.get(Counter::tls_verify_failed), 1u);
-  EXPECT_NE(s->failure().find("hostname mismatch"), std::string::npos) << s->failure();
+  EXPECT_EQ(s->failure(), "failed TLS verification: hostname mismatch");
 }
 
 TEST_F(SessionTest, AlertModeAbortsTheGuestHandshake) {
