@@ -23,6 +23,8 @@ PKGS=(
   # TLS interception (R-TLS, src/tls/): OpenSSL 3 and nghttp2 (HTTP/2 framing, HPACK);
   # its test peers: openssl s_server/s_client, nghttpd, a WebSocket server, requests
   libssl-dev openssl libnghttp2-dev nghttp2-server nghttp2-client python3-websockets python3-requests
+  # `promtool check metrics` on moat's Prometheus text (R-OBS-7, tests/integration/control_test.sh)
+  prometheus
 )
 # `scripts/deps.sh bench`: also the TLS benchmark's peers (make bench-tls), not needed by CI.
 if [[ "${1:-}" == bench ]]; then

@@ -105,6 +105,14 @@ namespace moat {
   X(dns_tcp_sessions, "dns.tcp_sessions")               \
   X(dns_alt_port_refused, "dns.alt_port_refused")       \
   X(dns_accept_emfile, "dns.accept_emfile")             \
+  X(control_clients, "control.clients")                 \
+  X(control_requests, "control.requests")               \
+  X(control_refused, "control.refused")                 \
+  X(control_limited, "control.limited")                 \
+  X(control_oversize, "control.oversize")               \
+  X(control_idle_closed, "control.idle_closed")         \
+  X(metrics_requests, "metrics.requests")               \
+  X(metrics_bad_requests, "metrics.bad_requests")       \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(internal_errors, "internal_errors")

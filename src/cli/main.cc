@@ -14,6 +14,7 @@
 
 #include "app/app.h"
 #include "cli/flags.h"
+#include "cli/stats.h"
 #include "base/file.h"
 #include "config/config.h"
 #include "config/loader.h"
@@ -68,6 +69,15 @@ std::vector<UserError> preload_config(const std::vector<Flag>& flags, const std:
   if (!c.flows.impair.empty())
     if (auto e = app::check_impair(c.flows.impair)) errs.push_back({paths[0] + ": net.impair", *e, ""});
   return errs;
+}
+
+/// The --config file as an absolute path (policy.reload and SIGHUP re-read it; moat's
+/// working directory is not the point). Empty stays empty.
+std::string absolute_path(const std::string& p) {
+  if (p.empty() || p.front() == '/') return p;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return p;
+  return std::string(cwd) + "/" + p;
 }
 
 /// Names the config key rather than the flag in R-ADDR-2 messages for values that came
@@ -148,6 +158,7 @@ int cmd_run(const std::vector<std::string>& args) {
   auto flags = gateway_flags(o.cfg);
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/true, o.cfg, &cfg_path);
+  o.cfg.control.reload_file = absolute_path(cfg_path);
   const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/true);
   if (r.help) {
@@ -184,6 +195,7 @@ int cmd_attach(const std::vector<std::string>& args) {
   set_group(flags, own, "Namespace");
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
+  o.cfg.control.reload_file = absolute_path(cfg_path);
   const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
   if (r.help) {
@@ -259,6 +271,7 @@ int cmd_serve(const std::vector<std::string>& args) {
   set_group(flags, own, "Transport");
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
+  o.cfg.control.reload_file = absolute_path(cfg_path);
   const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
   if (r.help) {
@@ -478,6 +491,8 @@ void usage(FILE* to) {
                "  moat attach (--netns PATH | --pid PID)  serve an existing network namespace\n"
                "  moat serve (--qemu PATH | --unixgram PATH | --fd N)  serve a VM's link on a socket or fd\n"
                "  moat policy check FILE | explain --dst HOST:PORT  validate or explain a policy\n"
+               "  moat stats [--name NAME | --control PATH | --pid PID] [--json] [--flows] [--watch DUR] [--prometheus]\n"
+               "                                          counters and flows of a running gateway\n"
                "  moat --version | --help\n\n"
                "`moat SUBCOMMAND --help` lists the options.\n",
                kVersion);
@@ -507,6 +522,7 @@ int main(int argc, char** argv) {
   if (sub == "attach") return cmd_attach(args);
   if (sub == "serve") return cmd_serve(args);
   if (sub == "policy") return cmd_policy(args);
+  if (sub == "stats") return cmd_stats(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;
 }

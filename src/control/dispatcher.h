@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/addr.h"
 #include "base/result.h"
 #include "policy/engine.h"
 
@@ -72,6 +73,32 @@ class Backend {
   virtual MethodResult<void> shutdown() = 0;
   /// A mutating method succeeded: emit the `config_change` audit event (what = method + detail).
   virtual void config_change(std::string_view what) = 0;
+
+  // Methods a backend may lack (the C ABI's has none of them): the default answers
+  // unknown_method "<method>: not supported by this build".
+
+  /// `metrics`: the Prometheus text exposition (R-OBS-7) of the gateway, as GET /metrics
+  /// serves it (moat stats --prometheus).
+  virtual MethodResult<std::string> metrics_text();
+  /// `policy.reload` (R-POL-12): re-read the start-up config file's [policy]; returns the
+  /// file's path. A failure leaves the old policy.
+  virtual MethodResult<std::string> policy_reload();
+  /// One active flow for `flows`.
+  struct Flow {
+    uint64_t id = 0;          ///< the audit flow id
+    std::string proto;        ///< tcp, udp, icmp
+    bool ingress = false;     ///< a published port's flow
+    IpAddr guest, remote;
+    uint16_t guest_port = 0, remote_port = 0;
+    std::string name;         ///< empty when none
+    std::string name_src;     ///< sni, host, pin, connect, query, none
+    std::string path;         ///< fast, gate, inspect
+    uint64_t bytes_from_guest = 0, bytes_to_guest = 0;
+    int64_t age_ms = 0;
+    std::string state;        ///< e.g. the TCP state
+  };
+  /// `flows`: every active flow (the dispatcher filters, sorts and bounds).
+  virtual MethodResult<std::vector<Flow>> flows();
 };
 
 class Dispatcher {
