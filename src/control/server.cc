@@ -53,6 +53,12 @@ Server::~Server() {
 
 size_t Server::clients() const noexcept { return clients_.size(); }
 
+size_t Server::buffered_bytes() const noexcept {
+  size_t n = 0;
+  for (const auto& c : clients_) n += c->in.size() + c->out.size();
+  return n;
+}
+
 void Server::on_accept() {
   // Bounded: at most a backlog's worth per wakeup (listen(8)) plus a few, so one busy
   // listener cannot starve the data path.

@@ -71,6 +71,8 @@ class Server {
 
   [[nodiscard]] const std::string& address() const noexcept { return opts_.address; }
   [[nodiscard]] size_t clients() const noexcept;
+  /// Bytes held for all clients (partial requests + queued responses): the bound tests check.
+  [[nodiscard]] size_t buffered_bytes() const noexcept;
   /// The filesystem path, if any (to hand over to the runas user), else empty.
   [[nodiscard]] const std::string& path() const noexcept { return sock_.path(); }
 
