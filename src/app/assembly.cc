@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -288,6 +289,16 @@ Result<GatewayPlan, std::vector<config::UserError>> finish_config(config::Config
     errs.push_back({o.families_source, "neither IPv4 nor IPv6 is active",
                     "the host has no route for either family; use " + o.families_fix});
   for (auto& e : config::validate(cfg.net, fam.ipv4, fam.ipv6, o.sources)) errs.push_back(std::move(e));
+  // R-TLS-2: a user-supplied CA is a pair.
+  if (cfg.tls.ca_cert.empty() != cfg.tls.ca_key.empty())
+    errs.push_back({cfg.tls.ca_cert.empty() ? "--tls-ca-key (tls.ca_key)" : "--tls-ca-cert (tls.ca_cert)",
+                    "is given without " + std::string(cfg.tls.ca_cert.empty() ? "--tls-ca-cert (tls.ca_cert)"
+                                                                                : "--tls-ca-key (tls.ca_key)"),
+                    "a CA is a certificate and its key: give both, or neither"});
+  // R-TLS-9: the key log defaults to $SSLKEYLOGFILE, for a moat that owns its process (an
+  // embedder's environment is not the gateway's configuration).
+  if (o.own_process && cfg.tls.keylog_file.empty())
+    if (const char* k = std::getenv("SSLKEYLOGFILE"); k != nullptr && *k != '\0') cfg.tls.keylog_file = k;
   // Reading block files is pointless (and slow for big lists) once the input is known bad.
   if (errs.empty())
     for (auto& e : compile_dns_block(cfg)) errs.push_back(std::move(e));

@@ -341,6 +341,8 @@ class Loader {
         if (s.key == "policy.profiles") return profiles(s, v, p);
         if (s.key == "publish") return publish(v, p);
         if (s.key == "dns.hosts") return hosts(v, p, &cfg_.dns.hosts);
+        if (s.key == "tls.ports") return tls_ports(s, v, p);
+        if (s.key == "tls.host_ca") return host_ca(v, p);
         return;
     }
   }
@@ -357,6 +359,47 @@ class Loader {
     const auto& d = cfg_.dns;
     if (d.pin_min_ttl > d.pin_max_ttl) err(t.pos, child(path, "pin_min_ttl"), "is greater than pin_max_ttl");
     if (d.timeout > d.deadline) err(t.pos, child(path, "timeout"), "is greater than dns.deadline");
+  }
+
+  /// tls.ports: an array of port numbers, replacing the default [443].
+  void tls_ports(const Setting& s, const Value& v, const std::string& p) {
+    if (!type(v, p, Kind::array)) return;
+    cfg_.tls.ports.clear();
+    FlagState st;
+    each(v, p, [&](const Value& e, const std::string& ip) {
+      if (!type(e, ip, Kind::integer)) return;
+      problem(e.pos, ip, apply_text(s, cfg_, Source::file, e.out_of_range ? "out of range" : std::to_string(e.integer), st));
+    });
+  }
+
+  /// tls.host_ca: an array of tables {hosts = [PATTERN...], file = PATH}.
+  void host_ca(const Value& v, const std::string& path) {
+    std::vector<HostCaConfig> out;
+    each(v, path, [&](const Value& t, const std::string& p) {
+      if (!type(t, p, Kind::table)) return;
+      HostCaConfig h;
+      bool have_hosts = false, have_file = false;
+      for (const auto& m : t.members) {
+        const std::string mp = child(p, m.key);
+        if (m.key == "hosts") {
+          have_hosts = true;
+          if (!type(m.value, mp, Kind::array)) continue;
+          if (m.value.items.empty()) err(m.value.pos, mp, "is empty", "list at least one NAME, *.SUFFIX or *");
+          each(m.value, mp, [&](const Value& e, const std::string& ep) {
+            std::string text;
+            if (get_string(e, ep, &text)) problem(e.pos, ep, add_host_pattern(text, &h.hosts));
+          });
+        } else if (m.key == "file") {
+          have_file = get_path(m.value, mp, &h.file);
+        } else {
+          err(m.key_pos, mp, "unknown key", "a tls.host_ca entry has `hosts` and `file`");
+        }
+      }
+      if (!have_hosts) err(t.pos, p, "has no `hosts`");
+      if (!have_file) err(t.pos, p, "has no `file`");
+      out.push_back(std::move(h));
+    });
+    cfg_.tls.host_ca = std::move(out);
   }
 
   /// policy.profiles: the items are checked together, as every --profile value is.

@@ -87,6 +87,18 @@ Opt parse_hostname(std::string_view v, std::string* out) {
   return std::nullopt;
 }
 
+/// --tls-port / an element of tls.ports: 1-65535, listed once.
+Opt add_tls_port(Config& c, std::string_view v) {
+  uint32_t port = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), port);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || port == 0 || port > 65535)
+    return fail(q(v) + " is not a port", "expected 1-65535");
+  for (uint16_t have : c.tls.ports)
+    if (have == port) return std::nullopt;
+  c.tls.ports.push_back(uint16_t(port));
+  return std::nullopt;
+}
+
 Opt set_action(std::string_view v, std::optional<policy::Action>* out) {
   if (v == "allow") *out = policy::Action::allow;
   else if (v == "deny") *out = policy::Action::deny;
@@ -662,10 +674,138 @@ constexpr Setting kSettings[] = {
        c.control.metrics_listen = v;
        return std::nullopt;
      }},
+    // --- TLS interception (SPEC §3.9 R-TLS-1..10) ---
+    {.key = "tls.intercept", .flag = "--tls", .type = VT::boolean, .flag_value = "true", .def = "false",
+     .help = "intercept TLS on tls.ports with moat's CA (R-TLS-1)", .group = G::tls,
+     .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.tls.intercept = b;
+       c.tls.intercept_set = true;
+       return std::nullopt;
+     }},
+    {.key = "tls.ports", .flag = "--tls-port", .value_name = "PORT", .type = VT::custom, .def = "443",
+     .help = "also intercept TLS on TCP PORT (repeatable; the file's tls.ports replaces the list)", .group = G::tls,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt { return add_tls_port(c, v); }},
+    {.key = "tls.bypass", .flag = "--tls-bypass", .value_name = "PATTERN", .type = VT::list,
+     .help = "splice TLS to NAME, *.SUFFIX or * opaquely, without interception (repeatable)", .group = G::tls,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       return add_host_pattern(v, &c.tls.bypass);
+     },
+     .clear = [](Config& c) { c.tls.bypass.clear(); }},
+    {.key = "tls.ca", .flag = "--tls-ephemeral-ca", .type = VT::enumeration, .choices = "persistent,ephemeral",
+     .flag_value = "ephemeral", .def = "persistent",
+     .help = "persistent|ephemeral: the CA in $XDG_DATA_HOME/moat, or a new in-memory one per gateway",
+     .flag_help = "use a fresh in-memory CA for this gateway, never written to disk", .group = G::tls,
+     .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.tls.ca = TlsConfig::CaMode(int(i));  // the choices are the enum's order
+       return std::nullopt;
+     }},
+    {.key = "tls.ca_cert", .flag = "--tls-ca-cert", .value_name = "FILE", .type = VT::path,
+     .help = "the interception CA's certificate (PEM; with --tls-ca-key)", .group = G::tls,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       c.tls.ca_cert = v;
+       return std::nullopt;
+     }},
+    {.key = "tls.ca_key", .flag = "--tls-ca-key", .value_name = "FILE", .type = VT::path,
+     .help = "the interception CA's private key (PEM; with --tls-ca-cert)", .group = G::tls,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       c.tls.ca_key = v;
+       return std::nullopt;
+     }},
+    {.key = "tls.leaf_validity", .type = VT::duration, .lo = ms(std::chrono::hours(2)),
+     .hi = ms(std::chrono::hours(24 * 90)), .def = "24h", .help = "lifetime of a minted leaf certificate (R-TLS-3)",
+     .group = G::tls, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.tls.leaf_validity = d;
+       return std::nullopt;
+     }},
+    {.key = "tls.leaf_backdate", .type = VT::duration, .lo = 0, .hi = ms(std::chrono::hours(24 * 7)), .def = "1h",
+     .help = "how far before now a leaf becomes valid (guest clock skew)", .group = G::tls,
+     .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.tls.leaf_backdate = d;
+       return std::nullopt;
+     }},
+    {.key = "tls.leaf_cache", .type = VT::integer, .lo = 1, .hi = 100000, .def = "1000",
+     .help = "leaf certificates kept (LRU)", .group = G::tls, .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.tls.leaf_cache = uint32_t(i);
+       return std::nullopt;
+     }},
+    {.key = "tls.system_roots", .type = VT::boolean, .def = "true",
+     .help = "trust the system's CA store for upstream certificates (R-TLS-5)", .group = G::tls,
+     .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.tls.system_roots = b;
+       return std::nullopt;
+     }},
+    {.key = "tls.extra_ca", .flag = "--tls-extra-ca", .value_name = "FILE", .type = VT::path_list,
+     .help = "also trust the CA certificates in FILE (PEM) upstream (repeatable)", .group = G::tls,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       c.tls.extra_ca.emplace_back(v);
+       return std::nullopt;
+     },
+     .clear = [](Config& c) { c.tls.extra_ca.clear(); }},
+    {.key = "tls.host_ca", .flag = "--tls-host-ca", .value_name = "PATTERN=FILE", .type = VT::custom,
+     .help = "trust FILE's CA certificates for upstream hosts matching PATTERN (repeatable)", .group = G::tls,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       const size_t eq = v.find('=');
+       if (eq == std::string_view::npos || eq + 1 == v.size())
+         return fail(q(v) + " is not PATTERN=FILE", "write e.g. *.corp.example=/etc/corp-ca.pem");
+       HostCaConfig h;
+       if (auto e = add_host_pattern(v.substr(0, eq), &h.hosts)) return e;
+       h.file = v.substr(eq + 1);
+       c.tls.host_ca.push_back(std::move(h));
+       return std::nullopt;
+     }},
+    {.key = "tls.no_verify", .flag = "--tls-no-verify", .value_name = "PATTERN", .type = VT::list,
+     .help = "do not verify upstream certificates of NAME, *.SUFFIX or * (repeatable; secrets never go there)",
+     .group = G::tls, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       return add_host_pattern(v, &c.tls.no_verify);
+     },
+     .clear = [](Config& c) { c.tls.no_verify.clear(); }},
+    {.key = "tls.upstream_min_version", .type = VT::enumeration, .choices = "1.2,1.3", .def = "1.2",
+     .help = "lowest TLS version accepted from upstreams", .group = G::tls,
+     .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.tls.upstream_min_version = TlsConfig::MinVersion(int(i));
+       return std::nullopt;
+     }},
+    {.key = "tls.block_quic", .flag = "--allow-quic", .type = VT::boolean, .flag_value = "false", .def = "true",
+     .help = "refuse UDP to tls.ports while intercepting, so clients fall back to TLS (R-TLS-7)",
+     .flag_help = "let UDP (QUIC) to the intercepted ports through", .group = G::tls,
+     .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.tls.block_quic = b;
+       return std::nullopt;
+     }},
+    {.key = "tls.non_tls", .type = VT::enumeration, .choices = "passthrough,reject", .def = "passthrough",
+     .help = "what a non-TLS first flight on an intercepted port gets", .group = G::tls,
+     .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.tls.non_tls = TlsConfig::NonTls(int(i));
+       return std::nullopt;
+     }},
+    {.key = "tls.upstream_error", .type = VT::enumeration, .choices = "http,alert", .def = "http",
+     .help = "an upstream TLS failure: 502 with the reason (http) or a handshake alert", .group = G::tls,
+     .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.tls.upstream_error = TlsConfig::UpstreamError(int(i));
+       return std::nullopt;
+     }},
+    {.key = "tls.handshake_timeout", .type = VT::duration, .lo = 100, .hi = ms(std::chrono::minutes(2)), .def = "10s",
+     .help = "limit for each of the ClientHello, the upstream and the guest handshake", .group = G::tls,
+     .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.tls.handshake_timeout = d;
+       return std::nullopt;
+     }},
+    {.key = "tls.keylog_file", .flag = "--tls-keylog", .value_name = "FILE", .type = VT::path,
+     .help = "append TLS session keys (NSS key log, 0600) to FILE; default $SSLKEYLOGFILE (R-TLS-9)",
+     .group = G::tls, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       c.tls.keylog_file = v;
+       return std::nullopt;
+     }},
+    {.key = "run.ca_trust", .flag = "--ca-trust", .value_name = "MODE", .type = VT::enumeration,
+     .choices = "bind+env,env,none", .def = "bind+env",
+     .help = "run: how the command trusts moat's CA: bind-mount + env vars, env vars, or nothing (R-TLS-10)",
+     .group = G::tls, .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       c.run.ca_trust = RunConfig::CaTrust(int(i));  // the choices are the enum's order
+       return std::nullopt;
+     }},
     // --- whole tables this build refuses ---
     {.key = "schema", .type = VT::custom, .help = "the config schema version; only 1"},
     {.key = "fragments", .type = VT::unsupported, .help = "fragment reassembly limits are fixed in this build"},
-    {.key = "tls", .type = VT::unsupported, .help = "TLS interception is not implemented; remove the [tls] table"},
     {.key = "secrets", .type = VT::unsupported, .help = "secret injection is not implemented; remove the [secrets] table"},
     {.key = "forward", .type = VT::unsupported, .help = "guest-to-host forwards are not implemented"},
     {.key = "rate", .type = VT::unsupported, .help = "rate limiting is not implemented; remove the [rate] table"},
@@ -677,7 +817,6 @@ constexpr Setting kSettings[] = {
        return std::nullopt;
      }},
     {.key = "run.dns_config", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
-    {.key = "run.ca_trust", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
     {.key = "run.userns", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
     {.key = "run.map_user", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
     {.key = "run.mask_paths", .type = VT::unsupported, .help = "run settings other than drain_timeout are not configurable in this build"},
@@ -864,6 +1003,7 @@ std::string_view group_name(Group g) noexcept {
     case Group::dns: return "DNS";
     case Group::policy: return "Policy and audit";
     case Group::output: return "Output and logging";
+    case Group::tls: return "TLS interception";
   }
   return "Options";
 }
@@ -879,6 +1019,24 @@ Opt add_dns_host(Config& c, std::string_view name, std::string_view ip) {
     return std::nullopt;
   }
   c.dns.hosts.emplace_back(*n, std::vector<IpAddr>{*a});
+  return std::nullopt;
+}
+
+// A TLS host pattern (tls.bypass, tls.no_verify, tls.host_ca): "*", "*.suffix" (one label or
+// more: "*.test" is fine here) or an exact name; lowercased, no trailing dot.
+Opt add_host_pattern(std::string_view v, std::vector<std::string>* out) {
+  if (v == "*") {
+    out->emplace_back("*");
+    return std::nullopt;
+  }
+  std::string_view body = v;
+  const bool wild = body.rfind("*.", 0) == 0;
+  if (wild) body.remove_prefix(2);
+  if (body.find('*') != std::string_view::npos)
+    return fail(q(v) + " is not a host pattern", "write NAME, *.SUFFIX or *");
+  auto n = policy::normalize_name(body);
+  if (!n) return fail(q(v) + ": " + n.error().what, n.error().hint);
+  out->push_back((wild ? "*." : "") + *n);
   return std::nullopt;
 }
 

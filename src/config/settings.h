@@ -65,7 +65,7 @@ struct FlagState {
 };
 
 /// The --help section a flag is listed under.
-enum class Group : uint8_t { addressing, flows, dns, policy, output };
+enum class Group : uint8_t { addressing, flows, dns, policy, tls, output };
 
 using Opt = std::optional<Problem>;
 using SetBool = Opt (*)(Config&, Source, bool);
@@ -141,5 +141,9 @@ std::string_view group_name(Group g) noexcept;
 
 /// dns.hosts / --dns-host: adds IP to NAME's answers (several per name allowed).
 Opt add_dns_host(Config& c, std::string_view name, std::string_view ip);
+/// Appends a TLS host pattern (tls.bypass, tls.no_verify, tls.host_ca hosts) to `out`:
+/// "*", "*.suffix" (the suffix and every name under it) or an exact name; normalised
+/// (lowercase, no trailing dot).
+Opt add_host_pattern(std::string_view v, std::vector<std::string>* out);
 
 }  // namespace moat::config

@@ -62,7 +62,9 @@ rules = [
   { action = "allow", group = "privat" },
 ]
 [tls]
-intercept = true
+bypass = ["*x.example"]
+ports = [443, 0]
+host_ca = [{ hosts = ["*.corp.example"] }]
 T
 check "check bad.toml: exit 1" status 1 "$MOAT" policy check bad.toml
 check "check bad.toml: every error, exact" same err.txt 'moat: error: bad.toml:1:10: schema: unsupported schema 2 (this moat supports 1)
@@ -70,7 +72,9 @@ moat: error: bad.toml:3:1: dns.rebind_protecton: unknown key; did you mean "rebi
 moat: error: bad.toml:5:19: tcp.connect_timeout: "30" needs a unit (e.g. "30s")
 moat: error: bad.toml:9:3: policy.rules[1]: 10.1.2.0/8 has host bits set; did you mean 10.0.0.0/8?
 moat: error: bad.toml:10:31: policy.rules[2].group: unknown group "privat"; did you mean "private"?
-moat: error: bad.toml:12:2: tls: not supported by this moat build; TLS interception is not implemented; remove the [tls] table'
+moat: error: bad.toml:13:11: tls.bypass[0]: "*x.example" is not a host pattern; write NAME, *.SUFFIX or *
+moat: error: bad.toml:14:15: tls.ports[1]: "0" is not a port; expected 1-65535
+moat: error: bad.toml:15:12: tls.host_ca[0]: has no `file`'
 check "check bad.toml: nothing on stdout" test ! -s out.txt
 
 printf '{"dns": {"timeout": "1s",\n  "timeout": "2s"}}\n' > dup.json

@@ -86,6 +86,30 @@ TEST(FinishConfig, NeitherFamilyIsAnErrorNamedByTheFrontEnd) {
   EXPECT_TRUE(finish_config(c, abi_options()));
 }
 
+TEST(FinishConfig, TlsCaIsAPairAndTheKeyLogDefaultsToTheEnvironment) {
+  auto c = v4_config();
+  c.tls.ca_cert = "/etc/ca.pem";
+  auto p = finish_config(c, FinishOptions{});
+  ASSERT_FALSE(p);
+  ASSERT_EQ(p.error().size(), 1u);
+  EXPECT_EQ(p.error()[0].where, "--tls-ca-cert (tls.ca_cert)");
+  EXPECT_EQ(p.error()[0].what, "is given without --tls-ca-key (tls.ca_key)");
+  c.tls.ca_key = "/etc/ca.key";
+  EXPECT_TRUE(finish_config(c, FinishOptions{}));
+
+  auto k = v4_config();
+  ::setenv("SSLKEYLOGFILE", "/tmp/keys.log", 1);
+  FinishOptions own;
+  own.own_process = true;
+  auto cli = finish_config(k, own);
+  auto abi = finish_config(k, abi_options());
+  ::unsetenv("SSLKEYLOGFILE");
+  ASSERT_TRUE(cli);
+  ASSERT_TRUE(abi);
+  EXPECT_EQ(cli->cfg.tls.keylog_file, "/tmp/keys.log");
+  EXPECT_EQ(abi->cfg.tls.keylog_file, "");
+}
+
 TEST(FinishConfig, AddressErrorsNameFlagsOrKeys) {
   auto c = v4_config();
   c.net.ipv4_gateway = c.net.ipv4_address;

@@ -146,14 +146,54 @@ TEST(ConfigLoader, ADottedKeyIsNotANestedOne) {
 }
 
 TEST(ConfigLoader, UnsupportedKeysFailClosed) {
-  EXPECT_EQ(one_error("[tls]\nintercept = true\n"),
-            "moat: error: a.toml:1:2: tls: not supported by this moat build; TLS interception is not implemented; "
-            "remove the [tls] table");
+  EXPECT_EQ(one_error("[secrets]\non_violation = \"block\"\n"),
+            "moat: error: a.toml:1:2: secrets: not supported by this moat build; secret injection is not implemented; "
+            "remove the [secrets] table");
   EXPECT_EQ(one_error("[tcp]\nidle_timeout = \"2h\"\n"),
             "moat: error: a.toml:2:1: tcp.idle_timeout: not supported by this moat build; TCP timeouts other than "
             "connect_timeout are fixed in this build");
   EXPECT_EQ(one_error("[gateway]\ndeployment = \"multi-tenant\"\n"),
             "moat: error: a.toml:2:14: gateway.deployment: multi-tenant deployment is not supported by this moat build");
+}
+
+TEST(ConfigLoader, TlsTable) {
+  Config c;
+  auto r = load_config_text(
+      "[tls]\nintercept = true\nports = [443, 8443]\nbypass = [\"Pinned.Example.\", \"*.bank.test\"]\n"
+      "ca = \"ephemeral\"\nleaf_validity = \"12h\"\nleaf_cache = 50\nextra_ca = [\"corp.pem\"]\n"
+      "host_ca = [{ hosts = [\"*.corp.example\", \"vault\"], file = \"/etc/corp.pem\" }]\n"
+      "no_verify = [\"*\"]\nupstream_min_version = \"1.3\"\nblock_quic = false\nnon_tls = \"reject\"\n"
+      "upstream_error = \"alert\"\nhandshake_timeout = \"3s\"\nkeylog_file = \"/tmp/k.log\"\n"
+      "[run]\nca_trust = \"env\"\n",
+      Format::toml, "/etc/moat/a.toml", c);
+  ASSERT_TRUE(r) << r.error().front().format();
+  EXPECT_TRUE(c.tls.intercept);
+  EXPECT_TRUE(c.tls.intercept_set);
+  EXPECT_EQ(c.tls.ports, (std::vector<uint16_t>{443, 8443}));
+  EXPECT_EQ(c.tls.bypass, (std::vector<std::string>{"pinned.example", "*.bank.test"}));
+  EXPECT_EQ(c.tls.ca, TlsConfig::CaMode::ephemeral);
+  EXPECT_EQ(c.tls.leaf_validity, std::chrono::hours(12));
+  EXPECT_EQ(c.tls.leaf_cache, 50u);
+  EXPECT_EQ(c.tls.extra_ca, (std::vector<std::string>{"/etc/moat/corp.pem"}));
+  ASSERT_EQ(c.tls.host_ca.size(), 1u);
+  EXPECT_EQ(c.tls.host_ca[0].hosts, (std::vector<std::string>{"*.corp.example", "vault"}));
+  EXPECT_EQ(c.tls.host_ca[0].file, "/etc/corp.pem");
+  EXPECT_EQ(c.tls.no_verify, (std::vector<std::string>{"*"}));
+  EXPECT_EQ(c.tls.upstream_min_version, TlsConfig::MinVersion::tls13);
+  EXPECT_FALSE(c.tls.block_quic);
+  EXPECT_EQ(c.tls.non_tls, TlsConfig::NonTls::reject);
+  EXPECT_EQ(c.tls.upstream_error, TlsConfig::UpstreamError::alert);
+  EXPECT_EQ(c.tls.handshake_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(c.tls.keylog_file, "/tmp/k.log");
+  EXPECT_EQ(c.run.ca_trust, RunConfig::CaTrust::env);
+
+  EXPECT_EQ(one_error("[tls]\nports = [70000]\n"), "moat: error: a.toml:2:10: tls.ports[0]: \"70000\" is not a port; expected 1-65535");
+  EXPECT_EQ(one_error("[tls]\nno_verify = [\"a.*.b\"]\n"),
+            "moat: error: a.toml:2:14: tls.no_verify[0]: \"a.*.b\" is not a host pattern; write NAME, *.SUFFIX or *");
+  EXPECT_EQ(one_error("[tls]\nhost_ca = [{ hosts = [], file = \"x.pem\" }]\n"),
+            "moat: error: a.toml:2:22: tls.host_ca[0].hosts: is empty; list at least one NAME, *.SUFFIX or *");
+  EXPECT_EQ(one_error("[tls]\nhost_ca = [{ hosts = [\"a\"], file = \"x.pem\", mode = 1 }]\n"),
+            "moat: error: a.toml:2:45: tls.host_ca[0].mode: unknown key; a tls.host_ca entry has `hosts` and `file`");
 }
 
 TEST(ConfigLoader, ErrorsAreCollectedUpToTwenty) {
