@@ -152,6 +152,10 @@ import json; f = json.load(open('$T_DIR/runflows.json'))['flows']
 m = [x for x in f if x['remote'] == '44.1.1.1:2222']
 assert m and m[0]['proto'] == 'tcp' and m[0]['bytes_from_guest'] >= 1000 and m[0]['age_s'] >= 0 and m[0]['path'] == 'fast', f"
 
+# --watch redraws (home + clear, then the table again) until interrupted
+set +e; timeout -s INT 2 "$MOAT" stats --name it-run --watch 500ms > "$T_DIR/watch.out" 2>&1; set -e
+check "moat stats --watch redraws" test "$(grep -c $'\x1b\[H\x1b\[2J' "$T_DIR/watch.out")" -ge 2
+
 # --- 3. two gateways; --no-control; --control PATH ----------------------------------------
 start_bg second "$MOAT" serve --qemu "@moat-it-ctl2-$$" "${GW[@]}" --name it-two --ready-file "$T_DIR/two.ready"
 TWO=$BG_PID
@@ -178,5 +182,16 @@ timeout 10 "$MOAT" stats --control "$SOCK" --json > "$T_DIR/path.json" 2>&1 || t
 check "--control PATH: moat stats --control" python3 -c "import json; assert json.load(open('$T_DIR/path.json'))['gateway'] == 'it-path'"
 kill "$PATHGW"; wait "$PATHGW" || true
 check "--control PATH: removed at exit" test ! -e "$SOCK"
+
+# --- 4. moat attach: its control socket; shutdown ends it with status 0 -------------------
+new_netns "moat-it-ctl-$$"
+start_bg attach "$MOAT" attach --netns "/run/netns/moat-it-ctl-$$" "${GW[@]}" --name it-attach --ready-file "$T_DIR/attach.ready"
+ATT=$BG_PID
+check "attach: ready" wait_for 10 test -s "$T_DIR/attach.ready"
+check "attach: @moat/0/it-attach listening" listening it-attach
+ctl "@moat/0/it-attach" shutdown > "$T_DIR/att-shutdown.out" || true
+set +e; timeout 10 tail --pid="$ATT" -f /dev/null; wait "$ATT"; arc=$?; set -e
+check "attach: exit 0 after shutdown (status $arc)" test $arc -eq 0
+check "attach: socket gone" bash -c "! grep -q ' @moat/0/it-attach\$' /proc/net/unix"
 
 finish
