@@ -237,6 +237,17 @@ class GatewayControl::Backend final : public control::Backend {
   std::string by_ = "control";
 };
 
+/// events.subscribe over the gateway's audit log (R-OBS-3 sink "events.subscribe").
+class GatewayControl::AuditEvents final : public control::EventSource {
+ public:
+  explicit AuditEvents(obs::AuditLog& log) : log_(log) {}
+  uint64_t subscribe(Sink sink) override { return log_.observe(std::move(sink)); }
+  void unsubscribe(uint64_t id) noexcept override { log_.unobserve(id); }
+
+ private:
+  obs::AuditLog& log_;
+};
+
 Result<std::unique_ptr<GatewayControl>, std::string> GatewayControl::open(event::Loop& loop, GatewayAssembly& gw,
                                                                           std::function<void()> request_stop) {
   std::unique_ptr<GatewayControl> c(new GatewayControl());
@@ -248,6 +259,10 @@ Result<std::unique_ptr<GatewayControl>, std::string> GatewayControl::open(event:
     // R-CTL-1: the uid that started moat (real uid, read before any privilege drop).
     so.owner_uid = ::getuid();
     so.address = cc.socket.empty() ? control::default_socket_address(so.owner_uid, gateway_name(gw.cfg())) : cc.socket;
+    if (obs::AuditLog* log = gw.audit()) {
+      c->events_ = std::make_unique<AuditEvents>(*log);
+      so.events = c->events_.get();
+    }
     auto s = control::Server::create(loop, *c->dispatcher_, gw.counters(), std::move(so));
     if (!s) return unexpected("control socket " + s.error());
     c->server_ = std::move(s).value();

@@ -62,10 +62,12 @@ class GatewayControl {
   [[nodiscard]] std::string control_path() const { return server_ ? server_->path() : std::string(); }
 
   class Backend;
+  class AuditEvents;
 
  private:
   GatewayControl();
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<AuditEvents> events_;  // before server_: the server unsubscribes first
   std::unique_ptr<control::Dispatcher> dispatcher_;
   std::unique_ptr<control::Server> server_;
   std::unique_ptr<obs::MetricsServer> metrics_;

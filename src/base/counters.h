@@ -111,6 +111,7 @@ namespace moat {
   X(control_limited, "control.limited")                 \
   X(control_oversize, "control.oversize")               \
   X(control_idle_closed, "control.idle_closed")         \
+  X(control_events_dropped, "control.events_dropped")   \
   X(metrics_requests, "metrics.requests")               \
   X(metrics_bad_requests, "metrics.bad_requests")       \
   X(pcap_dropped, "pcap.dropped")                       \

@@ -120,7 +120,7 @@ Result<policy::ExplainDst, MethodError> parse_dst(std::string_view v) {
 
 class Call {
  public:
-  Call(Backend& b, const Json& params) : b_(b), params_(params), p_(params) {}
+  Call(Backend& b, Session* session, const Json& params) : b_(b), session_(session), params_(params), p_(params) {}
 
   MethodResult<Json> run(const std::string& m) {
     if (m == "version") return no_params(m, [&]() -> MethodResult<Json> { return parse_backend_json(b_.version_json()); });
@@ -154,6 +154,7 @@ class Call {
       });
     if (m == "policy.reload") return policy_reload();
     if (m == "flows") return flows();
+    if (m == "events.subscribe" && session_) return events_subscribe();
     // The other R-CTL-3 methods need pieces this build does not have (secrets, rate limits,
     // runtime pcap, event streaming).
     static constexpr std::string_view kNotInBuild[] = {
@@ -316,6 +317,24 @@ class Call {
     auto e = b_.policy_engine();
     if (!e) return unexpected(e.error());
     return Json{{"rules", (*e)->policy().rules.size()}};
+  }
+
+  /// R-CTL-3 events.subscribe: `events` names audit events (R-OBS-3), default all.
+  MethodResult<Json> events_subscribe() {
+    if (auto r = only({"events"}); !r) return unexpected(r.error());
+    std::vector<std::string> events;
+    if (const Json* e = p_.find("events"); e && !e->is_null()) {
+      if (!e->is_array() || e->size() > 64) return unexpected(bad_params("params.events: must be an array of event names"));
+      for (const auto& n : *e) {
+        if (!n.is_string()) return unexpected(bad_params("params.events: every item must be an event name"));
+        const auto& s = n.get_ref<const std::string&>();
+        if (s.empty() || s.size() > 32 || s.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos)
+          return unexpected(bad_params("params.events: \"" + s + "\" is not an event name (e.g. flow_open)"));
+        events.push_back(s);
+      }
+    }
+    if (auto r = session_->subscribe_events(events); !r) return unexpected(r.error());
+    return Json{{"subscribed", true}, {"events", events}};
   }
 
   MethodResult<Json> policy_reload() {
@@ -483,6 +502,7 @@ class Call {
   }
 
   Backend& b_;
+  Session* session_;
   const Json& params_;
   Params p_;
 };
@@ -506,7 +526,7 @@ MethodResult<std::string> Backend::metrics_text() { return unexpected(not_in_bui
 MethodResult<std::string> Backend::policy_reload() { return unexpected(not_in_build("policy.reload")); }
 MethodResult<std::vector<Backend::Flow>> Backend::flows() { return unexpected(not_in_build("flows")); }
 
-std::string Dispatcher::handle(std::string_view request) {
+std::string Dispatcher::handle(std::string_view request, Session* session) {
   if (request.size() > kMaxRequest)
     return error_response(nullptr, ErrorCode::limit, "the request is larger than 1 MiB");
   Json req = Json::parse(request.begin(), request.end(), nullptr, /*allow_exceptions=*/false);
@@ -526,7 +546,7 @@ std::string Dispatcher::handle(std::string_view request) {
     if (!p->is_object()) return error_response(id, ErrorCode::invalid_params, "params: must be an object");
     params = &*p;
   }
-  Call call(backend_, *params);
+  Call call(backend_, session, *params);
   auto r = call.run(m->get_ref<const std::string&>());
   if (!r) return error_response(id, r.error().code, std::move(r.error().message));
   Json out = Json::object();

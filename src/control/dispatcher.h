@@ -101,12 +101,23 @@ class Backend {
   virtual MethodResult<std::vector<Flow>> flows();
 };
 
+/// The connection a request arrived on (the control socket's), for the methods that change
+/// the connection itself.
+class Session {
+ public:
+  virtual ~Session() = default;
+  /// `events.subscribe`: from now on audit event lines (those named in `events`; every one
+  /// when empty) are streamed on this connection, one JSON object per line.
+  virtual MethodResult<void> subscribe_events(std::vector<std::string> events) = 0;
+};
+
 class Dispatcher {
  public:
   explicit Dispatcher(Backend& backend) : backend_(backend) {}
   /// One request (a JSON object, at most kMaxRequest bytes) -> one response line, without a
-  /// trailing newline. Never fails: every problem becomes an error response.
-  std::string handle(std::string_view request);
+  /// trailing newline. Never fails: every problem becomes an error response. `session` is
+  /// the connection (null for the C ABI, which has no events.subscribe).
+  std::string handle(std::string_view request, Session* session = nullptr);
 
   /// R-CTL-1: requests are at most 1 MiB.
   static constexpr size_t kMaxRequest = size_t{1} << 20;

@@ -24,6 +24,8 @@ struct Server::Client {
   std::string out;      // [out_pos, size) is still to be written
   size_t out_pos = 0;
   bool closing = false;  // close once `out` is written (oversize request)
+  uint64_t subscription = 0;        // events.subscribe: the EventSource id, 0 = none
+  std::vector<std::string> events;  // the subscribed event names (empty: all)
   [[nodiscard]] bool writing() const noexcept { return out_pos < out.size(); }
 };
 
@@ -42,8 +44,55 @@ Server::Server(event::Loop& loop, Dispatcher& dispatcher, Counters& counters, Se
                transport::BoundUnixSocket sock)
     : loop_(loop), dispatcher_(dispatcher), counters_(counters), opts_(std::move(opts)), sock_(std::move(sock)) {}
 
+/// The connection of the request being handled (Dispatcher's Session).
+class Server::ClientSession final : public Session {
+ public:
+  ClientSession(Server& s, Client& c) : s_(s), c_(c) {}
+  MethodResult<void> subscribe_events(std::vector<std::string> events) override {
+    if (!s_.opts_.events)
+      return unexpected(MethodError{ErrorCode::not_found,
+                                    "events.subscribe: this gateway has no audit log; start it with --audit FILE"});
+    if (c_.subscription != 0)
+      return unexpected(MethodError{ErrorCode::conflict, "events.subscribe: this connection is subscribed already"});
+    Server* srv = &s_;
+    Client* cp = &c_;
+    c_.events = std::move(events);
+    c_.subscription = s_.opts_.events->subscribe([srv, cp](std::string_view line) { srv->on_event(*cp, line); });
+    return {};
+  }
+
+ private:
+  Server& s_;
+  Client& c_;
+};
+
+void Server::on_event(Client& c, std::string_view line) {
+  if (!c.events.empty()) {
+    // Audit lines are {"ts":"…","gw":"…","ev":"NAME",…} (obs/audit_log.cc): match the ev member.
+    const size_t at = line.find("\"ev\":\"");
+    if (at == std::string_view::npos) return;
+    const std::string_view rest = line.substr(at + 6);
+    const std::string_view ev = rest.substr(0, rest.find('"'));
+    if (std::find(c.events.begin(), c.events.end(), ev) == c.events.end()) return;
+  }
+  if (c.closing || c.out.size() - c.out_pos + line.size() + 1 > opts_.max_event_backlog) {
+    counters_.inc(Counter::control_events_dropped);
+    return;
+  }
+  if (c.out_pos > 0 && c.out_pos >= c.out.size() / 2) {
+    // Drop what was sent, so a stream that never drains completely stays bounded too.
+    c.out.erase(0, c.out_pos);
+    c.out_pos = 0;
+  }
+  c.out.append(line);
+  c.out += '\n';
+  // Written from the loop, not from inside the audit log's emit (no close from here).
+  (void)c.watch.modify(EPOLLOUT);
+}
+
 Server::~Server() {
   for (auto& c : clients_) {
+    if (c->subscription != 0 && opts_.events) opts_.events->unsubscribe(c->subscription);
     c->watch.reset();
     c->idle = {};
   }
@@ -113,6 +162,7 @@ void Server::on_accept() {
 void Server::touch(Client& c) {
   Client* cp = &c;
   c.idle = loop_.schedule_after(opts_.idle_timeout, [this, cp] {
+    if (cp->subscription != 0 && !cp->writing()) return touch(*cp);  // a quiet subscriber
     counters_.inc(Counter::control_idle_closed);
     close_client(*cp);
   });
@@ -124,6 +174,7 @@ void Server::close_client(Client& c) {
   // The Watch and timer go before the fd (Watch's contract); the Loop skips events of a
   // Watch destroyed in this batch, so destroying the client from its own callback is safe
   // once nothing of it is touched afterwards.
+  if ((*it)->subscription != 0 && opts_.events) opts_.events->unsubscribe((*it)->subscription);
   (*it)->watch.reset();
   (*it)->idle = {};
   clients_.erase(it);
@@ -189,9 +240,9 @@ bool Server::handle_lines(Client& c) {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank lines are ignored
       counters_.inc(Counter::control_requests);
-      c.out = dispatcher_.handle(line);
+      ClientSession session(*this, c);
+      c.out += dispatcher_.handle(line, &session);
       c.out += '\n';
-      c.out_pos = 0;
     }
     if (!flush(c)) {
       alive = false;

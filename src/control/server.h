@@ -20,7 +20,12 @@
 //     client holds at most one response (each is bounded by its method: flows ≤ 10000
 //     entries, pins ≤ 10000) plus one partial request;
 //   * idle timeout kIdleTimeout (60 s) without a complete request or any progress of its
-//     output closes the connection (`control.idle_closed`).
+//     output closes the connection (`control.idle_closed`); a subscriber with nothing to
+//     send is not idle, one whose events stay unsent for that long is;
+//   * events.subscribe (R-CTL-3): audit lines are appended to the connection's output as
+//     they are emitted, at most max_event_backlog (1 MiB) unsent; beyond that they are
+//     dropped and counted (`control.events_dropped`), so a subscriber that stops reading
+//     costs 1 MiB, never the loop's time.
 //
 // Connection lifecycle:
 //   accepted   peer checked; reading requests; each complete line is handled at once (the
@@ -51,12 +56,26 @@ namespace moat::control {
 /// R-CTL-1 default name: "@moat/<uid>/<name>".
 std::string default_socket_address(uid_t uid, std::string_view gateway_name);
 
+/// Where `events.subscribe` connections get their lines from (the gateway's audit log).
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  using Sink = std::function<void(std::string_view line)>;
+  /// `sink` receives each event line (no newline) on the loop thread until unsubscribe().
+  virtual uint64_t subscribe(Sink sink) = 0;
+  virtual void unsubscribe(uint64_t id) noexcept = 0;
+};
+
 struct ServerOptions {
   std::string address;  ///< "@abstract" or a filesystem path
   uid_t owner_uid = 0;  ///< besides root, the only uid allowed to connect
   size_t max_clients = 8;
   size_t max_request = Dispatcher::kMaxRequest;
   Duration idle_timeout = std::chrono::seconds(60);
+  /// events.subscribe: the audit events; null = the method answers not_found.
+  EventSource* events = nullptr;
+  /// Event lines queued for one subscriber at most; more are dropped (control.events_dropped).
+  size_t max_event_backlog = size_t{1} << 20;
 };
 
 class Server {
@@ -77,6 +96,7 @@ class Server {
   [[nodiscard]] const std::string& path() const noexcept { return sock_.path(); }
 
   struct Client;  // one connection (server.cc)
+  class ClientSession;
 
  private:
   Server(event::Loop& loop, Dispatcher& dispatcher, Counters& counters, ServerOptions opts,
@@ -89,6 +109,7 @@ class Server {
   bool flush(Client& c);
   void touch(Client& c);
   void close_client(Client& c);
+  void on_event(Client& c, std::string_view line);
 
   event::Loop& loop_;
   Dispatcher& dispatcher_;

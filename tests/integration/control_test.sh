@@ -129,6 +129,16 @@ check "GET /other -> 404" test "$(curl -s --max-time 5 -o /dev/null -w '%{http_c
 check "POST /metrics -> 405" test "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:19464/metrics)" = 405
 check "garbage -> 400" bash -c "printf 'HELLO\r\n\r\n' | timeout 5 socat -t 3 - TCP:127.0.0.1:19464 | head -n 1 | grep -q '^HTTP/1.1 400'"
 
+# events.subscribe: a subscriber sees the config_change of a publish made meanwhile
+printf '{"id":1,"method":"events.subscribe","params":{"events":["config_change"]}}\n' > "$T_DIR/sub.req"
+timeout 15 "$CTL" "$ADDR" --raw "$T_DIR/sub.req" --timeout 4 > "$T_DIR/sub.out" &
+SUB=$!
+sleep 1
+ctl "$ADDR" publish '{"spec":"127.0.0.1:18082:80"}' > /dev/null || true
+wait "$SUB" || true
+check "events.subscribe: answered, then the config_change streamed" \
+  bash -c "grep -q '\"subscribed\":true' '$T_DIR/sub.out' && grep -q '\"ev\":\"config_change\".*publish 127.0.0.1:18082:80' '$T_DIR/sub.out'"
+
 # shutdown: exit 0, socket gone
 ctl "$ADDR" shutdown > "$T_DIR/shutdown.out" || true
 check "shutdown answers" has_line "$T_DIR/shutdown.out" '"stopped":true'

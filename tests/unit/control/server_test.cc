@@ -181,6 +181,57 @@ TEST_F(ServerTest, AClientThatNeverReadsHoldsAtMostOneResponse) {
   EXPECT_LE(server_->buffered_bytes(), backend_.big + 64 + 8 * 16384);
 }
 
+/// An EventSource the test emits into.
+struct Events final : EventSource {
+  std::vector<std::pair<uint64_t, Sink>> sinks;
+  uint64_t next = 1;
+  uint64_t subscribe(Sink s) override {
+    sinks.emplace_back(next, std::move(s));
+    return next++;
+  }
+  void unsubscribe(uint64_t id) noexcept override {
+    std::erase_if(sinks, [id](const auto& p) { return p.first == id; });
+  }
+  void emit(std::string_view line) {
+    for (auto& s : sinks) s.second(line);
+  }
+};
+
+TEST_F(ServerTest, EventsSubscribeStreamsFilteredLinesAndBoundsTheBacklog) {
+  Events ev;
+  ServerOptions o;
+  o.events = &ev;
+  o.max_event_backlog = 4096;
+  start(o);
+  auto fd = connect();
+  send_all(fd.get(), "{\"id\":1,\"method\":\"events.subscribe\",\"params\":{\"events\":[\"flow_open\"]}}\n");
+  EXPECT_NE(read_lines(fd.get(), 1).find("\"subscribed\":true"), std::string::npos);
+  ASSERT_EQ(ev.sinks.size(), 1u);
+  ev.emit(R"({"ts":"t","gw":"g","ev":"flow_deny","flow":1})");
+  ev.emit(R"({"ts":"t","gw":"g","ev":"flow_open","flow":2})");
+  const std::string got = read_lines(fd.get(), 1);
+  EXPECT_EQ(got, "{\"ts\":\"t\",\"gw\":\"g\",\"ev\":\"flow_open\",\"flow\":2}\n");
+  send_all(fd.get(), "{\"id\":2,\"method\":\"events.subscribe\"}\n");
+  EXPECT_NE(read_lines(fd.get(), 1).find("\"code\":\"conflict\""), std::string::npos);
+  // A subscriber that does not read: the socket fills, then at most the backlog is held.
+  const std::string line = R"({"ts":"t","gw":"g","ev":"flow_open","pad":")" + std::string(1000, 'x') + "\"}";
+  for (int i = 0; i < 2000; ++i) {
+    ev.emit(line);
+    if (i % 10 == 0) spin(1);
+  }
+  EXPECT_GT(counters_.get(Counter::control_events_dropped), 0u);
+  EXPECT_LE(server_->buffered_bytes(), 4096u + 16384u);
+  fd.reset();
+  spin(5);
+  EXPECT_TRUE(ev.sinks.empty());  // unsubscribed when the client went away
+}
+
+TEST_F(ServerTest, EventsSubscribeWithoutAnAuditLogIsNotFound) {
+  auto fd = connect();
+  send_all(fd.get(), "{\"id\":1,\"method\":\"events.subscribe\"}\n");
+  EXPECT_NE(read_lines(fd.get(), 1).find("\"code\":\"not_found\""), std::string::npos);
+}
+
 TEST_F(ServerTest, AbstractAddressDefault) {
   EXPECT_EQ(default_socket_address(1000, "box-1"), "@moat/1000/box-1");
 }
