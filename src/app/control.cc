@@ -263,8 +263,14 @@ Result<std::unique_ptr<GatewayControl>, std::string> GatewayControl::open(event:
       c->events_ = std::make_unique<AuditEvents>(*log);
       so.events = c->events_.get();
     }
+    const bool by_name = cc.socket.empty();
     auto s = control::Server::create(loop, *c->dispatcher_, gw.counters(), std::move(so));
-    if (!s) return unexpected("control socket " + s.error());
+    if (!s) {
+      std::string msg = "control socket " + s.error();
+      if (by_name && s.error().find("in use") != std::string::npos)
+        msg += "; another gateway of this user is named " + gateway_name(gw.cfg()) + ": give this one another --name";
+      return unexpected(msg);
+    }
     c->server_ = std::move(s).value();
     MOAT_LOG(info, "control socket %s", c->server_->address().c_str());
   }

@@ -579,7 +579,8 @@ constexpr Setting kSettings[] = {
     // --- output ---
     // --- gateway ---
     {.key = "gateway.name", .flag = "--name", .value_name = "NAME", .type = VT::text, .def = "moat-<pid>",
-     .help = "gateway name used in logs and the audit log ([A-Za-z0-9._-], 1-64)", .group = G::output,
+     .help = "gateway name used in logs, the audit log and the control socket @moat/<uid>/NAME ([A-Za-z0-9._-], 1-64)",
+     .group = G::output,
      .set_text = [](Config& c, Source, std::string_view s, FlagState&) -> Opt {
        bool ok = !s.empty() && s.size() <= 64;
        for (char ch : s)

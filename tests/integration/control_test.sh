@@ -47,6 +47,11 @@ SERVE=$BG_PID
 check "serve: ready" wait_for 10 test -s "$T_DIR/serve.ready"
 check "serve: @moat/0/it-serve listening (/proc/net/unix)" listening it-serve
 ADDR="@moat/0/it-serve"
+set +e
+timeout 10 "$MOAT" serve --qemu "@moat-it-ctl-dup-$$" "${GW[@]}" --name it-serve > /dev/null 2> "$T_DIR/dup.err"; rc=$?
+set -e
+check "a second gateway with the same --name: exit 2 naming the socket ($(head -c 160 "$T_DIR/dup.err"))" \
+  bash -c "test $rc -eq 2 && grep -q 'control socket @moat/0/it-serve: address in use.*another --name' '$T_DIR/dup.err'"
 
 ctl "$ADDR" version > "$T_DIR/version.out" || true
 check "version answers" has_line "$T_DIR/version.out" '"result":\{"moat":'
