@@ -55,6 +55,8 @@ check "a second gateway with the same --name: exit 2 naming the socket ($(head -
 
 ctl "$ADDR" version > "$T_DIR/version.out" || true
 check "version answers" has_line "$T_DIR/version.out" '"result":\{"moat":'
+echo '{"id":"s","method":"version"}' | timeout 10 socat -t 3 - ABSTRACT-CONNECT:moat/0/it-serve > "$T_DIR/socat.out" 2>&1 || true
+check "socat as a client" has_line "$T_DIR/socat.out" '^\{"id":"s","result":\{"moat":'
 ctl "$ADDR" stats > "$T_DIR/stats.out" || true
 check "stats has the counters" has_line "$T_DIR/stats.out" '"counters":\{"link.from_guest.frames":'
 ctl "$ADDR" policy.get > "$T_DIR/pget.out" || true
