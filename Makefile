@@ -12,7 +12,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-alloc stress clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls bench-alloc stress install clean
 
 all: build
 
@@ -62,6 +62,12 @@ bench: build
 bench-policy: build
 	@bash bench/policy_overhead.sh $(BENCH_OUT)-policy $(BENCH_SECONDS) $(BENCH_PASSES)
 
+## SPEC R-PERF-5: TLS interception vs direct, HAProxy and mitmproxy (new conn/s, h2 download,
+## keep-alive req/s); installs HAProxy and mitmproxy (scripts/deps.sh bench). Prints ratios.
+bench-tls: build
+	@bash scripts/deps.sh bench
+	@bash bench/tls.sh $(BENCH_OUT)-tls $(BENCH_SECONDS) $(BENCH_PASSES)
+
 ## Heap allocations per GB / per 1000 connections, queries, transactions on the data path
 ## (an LD_PRELOAD counter; two run lengths cancel setup), next to throughput.
 bench-alloc: build
@@ -71,6 +77,12 @@ bench-alloc: build
 ## connections): moat's peak RSS, CPU and a concurrent download's longest stall. Not in make test.
 stress: build
 	@bash bench/stress.sh $(BUILD)/src/cli/moat
+
+## Installs the CLI, libmoat (.so/.a), header, pkg-config and CMake package files, man pages,
+## shell completions and the systemd unit under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

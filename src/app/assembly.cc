@@ -172,6 +172,7 @@ stack::LinkConfig link_config(const config::Config& c, const Families& f) {
   l.search_domains = n.search_domains;
   l.ra = n.ra;
   l.ra_interval = n.ra_interval;
+  l.gateway_echo = c.flows.icmp_gateway_echo;
   switch (n.dhcpv6) {
     case config::Dhcpv6Mode::off: l.dhcpv6 = stack::Dhcpv6Mode::off; break;
     case config::Dhcpv6Mode::stateless: l.dhcpv6 = stack::Dhcpv6Mode::stateless; break;
@@ -224,8 +225,22 @@ FlowsSetup flows_setup(const config::Config& c, const Families& f) {
   s.engines.tcp.max_pending_connects = c.flows.max_pending_connects;
   s.engines.tcp.connect_timeout = c.flows.connect_timeout;
   s.engines.tcp.flow_buffer = c.flows.flow_buffer;
+  auto never_if_zero = [](Duration d) { return d == Duration::zero() ? Duration::max() : d; };
+  s.engines.tcp.idle_timeout = never_if_zero(c.flows.tcp_idle_timeout);
+  s.engines.tcp.half_closed_timeout = never_if_zero(c.flows.tcp_half_closed_timeout);
+  s.engines.tcp.close_timeout = c.flows.tcp_close_timeout;
+  s.engines.tcp.keepalive = c.flows.tcp_keepalive;
+  s.engines.tcp.keepalive_idle = c.flows.tcp_keepalive_idle;
+  s.engines.tcp.keepalive_interval = c.flows.tcp_keepalive_interval;
+  s.engines.tcp.keepalive_count = int(c.flows.tcp_keepalive_count);
+  s.engines.tcp.max_window = c.flows.tcp_max_window;
   s.engines.udp.max_sessions = c.flows.udp_max_sessions;
+  s.engines.udp.idle_timeout = c.flows.udp_idle_timeout;
+  s.engines.udp.max_peers = c.flows.udp_max_peers;
+  s.engines.udp.queue_datagrams = c.flows.udp_queue_datagrams;
+  s.engines.udp.queue_bytes = c.flows.udp_queue_bytes;
   s.engines.icmp.max_sessions = c.flows.icmp_max_sessions;
+  s.engines.icmp.idle_timeout = c.flows.icmp_idle_timeout;
   s.engines.icmp_relay = c.flows.icmp_relay;
   s.policy = std::make_shared<const policy::Engine>(policy::resolve_policy(c.policy.inputs), host_addrs(d));
   s.deny_response = c.policy.deny_response;

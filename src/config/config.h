@@ -74,6 +74,21 @@ struct FlowConfig {
   uint32_t udp_max_sessions = 1024;          ///< hard cap 16384
   uint32_t icmp_max_sessions = 256;
   bool icmp_relay = true;
+  // tcp.*, udp.*, icmp.* (§4.2): handed to the engines by app::flows_setup().
+  Duration tcp_idle_timeout = std::chrono::hours(2);          ///< 0 = never
+  Duration tcp_half_closed_timeout = std::chrono::minutes(10);  ///< 0 = never
+  Duration tcp_close_timeout = std::chrono::seconds(60);
+  bool tcp_keepalive = true;
+  Duration tcp_keepalive_idle = std::chrono::seconds(120);
+  Duration tcp_keepalive_interval = std::chrono::seconds(30);
+  uint32_t tcp_keepalive_count = 4;
+  uint32_t tcp_max_window = 8u << 20;
+  Duration udp_idle_timeout = std::chrono::seconds(60);
+  uint32_t udp_max_peers = 1024;
+  uint32_t udp_queue_datagrams = 64;
+  uint32_t udp_queue_bytes = 512u << 10;
+  bool icmp_gateway_echo = true;
+  Duration icmp_idle_timeout = std::chrono::seconds(60);
 };
 
 enum class DenyResponse : uint8_t { reject, drop };  ///< policy.deny_response (R-POL-10)
@@ -123,6 +138,7 @@ struct HardeningConfig {
   enum class Seccomp : uint8_t { on, log, off };  ///< the order of the setting's choices
   Seccomp seccomp = Seccomp::on;
   std::string runas = "nobody";  ///< user[:group]; used only when started as real root
+  bool landlock = true;          ///< R-HARD-7: restrict the filesystem after setup
 };
 
 /// A tls.host_ca entry (R-TLS-5): the CA file trusted for upstream hosts matching `hosts`.
@@ -199,6 +215,7 @@ struct Config {
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving
   std::string pid_file;    ///< --pid-file: written at start
+  int ready_fd = -1;       ///< --ready-fd: "READY=1\n" written and the fd closed once serving
   LogLevel log_level = LogLevel::info;
 };
 

@@ -1,5 +1,7 @@
 #include "config/settings.h"
 
+#include <fcntl.h>
+
 #include <array>
 #include <charconv>
 
@@ -312,23 +314,71 @@ constexpr Setting kSettings[] = {
        c.flows.connect_timeout = d;
        return std::nullopt;
      }},
-    {.key = "tcp.idle_timeout", .type = VT::unsupported, .help = "TCP timeouts other than connect_timeout are fixed in this build"},
-    {.key = "tcp.half_closed_timeout", .type = VT::unsupported, .help = "TCP timeouts other than connect_timeout are fixed in this build"},
-    {.key = "tcp.close_timeout", .type = VT::unsupported, .help = "TCP timeouts other than connect_timeout are fixed in this build"},
-    {.key = "tcp.keepalive", .type = VT::unsupported, .help = "TCP keepalive is not configurable in this build"},
-    {.key = "tcp.keepalive_idle", .type = VT::unsupported, .help = "TCP keepalive is not configurable in this build"},
-    {.key = "tcp.keepalive_interval", .type = VT::unsupported, .help = "TCP keepalive is not configurable in this build"},
-    {.key = "tcp.keepalive_count", .type = VT::unsupported, .help = "TCP keepalive is not configurable in this build"},
-    {.key = "tcp.max_window", .type = VT::unsupported, .help = "the TCP window is fixed in this build"},
+    {.key = "tcp.idle_timeout", .type = VT::duration, .lo = 0, .hi = ms(std::chrono::hours(24 * 30)), .def = "2h",
+     .help = "close an established TCP flow idle this long (0 = never)", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.tcp_idle_timeout = d;
+       return std::nullopt;
+     }},
+    {.key = "tcp.half_closed_timeout", .type = VT::duration, .lo = 0, .hi = ms(std::chrono::hours(24 * 7)), .def = "10m",
+     .help = "close a half-closed TCP flow idle this long (0 = never)", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.tcp_half_closed_timeout = d;
+       return std::nullopt;
+     }},
+    {.key = "tcp.close_timeout", .type = VT::duration, .lo = ms(std::chrono::seconds(1)), .hi = ms(std::chrono::minutes(10)), .def = "60s",
+     .help = "limit for the FIN exchange of a closing TCP flow", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.tcp_close_timeout = d;
+       return std::nullopt;
+     }},
+    {.key = "tcp.keepalive", .type = VT::boolean, .def = "true",
+     .help = "TCP keepalive on host sockets (R-TCP-12)", .group = G::flows, .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.flows.tcp_keepalive = b;
+       return std::nullopt;
+     }},
+    {.key = "tcp.keepalive_idle", .type = VT::duration, .lo = ms(std::chrono::seconds(1)), .hi = ms(std::chrono::hours(2)), .def = "120s",
+     .help = "idle time before the first keepalive probe", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.tcp_keepalive_idle = d;
+       return std::nullopt;
+     }},
+    {.key = "tcp.keepalive_interval", .type = VT::duration, .lo = ms(std::chrono::seconds(1)), .hi = ms(std::chrono::minutes(10)), .def = "30s",
+     .help = "time between keepalive probes", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.tcp_keepalive_interval = d;
+       return std::nullopt;
+     }},
+    {.key = "tcp.keepalive_count", .type = VT::integer, .lo = 1, .hi = 20, .def = "4",
+     .help = "unanswered probes before the host connection is dropped", .group = G::flows, .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.tcp_keepalive_count = uint32_t(v);
+       return std::nullopt;
+     }},
+    {.key = "tcp.max_window", .type = VT::size, .lo = 64 << 10, .hi = int64_t{1} << 30, .def = "8MiB",
+     .help = "largest receive window offered to the guest", .group = G::flows, .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.tcp_max_window = uint32_t(v);
+       return std::nullopt;
+     }},
     {.key = "udp.max_sessions", .type = VT::integer, .lo = 1, .hi = 16384, .def = "1024",
      .help = "UDP session limit", .group = G::flows, .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.flows.udp_max_sessions = uint32_t(v);
        return std::nullopt;
      }},
-    {.key = "udp.idle_timeout", .type = VT::unsupported, .help = "UDP timeouts are fixed in this build"},
-    {.key = "udp.max_peers", .type = VT::unsupported, .help = "UDP per-session limits are fixed in this build"},
-    {.key = "udp.queue_datagrams", .type = VT::unsupported, .help = "UDP queue sizes are fixed in this build"},
-    {.key = "udp.queue_bytes", .type = VT::unsupported, .help = "UDP queue sizes are fixed in this build"},
+    {.key = "udp.idle_timeout", .type = VT::duration, .lo = ms(std::chrono::seconds(1)), .hi = ms(std::chrono::hours(24)), .def = "60s",
+     .help = "close a UDP session idle this long", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.udp_idle_timeout = d;
+       return std::nullopt;
+     }},
+    {.key = "udp.max_peers", .type = VT::integer, .lo = 1, .hi = 65536, .def = "1024",
+     .help = "peers per UDP session", .group = G::flows, .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.udp_max_peers = uint32_t(v);
+       return std::nullopt;
+     }},
+    {.key = "udp.queue_datagrams", .type = VT::integer, .lo = 1, .hi = 4096, .def = "64",
+     .help = "datagrams queued per host socket while it is full", .group = G::flows, .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.udp_queue_datagrams = uint32_t(v);
+       return std::nullopt;
+     }},
+    {.key = "udp.queue_bytes", .type = VT::size, .lo = 4 << 10, .hi = 64 << 20, .def = "512KiB",
+     .help = "bytes queued per host socket while it is full", .group = G::flows, .set_int = [](Config& c, Source, int64_t v) -> Opt {
+       c.flows.udp_queue_bytes = uint32_t(v);
+       return std::nullopt;
+     }},
     {.key = "icmp.relay", .flag = "--no-icmp", .type = VT::boolean, .flag_value = "false", .def = "true",
      .help = "relay ICMP echo to other hosts", .flag_help = "do not relay ICMP echo to other hosts", .group = G::flows,
      .set_bool = [](Config& c, Source, bool b) -> Opt {
@@ -340,8 +390,16 @@ constexpr Setting kSettings[] = {
        c.flows.icmp_max_sessions = uint32_t(v);
        return std::nullopt;
      }},
-    {.key = "icmp.gateway_echo", .type = VT::unsupported, .help = "the gateway always answers echo in this build"},
-    {.key = "icmp.idle_timeout", .type = VT::unsupported, .help = "ICMP timeouts are fixed in this build"},
+    {.key = "icmp.gateway_echo", .type = VT::boolean, .def = "true",
+     .help = "the gateway answers ping itself (R-ICMP-1)", .group = G::flows, .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.flows.icmp_gateway_echo = b;
+       return std::nullopt;
+     }},
+    {.key = "icmp.idle_timeout", .type = VT::duration, .lo = ms(std::chrono::seconds(1)), .hi = ms(std::chrono::hours(1)), .def = "60s",
+     .help = "close an ICMP echo session idle this long", .group = G::flows, .set_duration = [](Config& c, Source, Duration d) -> Opt {
+       c.flows.icmp_idle_timeout = d;
+       return std::nullopt;
+     }},
     {.key = "icmp.error_rate", .type = VT::unsupported, .help = "the ICMP error rate is fixed in this build"},
     {.key = "icmp.ttl_mirror", .type = VT::unsupported, .help = "TTL mirroring is not implemented"},
     {.key = "limits.max_flows", .flag = "--max-flows", .value_name = "N", .type = VT::integer, .lo = 1,
@@ -458,7 +516,7 @@ constexpr Setting kSettings[] = {
        c.dns.pin_max_ttl = d;
        return std::nullopt;
      }},
-    {.key = "dns.max_pins", .type = VT::integer, .lo = 1, .hi = 1 << 22, .def = "65536",
+    {.key = "dns.max_pins", .type = VT::integer, .lo = 1, .hi = 1 << 20, .def = "65536",
      .help = "DNS pins held at once", .group = G::dns, .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.dns.max_pins = uint32_t(v);
        return std::nullopt;
@@ -475,7 +533,7 @@ constexpr Setting kSettings[] = {
        c.dns.direct_queries = DirectQueries(i);
        return std::nullopt;
      }},
-    {.key = "dns.max_inflight", .type = VT::integer, .lo = 1, .hi = 65536, .def = "256",
+    {.key = "dns.max_inflight", .type = VT::integer, .lo = 1, .hi = 4096, .def = "256",
      .help = "upstream DNS queries in flight", .group = G::dns,
      .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.dns.max_inflight = uint32_t(v);
@@ -610,6 +668,15 @@ constexpr Setting kSettings[] = {
        c.ready_file = v;
        return std::nullopt;
      }},
+    {.flag = "--ready-fd", .value_name = "N", .type = VT::integer, .lo = 3, .hi = 1 << 20,
+     .help = "write READY=1 and a newline to descriptor N, then close it, once moat serves (R-CLI-5)",
+     .group = G::output, .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       // Checked now, before moat opens descriptors of its own that could take number N.
+       if (::fcntl(int(i), F_GETFD) == -1) return fail(std::to_string(i) + " is not an open file descriptor",
+                                                       "the descriptor must be open when moat starts");
+       c.ready_fd = int(i);
+       return std::nullopt;
+     }},
     {.flag = "--pid-file", .value_name = "FILE", .type = VT::path,
      .help = "write moat's PID to FILE at start (removed at exit)",
      .group = G::output, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
@@ -647,6 +714,13 @@ constexpr Setting kSettings[] = {
          return fail(q(v.substr(0, 64)) + (v.size() > 64 ? "..." : "") + " is not a user[:group]",
                      "a user name or uid, optionally ':' and a group name or gid");
        c.hardening.runas = v;
+       return std::nullopt;
+     }},
+    {.key = "hardening.landlock", .flag = "--no-landlock", .type = VT::boolean, .flag_value = "false", .def = "true",
+     .help = "after setup, restrict the filesystem to the paths moat still uses (Landlock, R-HARD-7)",
+     .flag_help = "do not restrict the filesystem with Landlock (debugging only)", .group = G::output,
+     .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.hardening.landlock = b;
        return std::nullopt;
      }},
     {.key = "log.format", .type = VT::unsupported, .help = "logs are text only in this build"},

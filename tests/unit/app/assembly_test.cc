@@ -110,6 +110,37 @@ TEST(FinishConfig, TlsCaIsAPairAndTheKeyLogDefaultsToTheEnvironment) {
   EXPECT_EQ(abi->cfg.tls.keylog_file, "");
 }
 
+TEST(FinishConfig, FlowTimeoutsAndQueuesReachTheEngines) {
+  auto c = v4_config();
+  c.flows.tcp_idle_timeout = Duration::zero();  // 0 = never
+  c.flows.tcp_half_closed_timeout = std::chrono::seconds(90);
+  c.flows.tcp_close_timeout = std::chrono::seconds(5);
+  c.flows.tcp_keepalive = false;
+  c.flows.tcp_keepalive_count = 7;
+  c.flows.tcp_max_window = 1u << 20;
+  c.flows.udp_idle_timeout = std::chrono::seconds(7);
+  c.flows.udp_max_peers = 9;
+  c.flows.udp_queue_datagrams = 11;
+  c.flows.udp_queue_bytes = 8192;
+  c.flows.icmp_idle_timeout = std::chrono::seconds(3);
+  c.flows.icmp_gateway_echo = false;
+  auto p = finish_config(c, FinishOptions{});
+  ASSERT_TRUE(p);
+  const auto& e = p->flows.engines;
+  EXPECT_EQ(e.tcp.idle_timeout, Duration::max());
+  EXPECT_EQ(e.tcp.half_closed_timeout, std::chrono::seconds(90));
+  EXPECT_EQ(e.tcp.close_timeout, std::chrono::seconds(5));
+  EXPECT_FALSE(e.tcp.keepalive);
+  EXPECT_EQ(e.tcp.keepalive_count, 7);
+  EXPECT_EQ(e.tcp.max_window, 1u << 20);
+  EXPECT_EQ(e.udp.idle_timeout, std::chrono::seconds(7));
+  EXPECT_EQ(e.udp.max_peers, 9u);
+  EXPECT_EQ(e.udp.queue_datagrams, 11u);
+  EXPECT_EQ(e.udp.queue_bytes, 8192u);
+  EXPECT_EQ(e.icmp.idle_timeout, std::chrono::seconds(3));
+  EXPECT_FALSE(p->link.gateway_echo);
+}
+
 TEST(FinishConfig, AddressErrorsNameFlagsOrKeys) {
   auto c = v4_config();
   c.net.ipv4_gateway = c.net.ipv4_address;

@@ -149,9 +149,9 @@ TEST(ConfigLoader, UnsupportedKeysFailClosed) {
   EXPECT_EQ(one_error("[secrets]\non_violation = \"block\"\n"),
             "moat: error: a.toml:1:2: secrets: not supported by this moat build; secret injection is not implemented; "
             "remove the [secrets] table");
-  EXPECT_EQ(one_error("[tcp]\nidle_timeout = \"2h\"\n"),
-            "moat: error: a.toml:2:1: tcp.idle_timeout: not supported by this moat build; TCP timeouts other than "
-            "connect_timeout are fixed in this build");
+  EXPECT_EQ(one_error("[icmp]\nttl_mirror = true\n"),
+            "moat: error: a.toml:2:1: icmp.ttl_mirror: not supported by this moat build; TTL mirroring is not "
+            "implemented");
   EXPECT_EQ(one_error("[gateway]\ndeployment = \"multi-tenant\"\n"),
             "moat: error: a.toml:2:14: gateway.deployment: multi-tenant deployment is not supported by this moat build");
 }
@@ -194,6 +194,47 @@ TEST(ConfigLoader, TlsTable) {
             "moat: error: a.toml:2:22: tls.host_ca[0].hosts: is empty; list at least one NAME, *.SUFFIX or *");
   EXPECT_EQ(one_error("[tls]\nhost_ca = [{ hosts = [\"a\"], file = \"x.pem\", mode = 1 }]\n"),
             "moat: error: a.toml:2:45: tls.host_ca[0].mode: unknown key; a tls.host_ca entry has `hosts` and `file`");
+}
+
+TEST(ConfigLoader, TcpUdpIcmpTimeoutsAndQueues) {
+  Config c;
+  auto r = load_config_text(
+      "[tcp]\nidle_timeout = \"0\"\nhalf_closed_timeout = \"5m\"\nclose_timeout = \"10s\"\nkeepalive = false\n"
+      "keepalive_idle = \"60s\"\nkeepalive_interval = \"5s\"\nkeepalive_count = 3\nmax_window = \"1MiB\"\n"
+      "[udp]\nidle_timeout = \"30s\"\nmax_peers = 16\nqueue_datagrams = 8\nqueue_bytes = \"64KiB\"\n"
+      "[icmp]\ngateway_echo = false\nidle_timeout = \"20s\"\n",
+      Format::toml, "a.toml", c);
+  ASSERT_TRUE(r) << r.error().front().format();
+  EXPECT_EQ(c.flows.tcp_idle_timeout, Duration::zero());
+  EXPECT_EQ(c.flows.tcp_half_closed_timeout, std::chrono::minutes(5));
+  EXPECT_EQ(c.flows.tcp_close_timeout, std::chrono::seconds(10));
+  EXPECT_FALSE(c.flows.tcp_keepalive);
+  EXPECT_EQ(c.flows.tcp_keepalive_idle, std::chrono::seconds(60));
+  EXPECT_EQ(c.flows.tcp_keepalive_interval, std::chrono::seconds(5));
+  EXPECT_EQ(c.flows.tcp_keepalive_count, 3u);
+  EXPECT_EQ(c.flows.tcp_max_window, 1u << 20);
+  EXPECT_EQ(c.flows.udp_idle_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(c.flows.udp_max_peers, 16u);
+  EXPECT_EQ(c.flows.udp_queue_datagrams, 8u);
+  EXPECT_EQ(c.flows.udp_queue_bytes, 64u << 10);
+  EXPECT_FALSE(c.flows.icmp_gateway_echo);
+  EXPECT_EQ(c.flows.icmp_idle_timeout, std::chrono::seconds(20));
+  EXPECT_EQ(one_error("[tcp]\nmax_window = \"2GiB\"\n"),
+            "moat: error: a.toml:2:14: tcp.max_window: \"2GiB\" is out of range; expected 64KiB-1GiB");
+  EXPECT_EQ(one_error("[tcp]\nclose_timeout = \"0\"\n"),
+            "moat: error: a.toml:2:17: tcp.close_timeout: \"0\" needs a unit (e.g. \"0s\")");
+}
+
+TEST(ConfigLoader, LimitsStopAtTheirHardCaps) {
+  // R-LIM-1: each limit up to its cap, an error above it.
+  EXPECT_EQ(one_error("[dns]\nmax_inflight = 4097\n"),
+            "moat: error: a.toml:2:16: dns.max_inflight: 4097 is out of range; expected 1-4096");
+  EXPECT_EQ(one_error("[dns]\nmax_pins = 1048577\n"),
+            "moat: error: a.toml:2:12: dns.max_pins: 1048577 is out of range; expected 1-1048576");
+  Config c;
+  ASSERT_TRUE(load_config_text("[dns]\nmax_inflight = 4096\nmax_pins = 1048576\n", Format::toml, "a.toml", c));
+  EXPECT_EQ(c.dns.max_inflight, 4096u);
+  EXPECT_EQ(c.dns.max_pins, 1048576u);
 }
 
 TEST(ConfigLoader, ErrorsAreCollectedUpToTwenty) {
