@@ -139,6 +139,10 @@ harden::LandlockPlan landlock_plan(const config::Config& c, harden::Front front)
     for (const char* d : {"/etc/ssl", "/usr/lib/ssl", "/usr/share/ca-certificates"}) p.rules.push_back({d, false});
   for (const std::string* f : {&c.audit.file, &c.pid_file, &c.ready_file})
     if (!f->empty() && *f != "-") p.rules.push_back({dir_of(*f), true});
+  // policy.reload and SIGHUP re-read the --config file (app/control.cc). Its directory, not
+  // the file: an editor that writes a new file and renames it over the old one leaves a new
+  // inode, which a rule on the file would not cover.
+  if (!c.control.reload_file.empty()) p.rules.push_back({dir_of(c.control.reload_file), false});
   (void)front;
   return p;
 }
@@ -224,7 +228,14 @@ struct Runtime {
     auto c = GatewayControl::open(loop, gw, std::move(on_shutdown));
     if (!c) return unexpected(c.error());
     control = std::move(c).value();
-    if (const std::string p = control->control_path(); !p.empty()) hardening.handover.push_back(p);
+    if (const std::string p = control->control_path(); !p.empty()) {
+      hardening.handover.push_back(p);
+      if (hardening.landlock) {  // R-HARD-7: the socket file is removed at exit
+        const size_t slash = p.rfind('/');
+        hardening.landlock->rules.push_back(
+            {slash == std::string::npos ? std::string(".") : (slash == 0 ? std::string("/") : p.substr(0, slash)), true});
+      }
+    }
     return {};
   }
 

@@ -502,6 +502,7 @@ int cmd_man(const std::vector<std::string>& args) {
   (void)cmd_serve({"--help"});
   (void)cmd_policy({"check", "--help"});
   (void)cmd_policy({"explain", "--help"});
+  (void)cmd_stats({"--help"});
   set_help_capture(nullptr);
   std::printf("%s", man_moat(cap, kVersion).c_str());
   return 0;
