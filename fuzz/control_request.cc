@@ -1,4 +1,5 @@
-// Fuzz target: control::Dispatcher::handle() on arbitrary request bytes (R-CTL-2). The
+// Fuzz target: control::Dispatcher::handle() on arbitrary request bytes (R-CTL-2), every
+// method including the control socket's flows/metrics/policy.reload. The
 // input comes from the embedder or a control-socket peer, not the guest, but the parser
 // must still never crash, throw or answer with anything but one JSON object line holding
 // the request's id and exactly one of result/error.
@@ -42,6 +43,25 @@ struct Backend final : control::Backend {
   }
   control::MethodResult<void> shutdown() override { return {}; }
   void config_change(std::string_view) override {}
+  // The control socket's extra methods (app/control.cc): metrics, policy.reload, flows with
+  // its filters, sort and limit.
+  control::MethodResult<std::string> metrics_text() override { return std::string("# HELP a b\n# TYPE a gauge\na 1\n"); }
+  control::MethodResult<std::string> policy_reload() override { return std::string("/etc/moat/moat.toml"); }
+  control::MethodResult<std::vector<Flow>> flows() override {
+    std::vector<Flow> v(3);
+    for (size_t i = 0; i < v.size(); ++i) {
+      v[i].id = 3 - i;
+      v[i].proto = i == 2 ? "udp" : "tcp";
+      v[i].guest = Ipv4Addr::from_octets(100, 96, 0, 2);
+      v[i].remote = i == 1 ? IpAddr(Ipv4Addr::from_octets(1, 2, 3, 4)) : IpAddr(Ipv6Addr{});
+      v[i].remote_port = uint16_t(443 + i);
+      v[i].name = i == 0 ? "a.example" : "";
+      v[i].name_src = i == 0 ? "sni" : "none";
+      v[i].path = "fast";
+      v[i].age_ms = int64_t(i) * 1000;
+    }
+    return v;
+  }
 };
 
 }  // namespace

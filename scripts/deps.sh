@@ -24,6 +24,8 @@ PKGS=(
   # its test peers: openssl s_server/s_client, nghttpd, a WebSocket server, requests;
   # python3-h2: HTTP/2 in tests/integration/tools/https_echo.py
   libssl-dev openssl libnghttp2-dev nghttp2-server nghttp2-client python3-websockets python3-requests python3-h2
+  # `promtool check metrics` on moat's Prometheus text (R-OBS-7, tests/integration/control_test.sh)
+  prometheus
 )
 # `scripts/deps.sh bench`: also the TLS benchmark's peers (make bench-tls), not needed by CI.
 if [[ "${1:-}" == bench ]]; then

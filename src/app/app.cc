@@ -21,6 +21,7 @@
 #include <cstring>
 #include <optional>
 
+#include "app/control.h"
 #include "app/gateway.h"
 #include "base/log.h"
 #include "harden/harden.h"
@@ -139,6 +140,10 @@ harden::LandlockPlan landlock_plan(const config::Config& c, harden::Front front)
     for (const char* d : {"/etc/ssl", "/usr/lib/ssl", "/usr/share/ca-certificates"}) p.rules.push_back({d, false});
   for (const std::string* f : {&c.audit.file, &c.pid_file, &c.ready_file})
     if (!f->empty() && *f != "-") p.rules.push_back({dir_of(*f), true});
+  // policy.reload and SIGHUP re-read the --config file (app/control.cc). Its directory, not
+  // the file: an editor that writes a new file and renames it over the old one leaves a new
+  // inode, which a rule on the file would not cover.
+  if (!c.control.reload_file.empty()) p.rules.push_back({dir_of(c.control.reload_file), false});
   (void)front;
   return p;
 }
@@ -182,8 +187,14 @@ struct Runtime {
   GatewayAssembly gw;
   std::optional<Errno> link_error;
 
+  /// The control socket and metrics endpoint (R-CTL-1, R-OBS-7); null until open_control().
+  std::unique_ptr<GatewayControl> control;
+
   explicit Runtime(GatewayPlan plan) : gw(loop, std::move(plan)) {}
-  ~Runtime() { gw.stop("exit"); }
+  ~Runtime() {
+    control.reset();  // its sockets close (a control socket file is removed) before the gateway stops
+    gw.stop("exit");
+  }
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
@@ -210,8 +221,28 @@ struct Runtime {
     return {};
   }
 
-  /// SIGHUP: reopen the audit file (log rotation, R-OBS-3).
+  /// After init(), before the ready file and the privilege drop: the control socket and the
+  /// metrics endpoint (R-CTL-1, R-OBS-7). `on_shutdown` is the control `shutdown` method
+  /// (attach, serve: as SIGTERM). A filesystem control socket is handed to the runas user
+  /// (it is removed at exit). Error: one line for "moat: error: ...".
+  Result<void, std::string> open_control(std::function<void()> on_shutdown, harden::LockDownPlan& hardening) {
+    auto c = GatewayControl::open(loop, gw, std::move(on_shutdown));
+    if (!c) return unexpected(c.error());
+    control = std::move(c).value();
+    if (const std::string p = control->control_path(); !p.empty()) {
+      hardening.handover.push_back(p);
+      if (hardening.landlock) {  // R-HARD-7: the socket file is removed at exit
+        const size_t slash = p.rfind('/');
+        hardening.landlock->rules.push_back(
+            {slash == std::string::npos ? std::string(".") : (slash == 0 ? std::string("/") : p.substr(0, slash)), true});
+      }
+    }
+    return {};
+  }
+
+  /// SIGHUP (R-CLI-5): policy.reload (with --config) and audit.reopen (log rotation, R-OBS-3).
   void reopen_audit() {
+    if (control) return control->on_sighup();
     if (auto r = gw.reopen_audit(); !r) MOAT_LOG(warn, "%s; keeping the old audit file", r.error().c_str());
   }
 
@@ -224,7 +255,7 @@ struct Runtime {
   }
 
   /// attach and serve (no child): SIGTERM/SIGINT stop the loop, SIGUSR1 logs the counters,
-  /// SIGHUP reopens the audit file (config reload: TODO(policy)).
+  /// SIGHUP reloads the policy (with --config) and reopens the audit file.
   Result<event::Watch> watch_daemon_signals(int sigfd) {
     return loop.watch(sigfd, EPOLLIN, [this, sigfd](uint32_t) {
       signalfd_siginfo si;
@@ -546,6 +577,15 @@ int run_sandbox(const RunOptions& o) {
     out->discard();
     return kFail;
   }
+  // R-CTL-3 shutdown in `run`: the command gets SIGTERM (as moat's own SIGTERM does); moat
+  // drains and exits with its status.
+  if (auto s = rt.open_control([&child] { child.kill_child(SIGTERM); }, *hardening); !s) {
+    user_error(s.error());
+    child.kill_child(SIGKILL);
+    child.wait_for(std::chrono::seconds(2));
+    out->discard();
+    return kFail;
+  }
   announce(plan, cfg.net.ifname);
   write_ready_file(cfg);
   // Hardened before the command is released: it never runs next to a privileged moat.
@@ -646,6 +686,15 @@ int attach(const AttachOptions& o) {
     ns_timer = rt.loop.schedule_after(std::chrono::seconds(1), check_ns);
   };
   if (netns_id) ns_timer = rt.loop.schedule_after(std::chrono::seconds(1), check_ns);
+  if (auto s = rt.open_control([&] {
+        stop_reason = "shutdown requested on the control socket";
+        rt.request_stop();
+      }, *hardening);
+      !s) {
+    user_error(s.error());
+    out->discard();
+    return 2;
+  }
 
   announce(plan, cfg.net.ifname);
   write_ready_file(cfg);
@@ -704,6 +753,12 @@ int serve(const ServeOptions& o) {
     out->discard();
     return 1;
   }
+  if (auto s = rt.open_control([&rt] { rt.request_stop(); }, *hardening); !s) {
+    user_error(s.error());
+    out->discard();
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return kUsage;
+  }
   announce(plan, description);
   write_ready_file(cfg);
   if (!apply_hardening(*hardening)) return 1;
@@ -726,6 +781,7 @@ int serve(const ServeOptions& o) {
     rt.drain(cfg.run.drain_timeout, /*guest_gone=*/true, "serve");
   rt.log_stats(LogLevel::debug);
   sig_watch->reset();
+  rt.control.reset();
   rt.gw.stop("exit");  // resets open flows, flushes the capture, removes the socket file
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   return rc;

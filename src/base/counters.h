@@ -127,6 +127,15 @@ namespace moat {
   X(http_limit, "http.limit")                           \
   X(http_upgraded, "http.upgraded")                     \
   X(http_upstream_framing, "http.upstream_framing")     \
+  X(control_clients, "control.clients")                 \
+  X(control_requests, "control.requests")               \
+  X(control_refused, "control.refused")                 \
+  X(control_limited, "control.limited")                 \
+  X(control_oversize, "control.oversize")               \
+  X(control_idle_closed, "control.idle_closed")         \
+  X(control_events_dropped, "control.events_dropped")   \
+  X(metrics_requests, "metrics.requests")               \
+  X(metrics_bad_requests, "metrics.bad_requests")       \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
   X(rate_egress_throttled_ms, "rate.egress.throttled_ms")   \

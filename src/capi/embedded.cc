@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "app/control.h"
 #include "config/loader.h"
 #include "control/dispatcher.h"
 #include "obs/audit_log.h"
@@ -265,25 +266,13 @@ Result<void, CallError> EmbeddedGateway::update_policy(std::string_view text, Po
   std::lock_guard lock(ctl_mu_);
   LogScope log_scope(log_sink_);
   if (!gateway()) return unexpected(CallError{CallError::Kind::state, "moat: error: policy update: the gateway is stopped"});
-  policy::PolicyInputs inputs = assembly_->cfg().policy.inputs;
-  if (fmt == PolicyFormat::rules) {
-    // Rule strings replace the rules; profiles, defaults and the block list stay.
-    auto parsed = policy::parse_rules_text(text, policy::Origin::cli, 1);
-    if (!parsed) {
-      const auto& e = parsed.error().front();
-      return unexpected(config_error(policy::format_rule_error("rule #" + std::to_string(e.rule_number), e.error)));
-    }
-    inputs.cli = std::move(*parsed);
-    inputs.config.clear();
-  } else {
-    // The document's [policy] replaces the policy; the DNS block list is not part of it.
-    config::Config doc;
-    auto f = fmt == PolicyFormat::json ? config::Format::json : config::Format::toml;
-    if (auto r = config::load_config_text(text, f, "policy", doc); !r) return unexpected(config_error(join(r.error())));
-    auto block = std::move(inputs.block);
-    inputs = std::move(doc.policy.inputs);
-    inputs.block = std::move(block);
-  }
+  // The same parsing as the control socket's policy.set (app/control.h).
+  const app::PolicyText f = fmt == PolicyFormat::rules  ? app::PolicyText::rules
+                            : fmt == PolicyFormat::json ? app::PolicyText::json
+                                                        : app::PolicyText::toml;
+  auto parsed = app::policy_inputs_from_text(assembly_->cfg().policy.inputs, text, f);
+  if (!parsed) return unexpected(config_error(parsed.error()));
+  policy::PolicyInputs inputs = std::move(*parsed);
   auto engine = std::make_shared<const policy::Engine>(policy::resolve_policy(inputs), app::host_addrs(assembly_->plan().flows.engines.destinations));
   if (auto r = on_loop([&] { gateway()->flows()->policy().replace(engine); }); !r) return unexpected(r.error());
   assembly_->cfg().policy.inputs = std::move(inputs);

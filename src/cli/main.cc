@@ -16,6 +16,7 @@
 #include "cli/ca_cmd.h"
 #include "cli/docgen.h"
 #include "cli/flags.h"
+#include "cli/stats.h"
 #include "base/file.h"
 #include "config/config.h"
 #include "config/loader.h"
@@ -71,6 +72,15 @@ std::vector<UserError> preload_config(const std::vector<Flag>& flags, const std:
   if (!c.flows.impair.empty())
     if (auto e = app::check_impair(c.flows.impair)) errs.push_back({paths[0] + ": net.impair", *e, ""});
   return errs;
+}
+
+/// The --config file as an absolute path (policy.reload and SIGHUP re-read it; moat's
+/// working directory is not the point). Empty stays empty.
+std::string absolute_path(const std::string& p) {
+  if (p.empty() || p.front() == '/') return p;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return p;
+  return std::string(cwd) + "/" + p;
 }
 
 /// Names the config key rather than the flag in R-ADDR-2 messages for values that came
@@ -151,6 +161,7 @@ int cmd_run(const std::vector<std::string>& args) {
   auto flags = gateway_flags(o.cfg);
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/true, o.cfg, &cfg_path);
+  o.cfg.control.reload_file = absolute_path(cfg_path);
   const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/true);
   if (r.help) {
@@ -187,6 +198,7 @@ int cmd_attach(const std::vector<std::string>& args) {
   set_group(flags, own, "Namespace");
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
+  o.cfg.control.reload_file = absolute_path(cfg_path);
   const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
   if (r.help) {
@@ -262,6 +274,7 @@ int cmd_serve(const std::vector<std::string>& args) {
   set_group(flags, own, "Transport");
   std::string cfg_path;
   auto errs = preload_config(flags, args, /*stop_at_positional=*/false, o.cfg, &cfg_path);
+  o.cfg.control.reload_file = absolute_path(cfg_path);
   const config::NetConfig file_net = o.cfg.net;
   auto r = parse_flags(flags, args, /*stop_at_positional=*/false);
   if (r.help) {
@@ -514,6 +527,7 @@ int cmd_man(const std::vector<std::string>& args) {
   (void)cmd_ca({"init", "--help"});
   (void)cmd_ca({"show", "--help"});
   (void)cmd_ca({"path", "--help"});
+  (void)cmd_stats({"--help"});
   set_help_capture(nullptr);
   std::printf("%s", man_moat(cap, kVersion).c_str());
   return 0;
@@ -528,6 +542,8 @@ void usage(FILE* to) {
                "  moat serve (--qemu PATH | --unixgram PATH | --fd N)  serve a VM's link on a socket or fd\n"
                "  moat policy check FILE | explain --dst HOST:PORT  validate or explain a policy\n"
                "  moat ca init [--force] | show [--text] | path [--key]  the TLS interception CA\n"
+               "  moat stats [--name NAME | --control PATH | --pid PID] [--json] [--flows] [--watch DUR] [--prometheus]\n"
+               "                                          counters and flows of a running gateway\n"
                "  moat --version | --help\n\n"
                "`moat SUBCOMMAND --help` lists the options.\n",
                kVersion);
@@ -559,6 +575,7 @@ int main(int argc, char** argv) {
   if (sub == "serve") return cmd_serve(args);
   if (sub == "policy") return cmd_policy(args);
   if (sub == "ca") return cmd_ca(args);
+  if (sub == "stats") return cmd_stats(args);
   std::fprintf(stderr, "moat: error: %s: unknown subcommand; see moat --help\n", sub.c_str());
   return 2;
 }

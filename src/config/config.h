@@ -190,6 +190,16 @@ struct RunConfig {
   CaTrust ca_trust = CaTrust::bind_env;
 };
 
+/// control.* and metrics.listen (R-CTL-1, R-OBS-7): the operator's ways into a running gateway.
+struct ControlConfig {
+  bool enable = true;          ///< control.enable (--no-control)
+  std::string socket;          ///< control.socket (--control): empty = abstract @moat/<uid>/<name>
+  std::string metrics_listen;  ///< metrics.listen (--metrics ADDR:PORT): empty = off
+  /// The --config file the gateway started from, re-read by policy.reload and SIGHUP. Not a
+  /// setting: the CLI records it.
+  std::string reload_file;
+};
+
 /// Everything one gateway process needs (grows with each subsystem).
 struct Config {
   NetConfig net;
@@ -202,6 +212,7 @@ struct Config {
   TlsConfig tls;
   RunConfig run;
   RateSpec rate_egress, rate_ingress;  ///< rate.egress.* / rate.ingress.*, --rate-egress/--rate-ingress (R-RATE)
+  ControlConfig control;
   std::string name;        ///< gateway.name; empty = moat-<pid>
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving

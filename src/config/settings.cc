@@ -23,6 +23,24 @@ constexpr int64_t ms(Duration d) { return std::chrono::duration_cast<std::chrono
 
 Opt fail(std::string what, std::string hint = {}) { return Problem{std::move(what), std::move(hint), {}}; }
 
+/// metrics.listen: "ADDR:PORT" or "[V6]:PORT" (the grammar obs::parse_listen_addr() reads
+/// at start-up; config/ cannot depend on obs/). The reason, or nothing when it is good.
+std::optional<std::string> check_listen_addr(std::string_view s) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return "expected ADDR:PORT (e.g. 127.0.0.1:9464)";
+  std::string_view host = s.substr(0, colon), port = s.substr(colon + 1);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  auto a = IpAddr::parse(host);
+  if (!a) return "expected ADDR:PORT with an IP address (e.g. 127.0.0.1:9464 or [::1]:9464)";
+  if (a->is_v6 && !bracketed) return "write an IPv6 address in brackets: [ADDR]:PORT";
+  unsigned p = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p > 65535)
+    return "the port must be 0-65535";
+  return std::nullopt;
+}
+
 // --- value parsers shared by several settings --------------------------------------------
 
 template <class A>
@@ -693,7 +711,8 @@ constexpr Setting kSettings[] = {
     // --- output ---
     // --- gateway ---
     {.key = "gateway.name", .flag = "--name", .value_name = "NAME", .type = VT::text, .def = "moat-<pid>",
-     .help = "gateway name used in logs and the audit log ([A-Za-z0-9._-], 1-64)", .group = G::output,
+     .help = "gateway name used in logs, the audit log and the control socket @moat/<uid>/NAME ([A-Za-z0-9._-], 1-64)",
+     .group = G::output,
      .set_text = [](Config& c, Source, std::string_view s, FlagState&) -> Opt {
        bool ok = !s.empty() && s.size() <= 64;
        for (char ch : s)
@@ -780,6 +799,30 @@ constexpr Setting kSettings[] = {
      }},
     {.key = "log.format", .type = VT::unsupported, .help = "logs are text only in this build"},
     {.key = "log.file", .type = VT::unsupported, .help = "logs go to stderr in this build"},
+    // --- control socket and metrics (R-CTL-1, R-OBS-7) ---
+    {.key = "control.enable", .flag = "--no-control", .type = VT::boolean, .flag_value = "false", .def = "true",
+     .help = "serve the control socket (R-CTL-1)", .flag_help = "no control socket (moat stats cannot reach this gateway)",
+     .group = G::output, .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.control.enable = b;
+       return std::nullopt;
+     }},
+    {.key = "control.socket", .flag = "--control", .value_name = "PATH", .type = VT::text,
+     .def = "@moat/<uid>/<name>",
+     .help = "control socket: a path (mode 0600, a stale socket is replaced) or @abstract-name", .group = G::output,
+     .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       if (v.empty()) return fail("empty path", "write a socket path, or @name for an abstract socket");
+       if (v.size() > 107) return fail(q(v.substr(0, 64)) + "... is longer than a unix socket address (107 bytes)");
+       if (v.find('\0') != std::string_view::npos) return fail("the path contains a NUL byte");
+       c.control.socket = v;
+       return std::nullopt;
+     }},
+    {.key = "metrics.listen", .flag = "--metrics", .value_name = "ADDR:PORT", .type = VT::text,
+     .help = "serve Prometheus GET /metrics on ADDR:PORT (use a loopback address, e.g. 127.0.0.1:9464)",
+     .group = G::output, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
+       if (auto r = check_listen_addr(v)) return fail(q(v) + ": " + *r);
+       c.control.metrics_listen = v;
+       return std::nullopt;
+     }},
     // --- TLS interception (SPEC §3.9 R-TLS-1..10) ---
     {.key = "tls.intercept", .flag = "--tls", .type = VT::boolean, .flag_value = "true", .def = "false",
      .help = "intercept TLS on tls.ports with moat's CA (R-TLS-1)", .group = G::tls,
@@ -914,7 +957,6 @@ constexpr Setting kSettings[] = {
     {.key = "fragments", .type = VT::unsupported, .help = "fragment reassembly limits are fixed in this build"},
     {.key = "secrets", .type = VT::unsupported, .help = "secret injection is not implemented; remove the [secrets] table"},
     {.key = "forward", .type = VT::unsupported, .help = "guest-to-host forwards are not implemented"},
-    {.key = "control", .type = VT::unsupported, .help = "the control socket is not implemented"},
     {.key = "run.drain_timeout", .flag = "--drain-timeout", .value_name = "DUR", .type = VT::duration, .lo = 0,
      .hi = ms(RunConfig::kDrainTimeoutMax), .def = "5s",
      .help = "run: serve this long after CMD exits (serve --once: after the VM left) so flows finish; 0 = reset at once",

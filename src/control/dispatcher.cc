@@ -120,7 +120,7 @@ Result<policy::ExplainDst, MethodError> parse_dst(std::string_view v) {
 
 class Call {
  public:
-  Call(Backend& b, const Json& params) : b_(b), params_(params), p_(params) {}
+  Call(Backend& b, Session* session, const Json& params) : b_(b), session_(session), params_(params), p_(params) {}
 
   MethodResult<Json> run(const std::string& m) {
     if (m == "version") return no_params(m, [&]() -> MethodResult<Json> { return parse_backend_json(b_.version_json()); });
@@ -146,11 +146,20 @@ class Call {
         if (auto r = b_.shutdown(); !r) return unexpected(r.error());
         return Json{{"stopped", true}};
       });
-    // The other R-CTL-3 methods need pieces this build does not have (flow listing, DNS pin
-    // export, secrets, rate limits, runtime pcap, event streaming, a start-up config file).
+    if (m == "metrics")
+      return no_params(m, [&]() -> MethodResult<Json> {
+        auto t = b_.metrics_text();
+        if (!t) return unexpected(t.error());
+        return Json{{"format", "prometheus-text-0.0.4"}, {"text", std::move(*t)}};
+      });
+    if (m == "policy.reload") return policy_reload();
+    if (m == "flows") return flows();
+    if (m == "events.subscribe" && session_) return events_subscribe();
+    // The other R-CTL-3 methods need pieces this build does not have (secrets, rate limits,
+    // runtime pcap, event streaming).
     static constexpr std::string_view kNotInBuild[] = {
-        "flows",        "policy.reload", "secrets.env",  "secrets.rotate",   "secrets.remove",
-        "secrets.set_hosts", "rate.set", "pcap.start", "pcap.stop", "events.subscribe"};
+        "secrets.env", "secrets.rotate", "secrets.remove", "secrets.set_hosts", "rate.set",
+        "pcap.start",  "pcap.stop",      "events.subscribe"};
     for (auto n : kNotInBuild)
       if (m == n) return unexpected(MethodError{ErrorCode::unknown_method, m + ": not supported by this build"});
     return unexpected(MethodError{ErrorCode::unknown_method, "\"" + m + "\" is not a method; see SPEC R-CTL-3"});
@@ -310,6 +319,122 @@ class Call {
     return Json{{"rules", (*e)->policy().rules.size()}};
   }
 
+  /// R-CTL-3 events.subscribe: `events` names audit events (R-OBS-3), default all.
+  MethodResult<Json> events_subscribe() {
+    if (auto r = only({"events"}); !r) return unexpected(r.error());
+    std::vector<std::string> events;
+    if (const Json* e = p_.find("events"); e && !e->is_null()) {
+      if (!e->is_array() || e->size() > 64) return unexpected(bad_params("params.events: must be an array of event names"));
+      for (const auto& n : *e) {
+        if (!n.is_string()) return unexpected(bad_params("params.events: every item must be an event name"));
+        const auto& s = n.get_ref<const std::string&>();
+        if (s.empty() || s.size() > 32 || s.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos)
+          return unexpected(bad_params("params.events: \"" + s + "\" is not an event name (e.g. flow_open)"));
+        events.push_back(s);
+      }
+    }
+    if (auto r = session_->subscribe_events(events); !r) return unexpected(r.error());
+    return Json{{"subscribed", true}, {"events", events}};
+  }
+
+  MethodResult<Json> policy_reload() {
+    if (auto r = only({"revalidate"}); !r) return unexpected(r.error());
+    auto reval = p_.boolean("revalidate");
+    if (!reval) return unexpected(reval.error());
+    if (*reval)
+      return unexpected(bad_params("params.revalidate: resetting established flows is not supported by this build; omit it"));
+    auto r = b_.policy_reload();
+    if (!r) return unexpected(r.error());
+    b_.config_change("policy.reload " + *r);
+    auto e = b_.policy_engine();
+    if (!e) return unexpected(e.error());
+    return Json{{"file", *r}, {"rules", (*e)->policy().rules.size()}};
+  }
+
+  /// R-CTL-3 flows: active flows, optionally of one protocol, to one destination (address
+  /// or address:port) or for one name; sorted by id; at most `limit` (default and cap 10000).
+  MethodResult<Json> flows() {
+    static constexpr uint64_t kMaxFlows = 10000;
+    if (auto r = only({"proto", "dst", "name", "limit"}); !r) return unexpected(r.error());
+    auto proto = p_.opt_string("proto");
+    if (!proto) return unexpected(proto.error());
+    if (*proto && **proto != "tcp" && **proto != "udp" && **proto != "icmp")
+      return unexpected(bad_params("params.proto: \"" + **proto + "\" is not tcp, udp or icmp"));
+    auto dst = p_.opt_string("dst");
+    if (!dst) return unexpected(dst.error());
+    std::optional<IpAddr> dst_addr;
+    std::optional<uint16_t> dst_port;
+    if (*dst) {
+      std::string_view d = **dst;
+      std::string_view host = d;
+      if (auto a = IpAddr::parse(d)) {
+        dst_addr = policy::normalize(*a);
+      } else {
+        const size_t colon = d.rfind(':');
+        if (colon == std::string_view::npos) return unexpected(bad_params("params.dst: \"" + **dst + "\" is not ADDR or ADDR:PORT"));
+        host = d.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        auto ha = IpAddr::parse(host);
+        unsigned port = 0;
+        auto pr = d.substr(colon + 1);
+        auto [ptr, ec] = std::from_chars(pr.data(), pr.data() + pr.size(), port);
+        if (!ha || ec != std::errc() || ptr != pr.data() + pr.size() || pr.empty() || port > 65535)
+          return unexpected(bad_params("params.dst: \"" + **dst + "\" is not ADDR or ADDR:PORT"));
+        dst_addr = policy::normalize(*ha);
+        dst_port = uint16_t(port);
+      }
+    }
+    auto name = p_.opt_string("name");
+    if (!name) return unexpected(name.error());
+    std::optional<std::string> want_name;
+    if (*name) {
+      auto n = policy::normalize_name(**name);
+      if (!n) return unexpected(bad_params("params.name: \"" + **name + "\": " + n.error().what));
+      want_name = *n;
+    }
+    uint64_t limit = kMaxFlows;
+    if (const Json* l = p_.find("limit"); l && !l->is_null()) {
+      if (!l->is_number_unsigned() || l->get<uint64_t>() == 0 || l->get<uint64_t>() > kMaxFlows)
+        return unexpected(bad_params("params.limit: must be 1-10000"));
+      limit = l->get<uint64_t>();
+    }
+    auto all = b_.flows();
+    if (!all) return unexpected(all.error());
+    std::erase_if(*all, [&](const Backend::Flow& f) {
+      return (*proto && f.proto != **proto) || (dst_addr && !(policy::normalize(f.remote) == *dst_addr)) ||
+             (dst_port && f.remote_port != *dst_port) || (want_name && f.name != *want_name);
+    });
+    std::sort(all->begin(), all->end(), [](const Backend::Flow& a, const Backend::Flow& b) { return a.id < b.id; });
+    const size_t total = all->size();
+    if (all->size() > limit) all->resize(limit);
+    Json list = Json::array();
+    for (const auto& f : *all) {
+      auto ep = [](const IpAddr& a, uint16_t port) {
+        return a.is_v6 ? "[" + a.to_string() + "]:" + std::to_string(port) : a.to_string() + ":" + std::to_string(port);
+      };
+      Json j = Json::object();
+      j["id"] = f.id;
+      j["proto"] = f.proto;
+      j["dir"] = f.ingress ? "ingress" : "egress";
+      j["guest"] = ep(f.guest, f.guest_port);
+      j["remote"] = ep(f.remote, f.remote_port);
+      if (f.name.empty()) j["name"] = nullptr;
+      else j["name"] = f.name;
+      j["name_src"] = f.name_src;
+      j["path"] = f.path;
+      j["bytes_from_guest"] = f.bytes_from_guest;
+      j["bytes_to_guest"] = f.bytes_to_guest;
+      j["age_s"] = double(f.age_ms) / 1000.0;
+      if (!f.state.empty()) j["state"] = f.state;
+      list.push_back(std::move(j));
+    }
+    Json out = Json::object();
+    out["flows"] = std::move(list);
+    out["total"] = total;
+    out["truncated"] = total > limit;
+    return out;
+  }
+
   MethodResult<Json> policy_explain() {
     if (auto r = only({"dst", "sni", "ip", "pin", "ingress", "src"}); !r) return unexpected(r.error());
     policy::ExplainInputs in;
@@ -377,9 +502,14 @@ class Call {
   }
 
   Backend& b_;
+  Session* session_;
   const Json& params_;
   Params p_;
 };
+
+MethodError not_in_build(std::string_view method) {
+  return MethodError{ErrorCode::unknown_method, std::string(method) + ": not supported by this build"};
+}
 
 std::string error_response(const Json& id, ErrorCode code, std::string message) {
   constexpr std::string_view kPrefix = "moat: error: ";
@@ -392,7 +522,11 @@ std::string error_response(const Json& id, ErrorCode code, std::string message) 
 
 }  // namespace
 
-std::string Dispatcher::handle(std::string_view request) {
+MethodResult<std::string> Backend::metrics_text() { return unexpected(not_in_build("metrics")); }
+MethodResult<std::string> Backend::policy_reload() { return unexpected(not_in_build("policy.reload")); }
+MethodResult<std::vector<Backend::Flow>> Backend::flows() { return unexpected(not_in_build("flows")); }
+
+std::string Dispatcher::handle(std::string_view request, Session* session) {
   if (request.size() > kMaxRequest)
     return error_response(nullptr, ErrorCode::limit, "the request is larger than 1 MiB");
   Json req = Json::parse(request.begin(), request.end(), nullptr, /*allow_exceptions=*/false);
@@ -412,7 +546,7 @@ std::string Dispatcher::handle(std::string_view request) {
     if (!p->is_object()) return error_response(id, ErrorCode::invalid_params, "params: must be an object");
     params = &*p;
   }
-  Call call(backend_, *params);
+  Call call(backend_, session, *params);
   auto r = call.run(m->get_ref<const std::string&>());
   if (!r) return error_response(id, r.error().code, std::move(r.error().message));
   Json out = Json::object();

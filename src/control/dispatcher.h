@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/addr.h"
 #include "base/result.h"
 #include "policy/engine.h"
 
@@ -72,14 +73,51 @@ class Backend {
   virtual MethodResult<void> shutdown() = 0;
   /// A mutating method succeeded: emit the `config_change` audit event (what = method + detail).
   virtual void config_change(std::string_view what) = 0;
+
+  // Methods a backend may lack (the C ABI's has none of them): the default answers
+  // unknown_method "<method>: not supported by this build".
+
+  /// `metrics`: the Prometheus text exposition (R-OBS-7) of the gateway, as GET /metrics
+  /// serves it (moat stats --prometheus).
+  virtual MethodResult<std::string> metrics_text();
+  /// `policy.reload` (R-POL-12): re-read the start-up config file's [policy]; returns the
+  /// file's path. A failure leaves the old policy.
+  virtual MethodResult<std::string> policy_reload();
+  /// One active flow for `flows`.
+  struct Flow {
+    uint64_t id = 0;          ///< the audit flow id
+    std::string proto;        ///< tcp, udp, icmp
+    bool ingress = false;     ///< a published port's flow
+    IpAddr guest, remote;
+    uint16_t guest_port = 0, remote_port = 0;
+    std::string name;         ///< empty when none
+    std::string name_src;     ///< sni, host, pin, connect, query, none
+    std::string path;         ///< fast, gate, inspect
+    uint64_t bytes_from_guest = 0, bytes_to_guest = 0;
+    int64_t age_ms = 0;
+    std::string state;        ///< e.g. the TCP state
+  };
+  /// `flows`: every active flow (the dispatcher filters, sorts and bounds).
+  virtual MethodResult<std::vector<Flow>> flows();
+};
+
+/// The connection a request arrived on (the control socket's), for the methods that change
+/// the connection itself.
+class Session {
+ public:
+  virtual ~Session() = default;
+  /// `events.subscribe`: from now on audit event lines (those named in `events`; every one
+  /// when empty) are streamed on this connection, one JSON object per line.
+  virtual MethodResult<void> subscribe_events(std::vector<std::string> events) = 0;
 };
 
 class Dispatcher {
  public:
   explicit Dispatcher(Backend& backend) : backend_(backend) {}
   /// One request (a JSON object, at most kMaxRequest bytes) -> one response line, without a
-  /// trailing newline. Never fails: every problem becomes an error response.
-  std::string handle(std::string_view request);
+  /// trailing newline. Never fails: every problem becomes an error response. `session` is
+  /// the connection (null for the C ABI, which has no events.subscribe).
+  std::string handle(std::string_view request, Session* session = nullptr);
 
   /// R-CTL-1: requests are at most 1 MiB.
   static constexpr size_t kMaxRequest = size_t{1} << 20;

@@ -444,6 +444,18 @@ void TcpEngine::report_opened(TcpFlow& f) {
   admission_->flow_opened(flow_info(f));
 }
 
+void TcpEngine::for_each_flow(FunctionRef<void(const FlowSnapshot&)> fn) {
+  table_.for_each_live([&](FlowId, TcpFlow& f) {
+    FlowSnapshot s;
+    s.info = flow_info(f);
+    s.bytes_from_guest = f.conn.bytes_from_guest();
+    s.bytes_to_guest = f.conn.bytes_to_guest();
+    s.started = f.started;
+    s.state = tcp_state_name(f.conn.state());
+    fn(s);
+  });
+}
+
 FlowInfo TcpEngine::flow_info(const TcpFlow& f) const {
   FlowInfo info;
   const FlowKey& k = f.conn.key();

@@ -162,6 +162,16 @@ class TcpEngine {
   [[nodiscard]] const OooPool& ooo_pool() const noexcept { return ooo_pool_; }
   /// The connection for a 4-tuple (tests, control socket).
   [[nodiscard]] const TcpConn* find(const FlowKey& key);
+  /// One live flow as the control socket's `flows` method lists it.
+  struct FlowSnapshot {
+    FlowInfo info;  ///< info.name points into the flow: copy it in the callback
+    uint64_t bytes_from_guest = 0, bytes_to_guest = 0;
+    Instant started{};
+    const char* state = "";
+  };
+  /// Calls `fn` for every live flow (control socket `flows`): one scan of the slab, no
+  /// allocation, nothing changed.
+  void for_each_flow(FunctionRef<void(const FlowSnapshot&)> fn);
 
  private:
   friend struct TcpFlow;

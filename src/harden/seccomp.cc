@@ -56,6 +56,9 @@ constexpr const char* kFdsAndMemory[] = {
 // transport/ (TAP, qemu stream, unixgram) and flows/ (TCP engine, UDP and ICMP relays over
 // host sockets; ping sockets are SOCK_DGRAM/IPPROTO_ICMP), dns/ (forwarder over UDP and
 // TCP, the guest TCP/53 server's loopback listeners), ports/ (published listeners accept).
+// control/server.cc (the control socket, R-CTL-1: accept4, getsockopt SO_PEERCRED,
+// recvfrom/sendto on AF_UNIX) and obs/metrics_http.cc (--metrics: accept4, recvfrom, sendto,
+// shutdown on TCP) need nothing beyond this group; both sockets are bound before the filter.
 constexpr const char* kSockets[] = {
     // socket: only AF_INET, AF_INET6 and AF_UNIX, below
     "connect", "bind", "listen", "accept", "accept4", "shutdown",
@@ -64,7 +67,8 @@ constexpr const char* kSockets[] = {
     "splice", "pipe2", "socketpair",
 };
 
-// obs/ (audit file: SIGHUP reopens it by path), transport/ (pcap), app/ (pid and ready files,
+// obs/ (audit file: SIGHUP reopens it by path), app/control.cc (policy.reload and SIGHUP
+// re-read the --config file: openat, fstat, read), transport/ (pcap), app/ (pid and ready files,
 // removed or replaced at exit; a serve socket file is unlinked at stop), base/ (resolv.conf,
 // bounded file reads), ns/ (attach checks every second that its namespace path still
 // exists: stat; `run`'s Sandbox removes its R-TLS-10 CA bundle files and their directory at

@@ -112,6 +112,7 @@ void AuditLog::emit(std::string_view ev, FunctionRef<void(JsonWriter&)> fields) 
   fields(w);
   line_ += '}';
   if (opt_.line_sink) opt_.line_sink(line_);
+  for (const auto& o : observers_) o.second(line_);
   if (!fd_) return;  // callback only
   line_ += '\n';
   if (head_ > 0 && buf_.size() + line_.size() > opt_.buffer_bytes) {
@@ -125,6 +126,16 @@ void AuditLog::emit(std::string_view ev, FunctionRef<void(JsonWriter&)> fields) 
   }
   buf_ += line_;
   schedule_flush(Duration::zero());
+}
+
+uint64_t AuditLog::observe(Observer fn) {
+  const uint64_t id = next_observer_++;
+  observers_.emplace_back(id, std::move(fn));
+  return id;
+}
+
+void AuditLog::unobserve(uint64_t id) noexcept {
+  std::erase_if(observers_, [id](const auto& o) { return o.first == id; });
 }
 
 void AuditLog::schedule_flush(Duration delay) {

@@ -95,6 +95,12 @@ class AuditLog {
   /// failure the old sink stays. Returns the open error, if any.
   Result<void, std::string> reopen();
 
+  /// events.subscribe (R-CTL-3): `fn` sees every emitted line (without its newline) on the
+  /// emitting thread, after the filter, until unobserve(). It must not emit or (un)observe.
+  using Observer = std::function<void(std::string_view line)>;
+  uint64_t observe(Observer fn);
+  void unobserve(uint64_t id) noexcept;
+
   [[nodiscard]] size_t buffered() const noexcept { return buf_.size() - head_; }
   [[nodiscard]] uint64_t dropped() const noexcept { return dropped_; }
 
@@ -111,6 +117,8 @@ class AuditLog {
   uint64_t dropped_ = 0;
   bool sink_failed_ = false;
   event::TimerHandle flush_timer_;
+  std::vector<std::pair<uint64_t, Observer>> observers_;
+  uint64_t next_observer_ = 1;
 };
 
 }  // namespace moat::obs

@@ -271,3 +271,36 @@ TEST(Settings, DrainTimeoutFlagAndKey) {
 
 }  // namespace
 }  // namespace moat::config
+
+namespace moat::config {
+namespace {
+
+TEST(Settings, ControlAndMetricsRows) {
+  Config flag, file;
+  FlagState st;
+  ASSERT_FALSE(apply_flag(*setting_by_flag("--no-control"), flag, "", st));
+  ASSERT_FALSE(apply_flag(*setting_by_flag("--control"), flag, "/run/moat/a.sock", st));
+  ASSERT_FALSE(apply_flag(*setting_by_flag("--metrics"), flag, "[::1]:9464", st));
+  ASSERT_TRUE(load_config_text("[control]\nenable = false\nsocket = \"/run/moat/a.sock\"\n[metrics]\nlisten = \"[::1]:9464\"\n",
+                               Format::toml, "/x/a.toml", file));
+  EXPECT_FALSE(flag.control.enable);
+  EXPECT_EQ(flag.control.enable, file.control.enable);
+  EXPECT_EQ(flag.control.socket, file.control.socket);
+  EXPECT_EQ(flag.control.metrics_listen, "[::1]:9464");
+  EXPECT_EQ(flag.control.metrics_listen, file.control.metrics_listen);
+  EXPECT_TRUE(Config{}.control.enable);
+  for (const char* bad : {"9464", "localhost:9464", "::1:9464", "127.0.0.1:70000", "127.0.0.1:"}) {
+    Config c;
+    auto e = apply_flag(*setting_by_flag("--metrics"), c, bad, st);
+    ASSERT_TRUE(e) << bad;
+    auto k = key_error("metrics.listen", std::string("\"") + bad + "\"");
+    ASSERT_TRUE(k) << bad;
+    EXPECT_EQ(e->what, k->what);
+  }
+  Config c;
+  EXPECT_TRUE(apply_flag(*setting_by_flag("--control"), c, "", st));
+  EXPECT_TRUE(apply_flag(*setting_by_flag("--control"), c, "/" + std::string(200, 'a'), st));
+}
+
+}  // namespace
+}  // namespace moat::config

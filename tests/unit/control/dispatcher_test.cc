@@ -275,5 +275,106 @@ TEST_F(DispatcherTest, AuditReopenAndShutdown) {
   EXPECT_EQ(error_code(R"({"id":2,"method":"shutdown","params":{"now":true}})"), "invalid_params");
 }
 
+
+/// The methods only the control socket's backend has (flows, metrics, policy.reload).
+struct LiveBackend final : Backend {
+  FakeBackend inner;
+  std::vector<std::string> changes;
+  bool reload_fails = false;
+  std::string version_json() override { return inner.version_json(); }
+  MethodResult<std::string> stats_json() override { return inner.stats_json(); }
+  MethodResult<std::vector<std::string>> publish(const std::string& s) override { return inner.publish(s); }
+  MethodResult<size_t> unpublish(const std::string& s) override { return inner.unpublish(s); }
+  MethodResult<std::shared_ptr<const policy::Engine>> policy_engine() override { return inner.policy_engine(); }
+  bool rebind_protection() override { return true; }
+  MethodResult<void> policy_set(const std::string& t, PolicyFormat f) override { return inner.policy_set(t, f); }
+  MethodResult<std::vector<Pin>> dns_pins() override { return inner.dns_pins(); }
+  MethodResult<void> audit_reopen() override { return inner.audit_reopen(); }
+  MethodResult<void> shutdown() override { return {}; }
+  void config_change(std::string_view what) override { changes.emplace_back(what); }
+  MethodResult<std::string> metrics_text() override { return std::string("# HELP x y\n# TYPE x gauge\nx 1\n"); }
+  MethodResult<std::string> policy_reload() override {
+    if (reload_fails) return unexpected(MethodError{ErrorCode::invalid_config, "cfg.toml:1:1: bad"});
+    return std::string("/etc/moat/cfg.toml");
+  }
+  MethodResult<std::vector<Flow>> flows() override {
+    std::vector<Flow> v;
+    for (uint64_t i = 0; i < 30; ++i) {
+      Flow f;
+      f.id = 100 - i;  // unsorted on purpose
+      f.proto = "tcp";
+      f.guest = Ipv4Addr::from_octets(100, 96, 0, 2);
+      f.guest_port = uint16_t(40000 + i);
+      f.remote = i % 2 ? IpAddr(Ipv4Addr::from_octets(44, 1, 1, 1)) : IpAddr(*Ipv6Addr::parse("2001:db8::1"));
+      f.remote_port = i % 3 ? 443 : 80;
+      f.name = i % 5 ? "" : "api.example.com";
+      f.name_src = f.name.empty() ? "none" : "sni";
+      f.path = "fast";
+      f.bytes_from_guest = i;
+      f.age_ms = 1500;
+      v.push_back(f);
+    }
+    return v;
+  }
+};
+
+struct LiveDispatcherTest : ::testing::Test {
+  LiveBackend b;
+  Dispatcher d{b};
+  Json call(std::string_view req) {
+    Json j = Json::parse(d.handle(req), nullptr, false);
+    EXPECT_FALSE(j.is_discarded());
+    return j;
+  }
+};
+
+TEST_F(LiveDispatcherTest, FlowsAreSortedFilteredAndBounded) {
+  Json r = call(R"({"id":1,"method":"flows"})")["result"];
+  ASSERT_EQ(r["flows"].size(), 30u);
+  EXPECT_EQ(r["total"], 30);
+  EXPECT_EQ(r["truncated"], false);
+  EXPECT_EQ(r["flows"][0]["id"], 71);
+  EXPECT_EQ(r["flows"][0]["guest"], "100.96.0.2:40029");
+  EXPECT_EQ(r["flows"][0]["remote"], "44.1.1.1:443");
+  EXPECT_EQ(r["flows"][0]["dir"], "egress");
+  EXPECT_EQ(r["flows"][0]["age_s"], 1.5);
+  EXPECT_TRUE(r["flows"][0]["name"].is_null());
+  r = call(R"({"id":1,"method":"flows","params":{"dst":"[2001:db8::1]:80"}})")["result"];
+  ASSERT_FALSE(r["flows"].empty());
+  for (const auto& f : r["flows"]) EXPECT_EQ(f["remote"], "[2001:db8::1]:80");
+  r = call(R"({"id":1,"method":"flows","params":{"dst":"44.1.1.1"}})")["result"];
+  EXPECT_EQ(r["total"], 15);
+  r = call(R"({"id":1,"method":"flows","params":{"name":"API.example.com.","proto":"tcp"}})")["result"];
+  EXPECT_EQ(r["total"], 6);
+  for (const auto& f : r["flows"]) EXPECT_EQ(f["name_src"], "sni");
+  r = call(R"({"id":1,"method":"flows","params":{"proto":"udp"}})")["result"];
+  EXPECT_EQ(r["total"], 0);
+  r = call(R"({"id":1,"method":"flows","params":{"limit":5}})")["result"];
+  EXPECT_EQ(r["flows"].size(), 5u);
+  EXPECT_EQ(r["total"], 30);
+  EXPECT_EQ(r["truncated"], true);
+  for (const char* bad : {R"({"limit":0})", R"({"limit":10001})", R"({"limit":"5"})", R"({"proto":"sctp"})",
+                          R"({"dst":"nowhere"})", R"({"dst":"1.2.3.4:99999"})", R"({"name":"a b"})", R"({"x":1})"}) {
+    SCOPED_TRACE(bad);
+    Json e = call(std::string(R"({"id":1,"method":"flows","params":)") + bad + "}");
+    ASSERT_TRUE(e.contains("error"));
+    EXPECT_EQ(e["error"]["code"], "invalid_params");
+  }
+}
+
+TEST_F(LiveDispatcherTest, MetricsAndReload) {
+  Json r = call(R"({"id":1,"method":"metrics"})")["result"];
+  EXPECT_EQ(r["format"], "prometheus-text-0.0.4");
+  EXPECT_EQ(r["text"], "# HELP x y\n# TYPE x gauge\nx 1\n");
+  EXPECT_EQ(call(R"({"id":1,"method":"metrics","params":{"a":1}})")["error"]["code"], "invalid_params");
+  r = call(R"({"id":2,"method":"policy.reload"})")["result"];
+  EXPECT_EQ(r["file"], "/etc/moat/cfg.toml");
+  ASSERT_EQ(b.changes.size(), 1u);
+  EXPECT_EQ(b.changes[0], "policy.reload /etc/moat/cfg.toml");
+  EXPECT_EQ(call(R"({"id":3,"method":"policy.reload","params":{"revalidate":true}})")["error"]["code"], "invalid_params");
+  b.reload_fails = true;
+  EXPECT_EQ(call(R"({"id":4,"method":"policy.reload"})")["error"]["code"], "invalid_config");
+  EXPECT_EQ(b.changes.size(), 1u);  // no config_change for a failed reload
+}
 }  // namespace
 }  // namespace moat::control
