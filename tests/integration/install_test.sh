@@ -87,6 +87,6 @@ if command -v zsh > /dev/null; then
   check "zsh completion parses" zsh -n "$P/share/zsh/vendor-completions/_moat"
 fi
 unit="$P/lib/systemd/system/moat@.service"
-check "the unit runs the installed binary" grep -q "^ExecStart=/.*/moat attach --netns /run/netns/%i" "$unit"
+check "the unit runs the installed binary" grep -q "^ExecStart=/.*/moat attach --netns /run/netns/%i --name %i" "$unit"
 check "the unit is Type=notify" grep -qx "Type=notify" "$unit"
 finish
