@@ -3,11 +3,14 @@
 // validates the header (completing partial checksums, splitting USO) and every resulting
 // frame goes through the stack's whole ingress path. Seeds: fuzz/corpus/vnet_frame (a plain
 // ARP frame, a TSO TCP segment, a partial-checksum ICMP echo, a USO datagram).
+// LLVMFuzzerCustomMutator (below) repairs the frame's lengths and checksums after each
+// mutation (frame_fixup.h); the virtio-net header itself is left to the mutation.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "frame_fixup.h"
 #include "stack/interface.h"
 #include "transport/vnet.h"
 
@@ -18,6 +21,15 @@ struct NullSink : moat::stack::FrameSink {
 };
 
 }  // namespace
+
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
+  size = LLVMFuzzerMutate(data, size, max_size);
+  if (size == 0 || moat::fuzz::fixup_disabled()) return size;
+  if (moat::fuzz::mix(seed) % moat::fuzz::kLeaveBrokenOneIn == 0) return size;
+  const size_t hdr = 1 + ((data[0] & 1) ? 12 : 10);
+  if (size > hdr) moat::fuzz::fix_frame(data + hdr, size - hdr);
+  return size;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static moat::Counters counters;
