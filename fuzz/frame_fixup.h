@@ -51,8 +51,19 @@ inline void put16(uint8_t* p, uint16_t v) {
 inline uint16_t get16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
 inline Bytes as_bytes(const uint8_t* p, size_t n) { return Bytes(reinterpret_cast<const std::byte*>(p), n); }
 
+/// Where the L4 checksum went, for a virtio-net NEEDS_CSUM header (vnet_frame): with
+/// `partial` set the field gets only the pseudo-header sum, as a guest driver leaves it for
+/// the device to complete from csum_start / csum_offset.
+struct L4Spot {
+  bool partial = false;
+  bool found = false;
+  size_t start = 0;   ///< L4 header offset from the start of the frame
+  size_t offset = 0;  ///< checksum field offset from `start`
+};
+
 /// Fills the checksum of an L4 message `l4` (n bytes) whose pseudo-header sum is `c`.
-inline void fix_l4(uint8_t proto, uint8_t* l4, size_t n, wire::Checksum c, bool v6) {
+inline void fix_l4(uint8_t proto, uint8_t* l4, size_t n, wire::Checksum c, bool v6, L4Spot* spot = nullptr,
+                   size_t l4_start = 0) {
   size_t off;
   switch (proto) {
     case wire::kProtoTcp:
@@ -76,13 +87,22 @@ inline void fix_l4(uint8_t proto, uint8_t* l4, size_t n, wire::Checksum c, bool 
     default: return;
   }
   l4[off] = l4[off + 1] = 0;
+  if (spot) {
+    spot->found = true;
+    spot->start = l4_start;
+    spot->offset = off;
+    if (spot->partial) {
+      put16(l4 + off, uint16_t(~c.finish()));  // the folded pseudo-header sum, uncomplemented
+      return;
+    }
+  }
   c.add(as_bytes(l4, n));
   uint16_t sum = c.finish();
   if (proto == wire::kProtoUdp && sum == 0) sum = 0xffff;  // RFC 768: 0 means "none"
   put16(l4 + off, sum);
 }
 
-inline void fix_ipv4(uint8_t* p, size_t n) {
+inline void fix_ipv4(uint8_t* p, size_t n, L4Spot* spot = nullptr, size_t base = 0) {
   if (n < 20 || (p[0] >> 4) != 4) return;
   const size_t ihl = size_t(p[0] & 0x0f) * 4;
   if (ihl < 20 || ihl > n) return;
@@ -97,10 +117,10 @@ inline void fix_ipv4(uint8_t* p, size_t n) {
   dst.value = uint32_t(p[16]) << 24 | uint32_t(p[17]) << 16 | uint32_t(p[18]) << 8 | p[19];
   const uint8_t proto = p[9];
   const size_t l4 = n - ihl;
-  fix_l4(proto, p + ihl, l4, wire::pseudo_header_v4(src, dst, proto, uint16_t(l4)), false);
+  fix_l4(proto, p + ihl, l4, wire::pseudo_header_v4(src, dst, proto, uint16_t(l4)), false, spot, base + ihl);
 }
 
-inline void fix_ipv6(uint8_t* p, size_t n) {
+inline void fix_ipv6(uint8_t* p, size_t n, L4Spot* spot = nullptr, size_t base = 0) {
   if (n < 40 || (p[0] >> 4) != 6) return;
   if (n - 40 > 0xffff) n = 40 + 0xffff;
   put16(p + 4, uint16_t(n - 40));
@@ -130,17 +150,18 @@ inline void fix_ipv6(uint8_t* p, size_t n) {
     }
   }
   const size_t l4 = n - off;
-  fix_l4(nh, p + off, l4, wire::pseudo_header_v6(src, dst, nh, uint32_t(l4)), true);
+  fix_l4(nh, p + off, l4, wire::pseudo_header_v6(src, dst, nh, uint32_t(l4)), true, spot, base + off);
 }
 
-/// Repairs the network-layer packet at `p` (n bytes) of EtherType `type`.
-inline void fix_l3(uint16_t type, uint8_t* p, size_t n) {
-  if (type == wire::kEtherTypeIpv4) fix_ipv4(p, n);
-  else if (type == wire::kEtherTypeIpv6) fix_ipv6(p, n);
+/// Repairs the network-layer packet at `p` (n bytes) of EtherType `type`; `base` is its
+/// offset in the frame (for `spot`).
+inline void fix_l3(uint16_t type, uint8_t* p, size_t n, L4Spot* spot = nullptr, size_t base = 0) {
+  if (type == wire::kEtherTypeIpv4) fix_ipv4(p, n, spot, base);
+  else if (type == wire::kEtherTypeIpv6) fix_ipv6(p, n, spot, base);
 }
 
 /// Repairs an Ethernet frame (an 802.1Q tag is looked through once).
-inline void fix_frame(uint8_t* f, size_t n) {
+inline void fix_frame(uint8_t* f, size_t n, L4Spot* spot = nullptr) {
   if (n < 14) return;
   size_t off = 12;
   uint16_t type = get16(f + off);
@@ -148,7 +169,7 @@ inline void fix_frame(uint8_t* f, size_t n) {
     off += 4;
     type = get16(f + off);
   }
-  fix_l3(type, f + off + 2, n - off - 2);
+  fix_l3(type, f + off + 2, n - off - 2, spot, off + 2);
 }
 
 /// splitmix64 step over libFuzzer's seed, for the targets' own choices.

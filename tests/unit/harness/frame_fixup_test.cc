@@ -5,6 +5,7 @@
 
 #include "../fuzz/frame_fixup.h"
 #include "support/frame_builder.h"
+#include "transport/vnet.h"
 #include "wire/tcp.h"
 
 namespace moat::test {
@@ -120,6 +121,23 @@ TEST(FrameFixup, FragmentKeepsItsL4BytesButGetsAValidHeader) {
   ASSERT_TRUE(p);
   EXPECT_TRUE(p->ip.more_fragments);
   EXPECT_TRUE(bytes_equal(p->l4, span(before)));  // no L4 "fix" over bytes we do not have
+}
+
+TEST(FrameFixup, PartialChecksumIsWhatAVirtioDeviceCompletes) {
+  GuestFrames g;
+  Buf f = tcp4_frame(g, 300);
+  f.push_back(std::byte{1});  // odd length, and every length stale
+  fuzz::L4Spot spot;
+  spot.partial = true;
+  fuzz::fix_frame(u8(f), f.size(), &spot);
+  ASSERT_TRUE(spot.found);
+  EXPECT_EQ(spot.start, kEth + 20);
+  EXPECT_EQ(spot.offset, 16u);
+  // What the device does (transport/vnet.h complete_checksum) gives a verifying segment.
+  ASSERT_TRUE(transport::complete_checksum(MutBytes(f), uint16_t(spot.start), uint16_t(spot.offset)));
+  auto p = as_ipv4(span(f));
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(l4_ok(g.guest4, kDst4, wire::kProtoTcp, p->l4));
 }
 
 TEST(FrameFixup, NonIpAndRuntsAreLeftAlone) {
