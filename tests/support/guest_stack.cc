@@ -226,8 +226,12 @@ void TcpSocket::on_synchronized(const wire::TcpRepr& seg, Bytes payload, Instant
   const uint32_t wnd = stack_.cfg_.rcv_window;
   const uint32_t seg_len = uint32_t(payload.size()) + (seg.has(tf::syn) ? 1 : 0) + (seg.has(tf::fin) ? 1 : 0);
   auto in_window = [&](SeqNum s) { return s >= rcv_nxt_ && s < rcv_nxt_ + wnd; };
+  // A bare ACK may sit exactly at the right edge: a peer that filled our window sends its
+  // ACKs with SEG.SEQ = RCV.NXT + RCV.WND. RFC 793's strict test refuses them (and asks
+  // for "special allowance" for ACKs); like Linux (tcp_sequence) we accept the edge, or the
+  // peer's ACKs would be lost until our window moves.
   const bool acceptable =
-      seg_len == 0 ? (seg.seq == rcv_nxt_ || in_window(seg.seq))
+      seg_len == 0 ? (seg.seq >= rcv_nxt_ && seg.seq <= rcv_nxt_ + wnd)
                    : (in_window(seg.seq) || in_window(seg.seq + (seg_len - 1)));
   if (!acceptable) {
     ++stats_.dup_segments;

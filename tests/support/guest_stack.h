@@ -92,6 +92,8 @@ class TcpSocket {
   [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
   [[nodiscard]] bool is_v6() const noexcept { return v6_; }
   [[nodiscard]] uint16_t local_port() const noexcept { return lport_; }
+  [[nodiscard]] uint16_t remote_port() const noexcept { return rport_; }
+  [[nodiscard]] const IpAddr& remote() const noexcept { return remote_; }
 
   struct Stats {
     uint64_t segments_sent = 0, retransmits = 0, rto_fired = 0, fast_retransmits = 0, dup_segments = 0,

@@ -274,6 +274,24 @@ class Sim {
     return run_until([&] { return guest_.gateway_known(v6); }, std::chrono::seconds(10));
   }
 
+  /// moat's side of a guest connection (state, sequence numbers, timer), for failure messages.
+  std::string moat_side(const TcpSocket& s) {
+    flows::FlowKey k;
+    k.guest = s.is_v6() ? IpAddr(guest_.config().addr6) : IpAddr(guest_.config().addr4);
+    k.guest_port = s.local_port();
+    k.remote = s.remote();
+    k.remote_port = s.remote_port();
+    const flows::TcpConn* c = tcp().find(k);
+    if (!c) return "moat: no flow";
+    std::string r = "moat: state=" + std::to_string(int(c->state())) + " snd_nxt=" +
+                    std::to_string(c->snd_nxt().value) + " rcv_nxt=" + std::to_string(c->rcv_nxt().value) +
+                    " timer=" + std::to_string(c->timer().index()) + " retransmits=" + std::to_string(c->retransmits()) +
+                    " rto_ms=" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(c->rto()).count());
+    if (auto d = c->next_deadline())
+      r += " next_deadline_in=" + std::to_string(std::chrono::duration<double>(*d - clock_.now()).count()) + "s";
+    return r;
+  }
+
   [[nodiscard]] double sim_seconds() const {
     return std::chrono::duration<double>(clock_.now() - start_).count();
   }
