@@ -202,6 +202,7 @@ void TcpSocket::on_segment(const wire::TcpRepr& seg, Bytes payload, Instant now)
     if (seg.has(tf::ack)) {
       ++stats_.rst_received;
       reset_ = true;
+      reset_in_ = state_;
       enter_closed();
     }
     return;
@@ -241,6 +242,7 @@ void TcpSocket::on_synchronized(const wire::TcpRepr& seg, Bytes payload, Instant
   if (seg.has(tf::rst)) {
     ++stats_.rst_received;
     reset_ = state_ != GuestTcpState::time_wait;
+    reset_in_ = state_;
     enter_closed();
     return;
   }

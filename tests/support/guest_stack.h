@@ -89,6 +89,8 @@ class TcpSocket {
   /// All written bytes (and our FIN, once close()d) acknowledged.
   [[nodiscard]] bool all_acked() const noexcept { return send_buf_.empty() && (!fin_queued_ || fin_acked_); }
   [[nodiscard]] bool reset() const noexcept { return reset_; }
+  /// The state the connection was in when a RST ended it.
+  [[nodiscard]] GuestTcpState reset_in() const noexcept { return reset_in_; }
   [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
   [[nodiscard]] bool is_v6() const noexcept { return v6_; }
   [[nodiscard]] uint16_t local_port() const noexcept { return lport_; }
@@ -147,6 +149,7 @@ class TcpSocket {
   bool fin_received_ = false;
 
   bool reset_ = false, timed_out_ = false;
+  GuestTcpState reset_in_ = GuestTcpState::closed;
   Stats stats_;
 };
 

@@ -58,7 +58,13 @@ struct BulkResult {
 
 /// `up` bytes guest -> host and `down` bytes host -> guest on one connection, both sides
 /// closing after their data; checks content and a clean end on both sides.
-BulkResult bulk(bool v6, uint64_t seed, size_t up, size_t down, LinkFaults f, const std::string& name) {
+///
+/// `allow_late_rst`: under heavy loss the last ACK of a FIN exchange moat closed first can
+/// be lost until moat's TIME-WAIT record (2 s, R-TCP-9) expires; the guest's next FIN
+/// retransmission then gets a RST in LAST-ACK. Everything was delivered by then, so with
+/// this flag that end counts as done (the byte checks still apply).
+BulkResult bulk(bool v6, uint64_t seed, size_t up, size_t down, LinkFaults f, const std::string& name,
+                bool allow_late_rst = false) {
   SimConfig cfg;
   cfg.seed = seed;
   cfg.to_moat = f;
@@ -78,10 +84,15 @@ BulkResult bulk(bool v6, uint64_t seed, size_t up, size_t down, LinkFaults f, co
   TcpSocket& s = sim.guest().connect(v6 ? kRemote6 : kRemote4, 443, sim.now());
   s.write(Bytes(up_data));
   s.close();
+  auto late_rst = [&] {
+    return allow_late_rst && s.reset() && s.reset_in() == GuestTcpState::last_ack && s.fin_received() &&
+           sim.host().conn_count() == 1 && sim.host().conn(0).received.size() == up;
+  };
   r.done = sim.run_until(
       [&] {
-        return s.fin_received() && s.all_acked() && sim.host().conn_count() == 1 &&
-               sim.host().conn(0).peer.app_read_closed();
+        return (s.fin_received() && s.all_acked() && sim.host().conn_count() == 1 &&
+                sim.host().conn(0).peer.app_read_closed()) ||
+               late_rst();
       },
       600s);
   EXPECT_TRUE(r.done) << s.describe() << "; " << sim.moat_side(s);
@@ -99,7 +110,7 @@ BulkResult bulk(bool v6, uint64_t seed, size_t up, size_t down, LinkFaults f, co
   EXPECT_TRUE(sim.run_until([&] { return sim.tcp().active_flows() == 0 && c.closed; }, 120s))
       << "moat still holds " << sim.tcp().active_flows() << " flow(s); " << s.describe();
   EXPECT_TRUE(s.state() == GuestTcpState::time_wait || s.state() == GuestTcpState::closed) << s.describe();
-  EXPECT_FALSE(s.reset()) << s.describe();
+  EXPECT_TRUE(!s.reset() || late_rst()) << s.describe();
   EXPECT_EQ(sim.counters().get(Counter::internal_errors), 0u);
   EXPECT_EQ(sim.guest().stats().bad_checksum, 0u);
   return r;
@@ -138,24 +149,49 @@ TEST_P(HarnessBulk, CleanLinkIsFastAndRetransmitsNothing) {
 INSTANTIATE_TEST_SUITE_P(V4V6, HarnessBulk, ::testing::Values(false, true),
                          [](const auto& p) { return p.param ? std::string("v6") : std::string("v4"); });
 
-// A sweep over seeds and fault mixes (a few by default; MOAT_HARNESS_SWEEP=N for N seeds,
-// e.g. to hunt for a seed that breaks something, then replay it by number).
+// A sweep over seeds and fault mixes (a few by default; MOAT_HARNESS_SWEEP=N for N seeds
+// from MOAT_HARNESS_SWEEP_FIRST (100), e.g. to hunt for a seed that breaks something, then
+// replay it by number). Each seed picks loss 0-15 %, reordering 0-20 %, duplication 0-10 %,
+// the family and up to 512 KiB each way.
+BulkResult sweep_case(uint64_t seed) {
+  SimRng r(seed);
+  const double loss = 0.01 * double(r.below(16)), reorder = 0.01 * double(r.below(21)), dup = 0.01 * double(r.below(11));
+  const bool v6 = r.below(2) == 1;
+  const size_t up = size_t(r.below(512 << 10)), down = size_t(r.below(512 << 10));
+  SCOPED_TRACE("seed " + std::to_string(seed) + " loss " + std::to_string(loss) + " reorder " +
+               std::to_string(reorder) + " dup " + std::to_string(dup) + (v6 ? " v6" : " v4") + " up " +
+               std::to_string(up) + " down " + std::to_string(down));
+  BulkResult b =
+      bulk(v6, seed, up, down, faults(loss, reorder, dup), test_name() + ".seed" + std::to_string(seed), true);
+  EXPECT_TRUE(b.done && b.host_got && b.guest_got) << b.pcap;
+  return b;
+}
+
 TEST(HarnessSweep, ManySeedsUnderHeavyFaults) {
   const char* env = std::getenv("MOAT_HARNESS_SWEEP");
+  const char* first_env = std::getenv("MOAT_HARNESS_SWEEP_FIRST");
   const uint64_t n = env ? std::strtoull(env, nullptr, 10) : 6;
-  const uint64_t first = std::getenv("MOAT_HARNESS_SWEEP_FIRST") ? std::strtoull(std::getenv("MOAT_HARNESS_SWEEP_FIRST"), nullptr, 10) : 100;
+  const uint64_t first = first_env ? std::strtoull(first_env, nullptr, 10) : 100;
   for (uint64_t seed = first; seed < first + n; ++seed) {
-    SimRng r(seed);
-    const double loss = 0.01 * double(r.below(16)), reorder = 0.01 * double(r.below(21)), dup = 0.01 * double(r.below(11));
-    const bool v6 = r.below(2) == 1;
-    const size_t up = size_t(r.below(512 << 10)), down = size_t(r.below(512 << 10));
-    SCOPED_TRACE("seed " + std::to_string(seed) + " loss " + std::to_string(loss) + " reorder " +
-                 std::to_string(reorder) + " dup " + std::to_string(dup) + (v6 ? " v6" : " v4") + " up " +
-                 std::to_string(up) + " down " + std::to_string(down));
-    const BulkResult b = bulk(v6, seed, up, down, faults(loss, reorder, dup), test_name() + ".seed" + std::to_string(seed));
-    EXPECT_TRUE(b.done && b.host_got && b.guest_got) << b.pcap;
+    const BulkResult b = sweep_case(seed);
     if (::testing::Test::HasFailure()) break;
     std::remove(b.pcap.c_str());  // keep only a failing seed's capture
+  }
+}
+
+// FINDING (open, for the TCP owner; see the harness report): under sustained loss moat's
+// RTO backs off to the 60 s maximum and stays there. Go-back-N (R-TCP-7) resends every
+// segment after a loss, so by Karn's rule the ACKs that follow give no RTT sample, and
+// without TCP timestamps nothing collapses the backoff (RFC 6298 §5 note). If a segment
+// is then lost during the FIN exchange, the next retransmission is due 60 s later — no
+// earlier than tcp.close_timeout (60 s from moat's FIN, R-TCP-11), which resets both sides
+// first: the guest loses the tail of the download (seed 296: 7456 bytes; seed 1021: 60 KB)
+// and gets a RST. Replays of the two sweep seeds that hit it (~1 in 500 at these fault
+// rates); enable once fixed (e.g. RTT samples from never-retransmitted segments, or
+// timestamps, or a retransmission scheduled before the close deadline).
+TEST(HarnessFinding, DISABLED_RtoBackedOffPastCloseTimeoutLosesDownloadTail) {
+  for (uint64_t seed : {uint64_t{296}, uint64_t{1021}}) {
+    (void)sweep_case(seed);
   }
 }
 
