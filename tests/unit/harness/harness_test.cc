@@ -275,7 +275,7 @@ INSTANTIATE_TEST_SUITE_P(Seeds, HarnessHeavyLoss, ::testing::Values(uint64_t{1},
 
 // ---- Handshake and teardown edge cases ------------------------------------------------------
 
-class HarnessEdge : public ::testing::Test {
+class HarnessEdge : public ::testing::TestWithParam<bool> {
  protected:
   SimConfig cfg;
   std::unique_ptr<Sim> sim;
@@ -284,15 +284,16 @@ class HarnessEdge : public ::testing::Test {
     cfg.name = test_name();
     sim = std::make_unique<Sim>(cfg);
     guard = std::make_unique<OnFailure>(OnFailure{*sim});
-    ASSERT_TRUE(sim->resolve(false));
+    ASSERT_TRUE(sim->resolve(GetParam()));
   }
+  [[nodiscard]] IpAddr remote() const { return GetParam() ? kRemote6 : kRemote4; }
   void TearDown() override { guard.reset(); }
 };
 
-TEST_F(HarnessEdge, SynToRefusedPortGetsRst) {
+TEST_P(HarnessEdge, SynToRefusedPortGetsRst) {
   start();
   sim->host().refused_ports.insert(81);
-  TcpSocket& s = sim->guest().connect(kRemote4, 81, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 81, sim->now());
   ASSERT_TRUE(sim->run_until([&] { return s.state() == GuestTcpState::closed; }, 10s)) << s.describe();
   EXPECT_TRUE(s.reset());
   EXPECT_EQ(s.stats().retransmits, 0u);  // refused at once, no SYN retry needed
@@ -300,10 +301,10 @@ TEST_F(HarnessEdge, SynToRefusedPortGetsRst) {
   EXPECT_EQ(sim->tcp().active_flows(), 0u);
 }
 
-TEST_F(HarnessEdge, LostSynAckIsRecoveredBySynRetransmit) {
+TEST_P(HarnessEdge, LostSynAckIsRecoveredBySynRetransmit) {
   start();
   sim->link().faults(SimLink::Dir::to_guest).loss = 1.0;  // the first SYN-ACK(s) vanish
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   sim->run_for(500ms);
   EXPECT_EQ(s.state(), GuestTcpState::syn_sent);
   sim->link().faults(SimLink::Dir::to_guest).loss = 0;
@@ -317,9 +318,9 @@ TEST_F(HarnessEdge, LostSynAckIsRecoveredBySynRetransmit) {
   EXPECT_TRUE(same_bytes(sim->host().conn(0).received, data));
 }
 
-TEST_F(HarnessEdge, LostHandshakeAckIsCoveredByFirstData) {
+TEST_P(HarnessEdge, LostHandshakeAckIsCoveredByFirstData) {
   start();
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   // Let the SYN through and the SYN-ACK back, then lose everything toward moat: the
   // guest's final handshake ACK is gone.
   ASSERT_TRUE(sim->run_until([&] { return sim->link().stats(SimLink::Dir::to_moat).sent >= 3; }, 5s));
@@ -336,13 +337,13 @@ TEST_F(HarnessEdge, LostHandshakeAckIsCoveredByFirstData) {
   EXPECT_FALSE(s.reset());
 }
 
-TEST_F(HarnessEdge, UpstreamResetReachesGuestAsRst) {
+TEST_P(HarnessEdge, UpstreamResetReachesGuestAsRst) {
   start();
   sim->host().on_accept = [](HostApp::Conn& c) {
     c.abort_after_read = true;
     c.abort_after_bytes = 5000;
   };
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   s.write(Bytes(pattern(20000, 3)));
   ASSERT_TRUE(sim->run_until([&] { return s.reset(); }, 10s)) << s.describe();
   EXPECT_EQ(s.state(), GuestTcpState::closed);
@@ -350,10 +351,10 @@ TEST_F(HarnessEdge, UpstreamResetReachesGuestAsRst) {
   EXPECT_EQ(sim->counters().get(Counter::tcp_reset_by_upstream), 1u);
 }
 
-TEST_F(HarnessEdge, GuestResetFreesFlowAndAbortsUpstream) {
+TEST_P(HarnessEdge, GuestResetFreesFlowAndAbortsUpstream) {
   start();
   sim->host().on_accept = [](HostApp::Conn& c) { c.to_send = pattern(1 << 20, 4); };
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   ASSERT_TRUE(sim->run_until([&] { return s.received().size() >= 100000; }, 10s)) << s.describe();
   s.abort(sim->now());
   ASSERT_TRUE(sim->run_until([&] { return sim->tcp().active_flows() == 0; }, 5s));
@@ -366,14 +367,14 @@ TEST_F(HarnessEdge, GuestResetFreesFlowAndAbortsUpstream) {
   EXPECT_EQ(sim->tcp().active_flows(), 0u);
 }
 
-TEST_F(HarnessEdge, SimultaneousCloseBothSidesFinish) {
+TEST_P(HarnessEdge, SimultaneousCloseBothSidesFinish) {
   start();
   const auto down = pattern(50000, 5), up = pattern(50000, 6);
   sim->host().on_accept = [&](HostApp::Conn& c) {
     c.to_send = down;
     c.shutdown_when_sent = true;
   };
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   s.write(Bytes(up));
   s.close();  // our FIN goes right after the data, while moat's data and FIN are coming
   ASSERT_TRUE(sim->run_until([&] { return s.fin_received() && s.all_acked(); }, 20s)) << s.describe();
@@ -383,13 +384,13 @@ TEST_F(HarnessEdge, SimultaneousCloseBothSidesFinish) {
   EXPECT_TRUE(sim->run_until([&] { return s.state() == GuestTcpState::closed; }, 10s)) << s.describe();
 }
 
-TEST_F(HarnessEdge, HostClosesFirstGuestKeepsSendingHalfClosed) {
+TEST_P(HarnessEdge, HostClosesFirstGuestKeepsSendingHalfClosed) {
   start();
   sim->host().on_accept = [](HostApp::Conn& c) {
     c.to_send = pattern(1000, 7);
     c.shutdown_when_sent = true;
   };
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   ASSERT_TRUE(sim->run_until([&] { return s.fin_received(); }, 10s)) << s.describe();
   EXPECT_EQ(s.state(), GuestTcpState::close_wait);
   // Half-close (RFC 793 §3.5): the guest's direction is still open.
@@ -403,14 +404,14 @@ TEST_F(HarnessEdge, HostClosesFirstGuestKeepsSendingHalfClosed) {
   EXPECT_TRUE(sim->run_until([&] { return sim->tcp().active_flows() == 0; }, 120s));
 }
 
-TEST_F(HarnessEdge, AckForUnknownConnectionGetsRst) {
+TEST_P(HarnessEdge, AckForUnknownConnectionGetsRst) {
   start();
   wire::TcpRepr ack;
   ack.seq = wire::SeqNum{1234};
   ack.ack = wire::SeqNum{5678};
   ack.flags = tf::ack;
   ack.window = 1000;
-  sim->guest().send_raw_tcp(kRemote4, 45000, 443, ack, {});
+  sim->guest().send_raw_tcp(remote(), 45000, 443, ack, {});
   ASSERT_TRUE(sim->run_until([&] { return !sim->guest().strays().empty(); }, 5s));
   const auto& st = sim->guest().strays().front();
   EXPECT_TRUE(st.seg.has(tf::rst));
@@ -419,10 +420,10 @@ TEST_F(HarnessEdge, AckForUnknownConnectionGetsRst) {
   EXPECT_EQ(sim->host().conn_count(), 0u);
 }
 
-TEST_F(HarnessEdge, DuplicateSynOnEstablishedFlowDoesNotOpenAnother) {
+TEST_P(HarnessEdge, DuplicateSynOnEstablishedFlowDoesNotOpenAnother) {
   cfg.to_moat = faults(0, 0, 1.0);  // every guest frame arrives twice
   start();
-  TcpSocket& s = sim->guest().connect(kRemote4, 443, sim->now());
+  TcpSocket& s = sim->guest().connect(remote(), 443, sim->now());
   const auto up = pattern(40000, 9);
   s.write(Bytes(up));
   s.close();
@@ -431,6 +432,9 @@ TEST_F(HarnessEdge, DuplicateSynOnEstablishedFlowDoesNotOpenAnother) {
   EXPECT_EQ(sim->host().conn_count(), 1u);
   EXPECT_TRUE(same_bytes(sim->host().conn(0).received, up));
 }
+
+INSTANTIATE_TEST_SUITE_P(V4V6, HarnessEdge, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? std::string("v6") : std::string("v4"); });
 
 // ---- Determinism ---------------------------------------------------------------------------
 
