@@ -136,7 +136,7 @@ class HostApp final : public flows::TcpPeerProvider {
   /// Moves bytes between the rings and the test's buffers (a host application's read and
   /// write calls), and wakes the flows that have something new.
   void poll() {
-    std::vector<std::byte> buf(64 << 10);
+    std::vector<std::byte>& buf = read_buf_;
     for (auto& cp : conns_) {
       Conn& c = *cp;
       if (c.aborted) continue;
@@ -178,6 +178,7 @@ class HostApp final : public flows::TcpPeerProvider {
  private:
   size_t capacity_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<std::byte> read_buf_ = std::vector<std::byte>(64 << 10);
 };
 
 struct SimConfig {

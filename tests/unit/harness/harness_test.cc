@@ -35,6 +35,9 @@ LinkFaults faults(double loss, double reorder, double dup) {
 
 /// Prints the pcap path and the run's numbers when the test failed.
 struct OnFailure {
+  explicit OnFailure(Sim& s) : sim(s) {}
+  OnFailure(const OnFailure&) = delete;
+  OnFailure& operator=(const OnFailure&) = delete;
   Sim& sim;
   ~OnFailure() {
     if (::testing::Test::HasFailure()) std::cerr << "harness: " << sim.summary() << "\n";
@@ -71,7 +74,7 @@ BulkResult bulk(bool v6, uint64_t seed, size_t up, size_t down, LinkFaults f, co
   cfg.to_guest = f;
   cfg.name = name;
   Sim sim(cfg);
-  OnFailure guard{sim};
+  OnFailure guard(sim);
   const auto up_data = pattern(up, seed * 2 + 1);
   const auto down_data = pattern(down, seed * 2 + 2);
   sim.host().on_accept = [&](HostApp::Conn& c) {
@@ -130,7 +133,7 @@ TEST_P(HarnessBulk, CleanLinkIsFastAndRetransmitsNothing) {
   cfg.seed = 3;
   cfg.name = test_name();
   Sim sim(cfg);
-  OnFailure guard{sim};
+  OnFailure guard(sim);
   const auto down = pattern(1 << 20, 9);
   sim.host().on_accept = [&](HostApp::Conn& c) {
     c.to_send = down;
@@ -207,7 +210,7 @@ TEST_P(HarnessHeavyLoss, ThirtyPercentLossCompletesOrTimesOutCleanly) {
   cfg.to_guest = faults(0.30, 0.05, 0.02);
   cfg.name = test_name();
   Sim sim(cfg);
-  OnFailure guard{sim};
+  OnFailure guard(sim);
   const auto up = pattern(128 << 10, seed);
   const auto down = pattern(128 << 10, seed + 100);
   sim.host().on_accept = [&](HostApp::Conn& c) {
@@ -251,7 +254,7 @@ TEST(HarnessTimeout, BlackholedLinkTimesOutOnBothSides) {
   cfg.seed = 21;
   cfg.name = test_name();
   Sim sim(cfg);
-  OnFailure guard{sim};
+  OnFailure guard(sim);
   sim.host().on_accept = [](HostApp::Conn& c) { c.to_send = pattern(4 << 20, 21); };
   ASSERT_TRUE(sim.resolve(false));
   TcpSocket& s = sim.guest().connect(kRemote4, 443, sim.now());
@@ -283,7 +286,7 @@ class HarnessEdge : public ::testing::TestWithParam<bool> {
   void start() {
     cfg.name = test_name();
     sim = std::make_unique<Sim>(cfg);
-    guard = std::make_unique<OnFailure>(OnFailure{*sim});
+    guard = std::make_unique<OnFailure>(*sim);
     ASSERT_TRUE(sim->resolve(GetParam()));
   }
   [[nodiscard]] IpAddr remote() const { return GetParam() ? kRemote6 : kRemote4; }
