@@ -13,7 +13,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-long fuzz-build bench bench-policy clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-long fuzz-build bench bench-policy bench-tls bench-alloc stress install clean
 
 all: build
 
@@ -66,6 +66,28 @@ bench: build
 ## SPEC R-PERF-2: tcp_out / tcp_crr with 1000 domain rules + 100k block list vs profile all.
 bench-policy: build
 	@bash bench/policy_overhead.sh $(BENCH_OUT)-policy $(BENCH_SECONDS) $(BENCH_PASSES)
+
+## SPEC R-PERF-5: TLS interception vs direct, HAProxy and mitmproxy (new conn/s, h2 download,
+## keep-alive req/s); installs HAProxy and mitmproxy (scripts/deps.sh bench). Prints ratios.
+bench-tls: build
+	@bash scripts/deps.sh bench
+	@bash bench/tls.sh $(BENCH_OUT)-tls $(BENCH_SECONDS) $(BENCH_PASSES)
+
+## Heap allocations per GB / per 1000 connections, queries, transactions on the data path
+## (an LD_PRELOAD counter; two run lengths cancel setup), next to throughput.
+bench-alloc: build
+	@bash bench/alloc.sh $(BENCH_OUT)-alloc
+
+## Floods from a hostile guest (SYN, fragments, UDP, garbage, ARP/NDP/DHCP, DNS, published-port
+## connections): moat's peak RSS, CPU and a concurrent download's longest stall. Not in make test.
+stress: build
+	@bash bench/stress.sh $(BUILD)/src/cli/moat
+
+## Installs the CLI, libmoat (.so/.a), header, pkg-config and CMake package files, man pages,
+## shell completions and the systemd unit under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -21,8 +21,9 @@ PKGS=(
   # benchmark peers (bench/run.sh)
   passt slirp4netns
   # TLS interception (R-TLS, src/tls/): OpenSSL 3 and nghttp2 (HTTP/2 framing, HPACK);
-  # its test peers: openssl s_server/s_client, nghttpd, a WebSocket server, requests
-  libssl-dev openssl libnghttp2-dev nghttp2-server nghttp2-client python3-websockets python3-requests
+  # its test peers: openssl s_server/s_client, nghttpd, a WebSocket server, requests;
+  # python3-h2: HTTP/2 in tests/integration/tools/https_echo.py
+  libssl-dev openssl libnghttp2-dev nghttp2-server nghttp2-client python3-websockets python3-requests python3-h2
 )
 # `scripts/deps.sh bench`: also the TLS benchmark's peers (make bench-tls), not needed by CI.
 if [[ "${1:-}" == bench ]]; then

@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -116,6 +119,29 @@ UniqueFd block_signals(sigset_t* old) {
 }
 
 
+/// R-HARD-7: the filesystem a gateway still reaches once set up. Read: resolv.conf (the
+/// forwarder follows it when no upstream is given), /etc/localtime (log and audit times), the
+/// OpenSSL configuration and trust store when TLS is intercepted. Write (create, truncate,
+/// rename, remove beneath): the directories of the files moat writes or removes by path
+/// after setup — the audit file (reopened on SIGHUP), the pid and ready files, serve's
+/// socket. Everything else is denied; descriptors opened during setup are not affected.
+harden::LandlockPlan landlock_plan(const config::Config& c, harden::Front front) {
+  harden::LandlockPlan p;
+  auto dir_of = [](const std::string& path) {
+    const size_t slash = path.rfind('/');
+    if (slash == std::string::npos) return std::string(".");
+    return slash == 0 ? std::string("/") : path.substr(0, slash);
+  };
+  if (c.flows.dns_upstreams.empty()) p.rules.push_back({c.flows.resolv_conf, false});
+  p.rules.push_back({"/etc/localtime", false});
+  if (c.tls.intercept)
+    for (const char* d : {"/etc/ssl", "/usr/lib/ssl", "/usr/share/ca-certificates"}) p.rules.push_back({d, false});
+  for (const std::string* f : {&c.audit.file, &c.pid_file, &c.ready_file})
+    if (!f->empty() && *f != "-") p.rules.push_back({dir_of(*f), true});
+  (void)front;
+  return p;
+}
+
 /// R-HARD-3/4: what lock_down() will do once the gateway is set up. Resolved first, before
 /// any file is opened, so that a bad hardening.runas fails setup with nothing behind it (and
 /// NSS reads /etc/passwd while it still may). The error is printed.
@@ -134,6 +160,7 @@ std::optional<harden::LockDownPlan> hardening_plan(const config::Config& c, hard
   // Used by path after the switch: the audit file (SIGHUP reopens it), the pid file (removed
   // at exit).
   p.handover = {c.audit.file, c.pid_file};
+  if (c.hardening.landlock) p.landlock = landlock_plan(c, front);
   return p;
 }
 
@@ -281,9 +308,36 @@ std::optional<GatewayOutputs> open_outputs(const config::Config& c) {
   return std::move(out).value();
 }
 
+/// systemd's Type=notify (contrib/systemd/moat@.service): READY=1 to $NOTIFY_SOCKET (a path
+/// or "@abstract"), sent before the lock-down, like every readiness signal.
+void notify_systemd_ready() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const size_t n = std::strlen(path);
+  if (n >= sizeof sa.sun_path) return;
+  std::memcpy(sa.sun_path, path, n);
+  if (path[0] == '@') sa.sun_path[0] = '\0';
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return;
+  const std::string msg = "READY=1\nMAINPID=" + std::to_string(::getpid());
+  if (::sendto(fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&sa),
+               socklen_t(offsetof(sockaddr_un, sun_path) + n)) < 0)
+    MOAT_LOG(warn, "NOTIFY_SOCKET %s: cannot notify systemd: %s", path, std::strerror(errno));
+}
+
 void write_ready_file(const config::Config& c) {
   if (!c.ready_file.empty() && !write_pid_file(c.ready_file))
     MOAT_LOG(warn, "--ready-file %s: cannot write: %s", c.ready_file.c_str(), std::strerror(errno));
+  // R-CLI-5 --ready-fd: one line, then the descriptor is closed (a pipe's reader sees EOF).
+  if (c.ready_fd >= 0) {
+    static constexpr char kReady[] = "READY=1\n";
+    if (::write(c.ready_fd, kReady, sizeof kReady - 1) != ssize_t(sizeof kReady - 1))
+      MOAT_LOG(warn, "--ready-fd %d: cannot write: %s", c.ready_fd, std::strerror(errno));
+    ::close(c.ready_fd);
+  }
+  notify_systemd_ready();
 }
 
 void announce(const GatewayPlan& p, const std::string& link) {
@@ -607,7 +661,14 @@ int serve(const ServeOptions& o) {
   const config::Config& cfg = plan.cfg;
   auto hardening = hardening_plan(cfg, harden::Front::serve);
   if (!hardening) return kUsage;
-  if (o.kind != ServeKind::fd) hardening->handover.push_back(o.path);  // the socket file, removed at stop
+  if (o.kind != ServeKind::fd) {
+    hardening->handover.push_back(o.path);  // the socket file, removed at stop
+    if (hardening->landlock && o.path.rfind('@', 0) != 0) {
+      const size_t slash = o.path.rfind('/');
+      hardening->landlock->rules.push_back(
+          {slash == std::string::npos ? std::string(".") : (slash == 0 ? std::string("/") : o.path.substr(0, slash)), true});
+    }
+  }
   auto out = open_outputs(cfg);
   if (!out) return kUsage;
 

@@ -80,7 +80,7 @@ const dns::BlockList& empty_block_list() {
 FlowManager::FlowManager(event::Loop& loop, flows::GuestIo& io, Counters& counters, const FlowsSetup& setup)
     : policy_(setup.policy ? setup.policy : default_policy(setup.engines.destinations)),
       audit_(setup.audit_log),
-      pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins}),
+      pins_(loop, dns::PinConfig{setup.dns.pin_min_ttl, setup.dns.pin_max_ttl, setup.dns.max_pins, setup.engines.budget}),
       block_(setup.dns.block_list),
       dns_(std::make_unique<dns::Interceptor>(loop, counters, io, interceptor_config(setup), policy_, pins_,
                                               block_ ? *block_ : empty_block_list(), audit_)),

@@ -109,7 +109,17 @@ std::vector<std::string> prescan_flag(const std::vector<Flag>& flags, const std:
   return out;
 }
 
+namespace {
+HelpCapture* g_capture = nullptr;
+}  // namespace
+
+void set_help_capture(HelpCapture* c) { g_capture = c; }
+
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags) {
+  if (g_capture != nullptr) {
+    g_capture->pages.emplace_back(std::string(usage), flags);
+    return {};
+  }
   std::string s = "Usage: " + std::string(usage) + "\n";
   std::vector<std::string> groups;
   for (const Flag& f : flags)

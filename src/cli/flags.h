@@ -54,6 +54,15 @@ config::UserError flag_error(std::string_view flag, config::Problem p);
 /// appearance).
 std::string format_help(std::string_view usage, const std::vector<Flag>& flags);
 
+/// One subcommand's --help as data (its usage line and flags), for the man page and the
+/// shell completions (docgen.h): while a HelpCapture is installed, format_help() records
+/// into it and returns "" instead of formatting.
+struct HelpCapture {
+  std::vector<std::pair<std::string, std::vector<Flag>>> pages;  ///< usage, flags
+};
+/// Installs `c` (null: format_help formats again). Not thread-safe; the CLI is one thread.
+void set_help_capture(HelpCapture* c);
+
 using moat::edit_distance;  // base/strings.h
 
 }  // namespace moat::cli

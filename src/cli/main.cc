@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/app.h"
+#include "cli/docgen.h"
 #include "cli/flags.h"
 #include "base/file.h"
 #include "config/config.h"
@@ -470,6 +471,29 @@ int cmd_policy(const std::vector<std::string>& args) {
   return kUsage;
 }
 
+/// `moat __man 1|5`: moat(1) from every subcommand's --help data, moat.toml(5) from the
+/// settings schema (docgen.h); the build runs it, users read `man moat`.
+int cmd_man(const std::vector<std::string>& args) {
+  if (args.size() != 1 || (args[0] != "1" && args[0] != "5")) {
+    std::fprintf(stderr, "moat: error: __man: give 1 (moat.1) or 5 (moat.toml.5)\n");
+    return 2;
+  }
+  if (args[0] == "5") {
+    std::printf("%s", man_moat_toml(kVersion).c_str());
+    return 0;
+  }
+  HelpCapture cap;
+  set_help_capture(&cap);
+  (void)cmd_run({"--help"});
+  (void)cmd_attach({"--help"});
+  (void)cmd_serve({"--help"});
+  (void)cmd_policy({"check", "--help"});
+  (void)cmd_policy({"explain", "--help"});
+  set_help_capture(nullptr);
+  std::printf("%s", man_moat(cap, kVersion).c_str());
+  return 0;
+}
+
 void usage(FILE* to) {
   std::fprintf(to,
                "moat %s — a user-space network gateway for sandboxes\n\n"
@@ -503,6 +527,7 @@ int main(int argc, char** argv) {
     usage(stdout);
     return 0;
   }
+  if (sub == "__man") return cmd_man(args);  // the build's man pages (not in --help)
   if (sub == "run") return cmd_run(args);
   if (sub == "attach") return cmd_attach(args);
   if (sub == "serve") return cmd_serve(args);

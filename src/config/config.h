@@ -123,6 +123,7 @@ struct HardeningConfig {
   enum class Seccomp : uint8_t { on, log, off };  ///< the order of the setting's choices
   Seccomp seccomp = Seccomp::on;
   std::string runas = "nobody";  ///< user[:group]; used only when started as real root
+  bool landlock = true;          ///< R-HARD-7: restrict the filesystem after setup
 };
 
 /// A tls.host_ca entry (R-TLS-5): the CA file trusted for upstream hosts matching `hosts`.
@@ -188,6 +189,7 @@ struct Config {
   std::string pcap_file;   ///< --pcap; empty = off
   std::string ready_file;  ///< --ready-file: PID + newline, written atomically once serving
   std::string pid_file;    ///< --pid-file: written at start
+  int ready_fd = -1;       ///< --ready-fd: "READY=1\n" written and the fd closed once serving
   LogLevel log_level = LogLevel::info;
 };
 

@@ -1,5 +1,7 @@
 #include "config/settings.h"
 
+#include <fcntl.h>
+
 #include <array>
 #include <charconv>
 
@@ -440,7 +442,7 @@ constexpr Setting kSettings[] = {
        c.dns.pin_max_ttl = d;
        return std::nullopt;
      }},
-    {.key = "dns.max_pins", .type = VT::integer, .lo = 1, .hi = 1 << 22, .def = "65536",
+    {.key = "dns.max_pins", .type = VT::integer, .lo = 1, .hi = 1 << 20, .def = "65536",
      .help = "DNS pins held at once", .group = G::dns, .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.dns.max_pins = uint32_t(v);
        return std::nullopt;
@@ -457,7 +459,7 @@ constexpr Setting kSettings[] = {
        c.dns.direct_queries = DirectQueries(i);
        return std::nullopt;
      }},
-    {.key = "dns.max_inflight", .type = VT::integer, .lo = 1, .hi = 65536, .def = "256",
+    {.key = "dns.max_inflight", .type = VT::integer, .lo = 1, .hi = 4096, .def = "256",
      .help = "upstream DNS queries in flight", .group = G::dns,
      .set_int = [](Config& c, Source, int64_t v) -> Opt {
        c.dns.max_inflight = uint32_t(v);
@@ -591,6 +593,15 @@ constexpr Setting kSettings[] = {
        c.ready_file = v;
        return std::nullopt;
      }},
+    {.flag = "--ready-fd", .value_name = "N", .type = VT::integer, .lo = 3, .hi = 1 << 20,
+     .help = "write READY=1 and a newline to descriptor N, then close it, once moat serves (R-CLI-5)",
+     .group = G::output, .set_int = [](Config& c, Source, int64_t i) -> Opt {
+       // Checked now, before moat opens descriptors of its own that could take number N.
+       if (::fcntl(int(i), F_GETFD) == -1) return fail(std::to_string(i) + " is not an open file descriptor",
+                                                       "the descriptor must be open when moat starts");
+       c.ready_fd = int(i);
+       return std::nullopt;
+     }},
     {.flag = "--pid-file", .value_name = "FILE", .type = VT::path,
      .help = "write moat's PID to FILE at start (removed at exit)",
      .group = G::output, .set_text = [](Config& c, Source, std::string_view v, FlagState&) -> Opt {
@@ -628,6 +639,13 @@ constexpr Setting kSettings[] = {
          return fail(q(v.substr(0, 64)) + (v.size() > 64 ? "..." : "") + " is not a user[:group]",
                      "a user name or uid, optionally ':' and a group name or gid");
        c.hardening.runas = v;
+       return std::nullopt;
+     }},
+    {.key = "hardening.landlock", .flag = "--no-landlock", .type = VT::boolean, .flag_value = "false", .def = "true",
+     .help = "after setup, restrict the filesystem to the paths moat still uses (Landlock, R-HARD-7)",
+     .flag_help = "do not restrict the filesystem with Landlock (debugging only)", .group = G::output,
+     .set_bool = [](Config& c, Source, bool b) -> Opt {
+       c.hardening.landlock = b;
        return std::nullopt;
      }},
     {.key = "log.format", .type = VT::unsupported, .help = "logs are text only in this build"},

@@ -60,6 +60,11 @@ std::vector<std::string> PinSet::names_of(const IpAddr& a) const {
   return out;
 }
 
+uint64_t PinSet::cost(size_t name_len) noexcept {
+  // std::string keeps up to 15 bytes inline (no heap block).
+  return kPinCost + (name_len > 15 ? 2 * (name_len + 1) : 0);
+}
+
 void PinSet::purge(Instant now) {
   while (!by_expiry_.empty() && by_expiry_.begin()->first <= now) evict_one();
 }
@@ -71,6 +76,7 @@ void PinSet::evict_one() {
     auto& v = it->second;
     auto p = std::find_if(v.begin(), v.end(), [&](const Pin& x) { return x.name == e->second.second; });
     if (p != v.end()) {
+      charge_.resize(charge_.bytes() - std::min<uint64_t>(charge_.bytes(), cost(p->name.size())));
       *p = std::move(v.back());
       v.pop_back();
       --count_;
@@ -106,8 +112,15 @@ void PinSet::pin(std::string_view name, const IpAddr& addr, Duration ttl) {
     by_expiry_.emplace(expiry, std::make_pair(k, std::string(name)));
     return;
   }
-  v.push_back(Pin{std::string(name), expiry});
+  // R-LIM-2: under memory pressure the set stops growing; the new pin takes the place of
+  // the soonest-expiring one (the new answer is the one the guest is about to use).
+  if (charge_.budget() && charge_.budget()->at_least(MemoryLevel::refuse) && count_ > 0) {
+    evict_one();  // may erase k's own (empty) entry: `v` is not used below
+  }
+  auto& slot = by_addr_[k];
+  slot.push_back(Pin{std::string(name), expiry});
   by_expiry_.emplace(expiry, std::make_pair(k, std::string(name)));
+  charge_.resize(charge_.bytes() + cost(name.size()));
   ++count_;
   // Full: the soonest-expiring pins go (possibly the new one, if it is the soonest).
   while (count_ > cfg_.max_pins) evict_one();

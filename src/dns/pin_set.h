@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/addr.h"
+#include "base/memory_budget.h"
 #include "base/time.h"
 #include "dns/message.h"
 #include "event/loop.h"
@@ -32,11 +33,14 @@ struct PinConfig {
   Duration min_ttl = std::chrono::seconds(300);
   Duration max_ttl = std::chrono::hours(24);
   uint32_t max_pins = 65536;
+  /// R-LIM-2: each pin is charged (kPinCost + its name twice); at the refuse level a new pin
+  /// replaces the soonest-expiring one instead of growing the set. Null: not accounted.
+  MemoryBudget* budget = nullptr;
 };
 
 class PinSet final : public policy::PinLookup {
  public:
-  PinSet(const event::Loop& loop, PinConfig cfg) : loop_(loop), cfg_(cfg) {}
+  PinSet(const event::Loop& loop, PinConfig cfg) : loop_(loop), cfg_(cfg), charge_(cfg.budget) {}
 
   bool any_pin_matches(const IpAddr& a, FunctionRef<bool(std::string_view name)> pred) const override;
 
@@ -55,6 +59,11 @@ class PinSet final : public policy::PinLookup {
   void for_each(FunctionRef<void(std::string_view name, const IpAddr& addr, Instant expiry)> fn) const;
 
   static constexpr size_t kMaxChain = 16;
+  /// What one pin costs besides its name's two copies: a hash-map entry share, a multimap
+  /// node, the Pin itself (measured order of magnitude; the charge follows the count).
+  static constexpr size_t kPinCost = 192;
+  /// Bytes charged for the live pins.
+  [[nodiscard]] uint64_t charged() const noexcept { return charge_.bytes(); }
 
  private:
   struct AddrKey {
@@ -71,12 +80,14 @@ class PinSet final : public policy::PinLookup {
   };
   void purge(Instant now);
   void evict_one();
+  static uint64_t cost(size_t name_len) noexcept;
 
   const event::Loop& loop_;
   PinConfig cfg_;
   std::unordered_map<AddrKey, std::vector<Pin>, AddrHash> by_addr_;
   std::multimap<Instant, std::pair<AddrKey, std::string>> by_expiry_;
   size_t count_ = 0;
+  MemoryCharge charge_;
 };
 
 }  // namespace moat::dns

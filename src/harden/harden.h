@@ -40,6 +40,20 @@ bool is_real_root();
 /// uid of 0 (see KeepSignalRights) so it can still signal a root child.
 enum class Front : uint8_t { run, attach, serve };
 
+/// A path the gateway still reaches after lock_down() (R-HARD-7): read (files, or everything
+/// beneath a directory), or — `write` — also create, write, truncate and remove files and
+/// sockets beneath a directory (an audit file reopened or rotated, the pid file removed).
+struct LandlockRule {
+  std::string path;
+  bool write = false;
+};
+
+/// hardening.landlock: the paths a front end keeps; everything else of the filesystem is
+/// denied (open descriptors are not affected).
+struct LandlockPlan {
+  std::vector<LandlockRule> rules;
+};
+
 /// What lock_down() does.
 struct LockDownPlan {
   Front front = Front::serve;
@@ -50,14 +64,22 @@ struct LockDownPlan {
   /// serve socket and the pid file, removed at exit): their owner becomes runas' uid (the
   /// group is kept, so a socket's group access stays as --socket-mode set it).
   std::vector<std::string> handover;
+  /// Restrict the filesystem with Landlock (unset: hardening.landlock = false).
+  std::optional<LandlockPlan> landlock;
 };
 
 /// Applies the plan, in this order: non-dumpable and RLIMIT_CORE 0 (always) → hand the files
 /// over → drop the bounding set (while CAP_SETPCAP is held) → setgroups/setresgid/setresuid →
 /// clear the effective, permitted, inheritable and ambient sets → PR_SET_NO_NEW_PRIVS →
-/// the seccomp filter. Logs one warning for seccomp `log` or `off`. The error is one line for
+/// Landlock → the seccomp filter. Logs one warning for seccomp `log` or `off`. The error is one line for
 /// "moat: error: "; on error the caller must not serve (fail closed).
 Result<void, std::string> lock_down(const LockDownPlan& plan);
+
+/// The kernel's Landlock ABI version, 0 without Landlock.
+int landlock_abi();
+/// Restricts this thread (and what it forks later) to `plan` (landlock.cc). Needs
+/// no_new_privs. False when the kernel has no Landlock (logged once, not an error).
+Result<bool, std::string> apply_landlock(const LandlockPlan& plan);
 
 /// Installs the seccomp allow-list (seccomp.cc). Needs no_new_privs (or CAP_SYS_ADMIN).
 Result<void, std::string> install_seccomp(SeccompMode mode);

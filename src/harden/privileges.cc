@@ -184,6 +184,8 @@ Result<void, std::string> lock_down(const LockDownPlan& plan) {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return unexpected(sys_text("prctl(PR_SET_NO_NEW_PRIVS)"));
   if (!bounding_empty)
     MOAT_LOG(debug, "the capability bounding set is kept (no CAP_SETPCAP); no_new_privs makes it unusable");
+  if (plan.landlock)
+    if (auto r = apply_landlock(*plan.landlock); !r) return unexpected("landlock: " + r.error());
   return install_seccomp(plan.seccomp);
 }
 

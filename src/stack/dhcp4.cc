@@ -58,8 +58,10 @@ void Interface::on_dhcp4(const wire::Ipv4Repr& ip, Bytes udp_payload, Instant no
   const wire::Dhcpv4Repr& req = *parsed;
   // Only client messages (BOOTREQUEST) carrying option 53 are served.
   if (req.op != 1 || !req.message_type) return drop(DropReason::dhcp_malformed);
-  // R-NET-7: any chaddr is served, and it becomes the learned guest MAC.
-  learn_guest_mac(req.chaddr);
+  // R-NET-7: any chaddr is served, and it becomes the learned guest MAC: at once while no
+  // MAC is learned (a booting VM), otherwise when its REQUEST is acknowledged below (a
+  // client taking the lease). A DISCOVER or INFORM flood with random chaddrs moves nothing.
+  if (!guest_mac_learned_) learn_guest_mac(req.chaddr);
 
   using Type = wire::DhcpMessageType;
   Type reply_type;
@@ -74,6 +76,7 @@ void Interface::on_dhcp4(const wire::Ipv4Repr& ip, Bytes udp_payload, Instant no
       const Ipv4Addr wanted = req.requested_ip.value_or(req.ciaddr);
       const bool ours = !req.server_id || *req.server_id == cfg_.gateway4;
       reply_type = (ours && wanted == cfg_.guest4) ? Type::ack : Type::nak;
+      if (reply_type == Type::ack) learn_guest_mac(req.chaddr);  // the unicast ACK goes to it
       break;
     }
     case Type::inform:  // RFC 2131 §4.3.5: configuration only, no address, no lease

@@ -195,7 +195,11 @@ void Interface::on_ipv4(const wire::EthernetRepr& eth, Bytes packet, Instant now
   // R-ADDR-4: the guest's address only; 0.0.0.0 only while it has none (DHCP).
   if (ip.src != cfg_.guest4 && !(ip.src.is_unspecified() && dhcp)) return drop(DropReason::bad_src);
   if (ip.dst.is_loopback() || ip.dst.is_unspecified() || ip.dst == cfg_.guest4) return drop(DropReason::martian);
-  learn_guest_mac(eth.src);
+  // A 0.0.0.0 source (a DHCP client without an address) proves no guest identity, like
+  // NDP's link-local sources: DHCP teaches the MAC by its own rules (dhcp4.cc: the chaddr,
+  // before one is learned or once a REQUEST is ACKed). Otherwise a flood of DISCOVERs from
+  // random MACs would send the guest's traffic to each in turn.
+  if (!ip.src.is_unspecified()) learn_guest_mac(eth.src);
 
   const bool multicast = ip.dst.is_multicast() || is_broadcast4(ip.dst);
   if (!cfg_.ipv4_active) {

@@ -15,12 +15,19 @@ Serves a fixed test zone over UDP and TCP on --bind/--port and appends one line 
   tc.example.com       UDP answers have TC=1 and no records; TCP gives A 93.184.216.36
   anything else        NXDOMAIN
 
+--hosts-file FILE adds names of the test's own ("NAME ADDR" per line, A or AAAA by the
+address's family, several lines per name allowed; re-read on every query, so a test can append
+names while the server runs); they take precedence over the fixed zone (tests/integration/
+tls_lib.sh uses this to give its servers names). --dot-port PORT with --dot-cert/--dot-key also
+serves the same zone over DNS-over-TLS (RFC 7858) on --bind:PORT (log lines "dot NAME TYPE").
 --silent reads queries and never answers (an upstream that times out).
 Exits after --max-seconds.
 """
 import argparse
+import ipaddress
 import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -53,10 +60,35 @@ def rr(name, rtype, ttl, rdata):
     return enc_name(name) + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
+HOSTS_FILE = None
+
+
+def hosts_lookup(name):
+    """The --hosts-file records of NAME: None when the name is not there, else [(type, rdata)]."""
+    if not HOSTS_FILE:
+        return None
+    try:
+        with open(HOSTS_FILE) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0].lower().rstrip(".") != name:
+            continue
+        ip = ipaddress.ip_address(parts[1])
+        found = (found or []) + [(A if ip.version == 4 else AAAA, ip.packed)]
+    return found
+
+
 def zone(name, qtype, tcp, www_addr):
     """(rcode, tc, [records])"""
     v4 = lambda s: socket.inet_aton(s)
     v6 = lambda s: socket.inet_pton(socket.AF_INET6, s)
+    own = hosts_lookup(name)
+    if own is not None:
+        return 0, False, [rr(name, t, 60, d) for (t, d) in own if t == qtype]
     www = [(A, 300, v4(www_addr)), (AAAA, 300, v6("2606:2800:220:1::1"))]
     simple = {
         "www.example.com": www,
@@ -82,14 +114,14 @@ def zone(name, qtype, tcp, www_addr):
     return 3, False, []
 
 
-def answer(q, tcp, www_addr, log):
+def answer(q, tcp, www_addr, log, proto=None):
     if len(q) < 12:
         return None
     qid, flags, qd = struct.unpack("!HHH", q[:6])
     name, off = parse_name(q, 12)
     qtype, qclass = struct.unpack("!HH", q[off:off + 4])
     question = q[12:off + 4]
-    log(("tcp" if tcp else "udp") + " " + name.lower() + " " + str(qtype))
+    log((proto or ("tcp" if tcp else "udp")) + " " + name.lower() + " " + str(qtype))
     rcode, tc, recs = zone(name.lower(), qtype, tcp, www_addr)
     rflags = 0x8400 | (flags & 0x0100) | rcode | (0x0200 if tc else 0)
     # Echo an OPT record when the query had one (arcount > 0): payload 4096.
@@ -105,9 +137,15 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--www-addr", default="93.184.216.34")
     ap.add_argument("--silent", action="store_true")
+    ap.add_argument("--hosts-file")
+    ap.add_argument("--dot-port", type=int)
+    ap.add_argument("--dot-cert")
+    ap.add_argument("--dot-key")
     ap.add_argument("--ready-file")
     ap.add_argument("--max-seconds", type=float, default=120)
     a = ap.parse_args()
+    global HOSTS_FILE
+    HOSTS_FILE = a.hosts_file
     lock = threading.Lock()
     logf = open(a.log, "a")
 
@@ -145,10 +183,12 @@ def main():
             b += x
         return b
 
-    def tcp_conn(c):
+    def tcp_conn(c, proto=None):
         with c:
             c.settimeout(10)
             try:
+                if proto == "dot":
+                    c = dot_ctx.wrap_socket(c, server_side=True)
                 while True:
                     h = recv_exact(c, 2)
                     if not h:
@@ -156,10 +196,10 @@ def main():
                     q = recv_exact(c, struct.unpack("!H", h)[0])
                     if q is None:
                         return
-                    r = answer(q, True, a.www_addr, log)
+                    r = answer(q, True, a.www_addr, log, proto)
                     if r and not a.silent:
                         c.sendall(struct.pack("!H", len(r)) + r)
-            except (OSError, ValueError):
+            except (OSError, ValueError, ssl.SSLError):
                 return
 
     def tcp_loop():
@@ -169,6 +209,20 @@ def main():
 
     threading.Thread(target=udp_loop, daemon=True).start()
     threading.Thread(target=tcp_loop, daemon=True).start()
+    if a.dot_port:
+        dot_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        dot_ctx.load_cert_chain(a.dot_cert, a.dot_key)
+        dot_ctx.set_alpn_protocols(["dot"])
+        ds = socket.socket(fam, socket.SOCK_STREAM)
+        ds.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ds.bind((a.bind, a.dot_port))
+        ds.listen(64)
+
+        def dot_loop():
+            while True:
+                c, _ = ds.accept()
+                threading.Thread(target=tcp_conn, args=(c, "dot"), daemon=True).start()
+        threading.Thread(target=dot_loop, daemon=True).start()
     if a.ready_file:
         with open(a.ready_file + ".tmp", "w") as f:
             f.write("ready\n")

@@ -196,6 +196,18 @@ TEST(ConfigLoader, TlsTable) {
             "moat: error: a.toml:2:45: tls.host_ca[0].mode: unknown key; a tls.host_ca entry has `hosts` and `file`");
 }
 
+TEST(ConfigLoader, LimitsStopAtTheirHardCaps) {
+  // R-LIM-1: each limit up to its cap, an error above it.
+  EXPECT_EQ(one_error("[dns]\nmax_inflight = 4097\n"),
+            "moat: error: a.toml:2:16: dns.max_inflight: 4097 is out of range; expected 1-4096");
+  EXPECT_EQ(one_error("[dns]\nmax_pins = 1048577\n"),
+            "moat: error: a.toml:2:12: dns.max_pins: 1048577 is out of range; expected 1-1048576");
+  Config c;
+  ASSERT_TRUE(load_config_text("[dns]\nmax_inflight = 4096\nmax_pins = 1048576\n", Format::toml, "a.toml", c));
+  EXPECT_EQ(c.dns.max_inflight, 4096u);
+  EXPECT_EQ(c.dns.max_pins, 1048576u);
+}
+
 TEST(ConfigLoader, ErrorsAreCollectedUpToTwenty) {
   std::string t = "[dns]\n";
   for (int i = 0; i < 30; ++i) t.append("k").append(std::to_string(i)).append("xxxxxxxxxx = 1\n");

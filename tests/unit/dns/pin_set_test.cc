@@ -149,5 +149,32 @@ TEST(PinSetCapacity, EvictsSoonestExpiring) {
   EXPECT_TRUE(pins.names_of(v4(1, 0, 0, 1)).empty());
 }
 
+TEST(PinSetBudget, PinsAreChargedAndStopGrowingUnderPressure) {
+  event::FakeClock clock;
+  event::Loop loop{clock};
+  MemoryBudget budget(100000);
+  PinSet pins{loop, PinConfig{1s, 24h, 65536, &budget}};
+  const std::string long_name(40, 'x');
+  pins.pin("short.test", v4(1, 0, 0, 1), 100s);          // fits std::string's inline buffer
+  pins.pin(long_name + ".test", v4(1, 0, 0, 2), 200s);  // two heap copies
+  EXPECT_EQ(pins.charged(), 2 * PinSet::kPinCost + 2 * (long_name.size() + 5 + 1));
+  EXPECT_EQ(budget.used(), pins.charged());
+  // Fill the budget to the refuse level from elsewhere: new pins replace the soonest.
+  budget.charge(95000);
+  ASSERT_TRUE(budget.at_least(MemoryLevel::refuse));
+  const uint64_t before = pins.charged();
+  pins.pin("third.test", v4(1, 0, 0, 3), 300s);  // evicts short.test (100 s)
+  EXPECT_EQ(pins.live(), 2u);
+  EXPECT_TRUE(pins.names_of(v4(1, 0, 0, 1)).empty());
+  EXPECT_EQ(pins.names_of(v4(1, 0, 0, 3)).size(), 1u);
+  EXPECT_EQ(pins.charged(), before);
+  budget.release(95000);
+  // Expiry gives every byte back.
+  clock.advance(std::chrono::seconds(400));
+  EXPECT_EQ(pins.live(), 0u);
+  EXPECT_EQ(pins.charged(), 0u);
+  EXPECT_EQ(budget.used(), 0u);
+}
+
 }  // namespace
 }  // namespace moat::dns

@@ -1,8 +1,10 @@
 #include "harden/harden.h"
 
 #include "base/file.h"
+#include "base/unique_fd.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -66,6 +68,37 @@ TEST(LockDown, AllowedCallsWorkAndTheProcessIsHardened) {
     std::free(m);
     return 0;
   });
+  ASSERT_TRUE(WIFEXITED(st)) << st;
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+}
+
+TEST(LockDown, LandlockLeavesOnlyTheListedPaths) {
+  if (landlock_abi() == 0) GTEST_SKIP() << "no Landlock in this kernel";
+  char dir_tmpl[] = "/tmp/moat-landlock-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl;
+  const std::string readable = dir + "-ro.txt";
+  {
+    UniqueFd f(::open(readable.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(f);
+  }
+  UniqueFd held(::open("/etc/hostname", O_RDONLY | O_CLOEXEC));  // opened before: still usable
+  LockDownPlan plan{.front = Front::serve, .seccomp = SeccompMode::off};
+  plan.landlock = LandlockPlan{{{dir, true}, {readable, false}, {"/proc/self", false}}};
+  const int st = in_locked_child(plan, [&] {
+    const std::string f = dir + "/audit.jsonl";
+    UniqueFd w(::open(f.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));  // a write dir: create, rename, remove
+    if (!w || ::rename(f.c_str(), (f + ".1").c_str()) != 0 || ::unlink((f + ".1").c_str()) != 0) return 1;
+    if (UniqueFd r(::open(readable.c_str(), O_RDONLY)); !r) return 2;  // a read file
+    if (UniqueFd r(::open(readable.c_str(), O_WRONLY)); r || errno != EACCES) return 3;  // ...read only
+    if (UniqueFd r(::open("/etc/passwd", O_RDONLY)); r || errno != EACCES) return 4;  // not listed
+    if (UniqueFd r(::open("/tmp/moat-landlock-new", O_WRONLY | O_CREAT, 0600)); r || errno != EACCES) return 5;
+    char c;
+    if (::pread(held.get(), &c, 1, 0) != 1) return 6;  // descriptors from before keep working
+    return 0;
+  });
+  ::unlink(readable.c_str());
+  ::rmdir(dir.c_str());
   ASSERT_TRUE(WIFEXITED(st)) << st;
   EXPECT_EQ(WEXITSTATUS(st), 0);
 }

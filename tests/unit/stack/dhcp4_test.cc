@@ -168,7 +168,29 @@ TEST_F(DhcpTest, ChaddrBecomesGuestMac) {
   wire::Dhcpv4Repr d = g.dhcp_msg(Type::discover);
   d.chaddr = MacAddr{{0x02, 0x12, 0x34, 0x56, 0x78, 0x9a}};
   feed(g.dhcp(d));
-  EXPECT_EQ(iface->guest_mac(), d.chaddr);
+  EXPECT_EQ(iface->guest_mac(), d.chaddr);  // nothing learned yet: a booting VM's NIC
+}
+
+TEST_F(DhcpTest, OnceLearnedOnlyAnAcknowledgedRequestMovesTheMac) {
+  // The guest's MAC is known (a frame from its address); a flood of DISCOVERs and INFORMs
+  // from random chaddrs and Ethernet sources must not move it (the guest's traffic would
+  // follow each one), while a REQUEST that is ACKed makes its chaddr the guest's.
+  feed(g.udp4(g.guest4, g.gateway4, 5000, 9, {}));
+  const MacAddr real = iface->guest_mac();
+  ASSERT_EQ(real, g.guest_mac);
+  for (uint8_t i = 1; i <= 3; ++i) {
+    auto forged = g;
+    forged.guest_mac = MacAddr{{0x02, 0x66, 0, 0, 0, i}};
+    wire::Dhcpv4Repr d = forged.dhcp_msg(i == 3 ? Type::inform : Type::discover);
+    feed(forged.dhcp(d));
+    EXPECT_EQ(iface->guest_mac(), real);
+  }
+  auto renamed = g;
+  renamed.guest_mac = MacAddr{{0x02, 0x77, 0, 0, 0, 1}};
+  wire::Dhcpv4Repr r = renamed.dhcp_msg(Type::request);
+  r.requested_ip = g.guest4;
+  feed(renamed.dhcp(r));
+  EXPECT_EQ(iface->guest_mac(), renamed.guest_mac);
 }
 
 TEST_F(DhcpTest, MalformedDhcpIsDropped) {
