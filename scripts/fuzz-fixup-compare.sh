@@ -23,9 +23,9 @@ for t in ingress vnet_frame; do
       d="$scratch/$t-$s-$mode"
       rm -rf "$d"; cp -r "$root/fuzz/corpus/$t" "$d"
       if [[ $mode == plain ]]; then
-        MOAT_FUZZ_NO_FIXUP=1 "$build/fuzz/fuzz_$t" -runs="$runs" -seed="$s" "$d" > "$d.log" 2>&1
+        MOAT_FUZZ_NO_FIXUP=1 "$build/fuzz/fuzz_$t" -runs="$runs" -seed="$s" -artifact_prefix="$d-" "$d" > "$d.log" 2>&1
       else
-        "$build/fuzz/fuzz_$t" -runs="$runs" -seed="$s" "$d" > "$d.log" 2>&1
+        "$build/fuzz/fuzz_$t" -runs="$runs" -seed="$s" -artifact_prefix="$d-" "$d" > "$d.log" 2>&1
       fi
       last="$(grep -E '^#[0-9]+' "$d.log" | tail -1)"
       res+=("$(sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\).*/\1\/\2/p' <<<"$last")")
