@@ -3,6 +3,7 @@ BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS   ?= 1000000
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
 # Our own targets (and CI, which runs them) keep the tree warning-clean; a plain
@@ -12,7 +13,7 @@ BENCH_OUT ?= /tmp/moat-bench
 BENCH_SECONDS ?= 4
 BENCH_PASSES ?= 2
 
-.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-build bench bench-policy bench-tls bench-alloc stress install clean
+.PHONY: all deps build demo test unit integration asan fuzz-smoke fuzz-long fuzz-build bench bench-policy bench-tls bench-alloc stress install clean
 
 all: build
 
@@ -53,6 +54,10 @@ fuzz-build: deps
 ## Each libFuzzer target for FUZZ_SECONDS over its checked-in corpus.
 fuzz-smoke: fuzz-build
 	@bash scripts/fuzz-smoke.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+## SPEC R-HARD-6: each libFuzzer target for FUZZ_RUNS (10^6) executions; not part of `make test`.
+fuzz-long: fuzz-build
+	@bash scripts/fuzz-long.sh $(FUZZ_BUILD) $(FUZZ_RUNS)
 
 ## Side-by-side benchmark against pasta and slirp4netns (../shared/bench/netbench); prints ratios.
 bench: build

@@ -4,12 +4,14 @@
 // exercised through the send helpers too, as the flow layer would: each one answers with
 // an ICMP error quoting the packet. Time advances with the input so rate limiters and
 // the RA timer both fill and drain. Seeds: fuzz/corpus/ingress (see
-// tests/unit/stack/corpus_test.cc).
+// tests/unit/stack/corpus_test.cc). LLVMFuzzerCustomMutator (below) repairs lengths and
+// checksums after each mutation (frame_fixup.h).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "frame_fixup.h"
 #include "stack/interface.h"
 #include "wire/icmpv4.h"
 #include "wire/icmpv6.h"
@@ -38,7 +40,25 @@ struct ErrorHandler : stack::PacketHandler {
   }
 };
 
+constexpr uint16_t kTypes[] = {0x0800, 0x86dd, 0x0806};
+
 }  // namespace
+
+// Mutate, then repair the reading the input was made for: an input that is an Ethernet
+// frame carrying IP (most seeds) gets its frame fixed (3 times in 4); otherwise data[0]
+// picks the EtherType of the network-layer packet behind it, as LLVMFuzzerTestOneInput
+// reads it, and that packet is fixed.
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
+  size = LLVMFuzzerMutate(data, size, max_size);
+  if (size == 0 || moat::fuzz::fixup_disabled()) return size;
+  const uint64_t r = moat::fuzz::mix(seed);
+  if (r % moat::fuzz::kLeaveBrokenOneIn == 0) return size;
+  const uint16_t type = size >= 14 ? moat::fuzz::get16(data + 12) : 0;
+  const bool frame = type == 0x0800 || type == 0x86dd || type == 0x8100;
+  if (frame && ((r >> 8) & 3) != 0) moat::fuzz::fix_frame(data, size);
+  else moat::fuzz::fix_l3(kTypes[data[0] % 3], data + 1, size - 1);
+  return size;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static stack::LinkConfig cfg = [] {
@@ -73,7 +93,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // EtherType among the three the stack serves, so the rest is a network-layer payload.
   static std::vector<std::byte> frame(stack::Interface::kMaxFrame + 16);
   if (size > stack::Interface::kMaxFrame) return 0;
-  static constexpr uint16_t kTypes[] = {0x0800, 0x86dd, 0x0806};
   uint16_t type = kTypes[(size > 0 ? data[0] : 0) % 3];
   std::memcpy(frame.data(), cfg.gateway_mac.bytes.data(), 6);
   std::memcpy(frame.data() + 6, cfg.guest_mac.bytes.data(), 6);
