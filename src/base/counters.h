@@ -138,8 +138,8 @@ namespace moat {
   X(metrics_bad_requests, "metrics.bad_requests")       \
   X(pcap_dropped, "pcap.dropped")                       \
   X(run_drain_reset, "run.drain_reset")                 \
-  X(rate_egress_throttled_ms, "rate.egress.throttled_milliseconds")   \
-  X(rate_ingress_throttled_ms, "rate.ingress.throttled_milliseconds") \
+  X(rate_egress_throttled_ms, "rate.egress.throttled")  /* milliseconds spent throttled */ \
+  X(rate_ingress_throttled_ms, "rate.ingress.throttled") \
   X(tls_leaf_cache_hits, "tls.leaf_cache.hits")         \
   X(tls_leaf_minted, "tls.leaf_cache.minted")           \
   X(tls_leaf_mint_failed, "tls.leaf_cache.failed")      \

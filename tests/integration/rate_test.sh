@@ -4,7 +4,7 @@
 # 48 MiB download through moat to within ±20 % of the rate (Ethernet-frame bytes, so the
 # payload rate is a little lower), the upload by pausing reads from the guest link and the
 # download by holding TCP output; nothing is lost (byte counts match); the throttled time is
-# reported (rate.*.throttled_milliseconds). A config file's rate.egress.burst without its rate is an
+# reported (rate.*.throttled). A config file's rate.egress.burst without its rate is an
 # error naming the key.
 source "$(dirname "$0")/lib.sh" "$@"
 G="$T_DIR/guest"; mkdir -p "$G"
@@ -61,8 +61,8 @@ echo "upload $(rate "${up_s:-1}") MiB/s, download $(rate "${down_s:-1}") MiB/s (
 check "upload rate within ±20 % of 16 MiB/s" within "${up_s:-1}"
 check "download rate within ±20 % of 16 MiB/s" within "${down_s:-1}"
 ms() { grep -o "$1=[0-9]*" "$T_DIR/moat.log" | tail -n 1 | cut -d= -f2; }
-check "rate.egress.throttled_milliseconds > 0 ($(ms rate.egress.throttled_milliseconds))" test "$(ms rate.egress.throttled_milliseconds)" -gt 0
-check "rate.ingress.throttled_milliseconds > 0 ($(ms rate.ingress.throttled_milliseconds))" test "$(ms rate.ingress.throttled_milliseconds)" -gt 0
+check "rate.egress.throttled > 0 ($(ms rate.egress.throttled))" test "$(ms rate.egress.throttled)" -gt 0
+check "rate.ingress.throttled > 0 ($(ms rate.ingress.throttled))" test "$(ms rate.ingress.throttled)" -gt 0
 
 printf '[rate.egress]\nburst = "4MiB"\n' > "$T_DIR/bad.toml"
 bad_rc=0
