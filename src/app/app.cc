@@ -136,6 +136,11 @@ harden::LandlockPlan landlock_plan(const config::Config& c, harden::Front front)
   };
   if (c.flows.dns_upstreams.empty()) p.rules.push_back({c.flows.resolv_conf, false});
   p.rules.push_back({"/etc/localtime", false});
+#ifdef MOAT_SANITIZER_RUNTIME
+  // Sanitizer builds: LeakSanitizer's exit check reads /proc/<pid>/task and ASan reports
+  // read /proc/self/maps (seccomp.cc allows their syscalls for the same reason).
+  p.rules.push_back({"/proc/self", false});
+#endif
   if (c.tls.intercept)
     for (const char* d : {"/etc/ssl", "/usr/lib/ssl", "/usr/share/ca-certificates"}) p.rules.push_back({d, false});
   for (const std::string* f : {&c.audit.file, &c.pid_file, &c.ready_file})
