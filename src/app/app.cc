@@ -121,6 +121,14 @@ UniqueFd block_signals(sigset_t* old) {
 }
 
 
+/// The directory of a file path ("." for a bare name), for the Landlock rules of files moat
+/// creates, renames or removes by path.
+std::string dir_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? std::string("/") : path.substr(0, slash);
+}
+
 /// R-HARD-7: the filesystem a gateway still reaches once set up. Read: resolv.conf (the
 /// forwarder follows it when no upstream is given), /etc/localtime (log and audit times), the
 /// OpenSSL configuration and trust store when TLS is intercepted. Write (create, truncate,
@@ -129,11 +137,6 @@ UniqueFd block_signals(sigset_t* old) {
 /// socket. Everything else is denied; descriptors opened during setup are not affected.
 harden::LandlockPlan landlock_plan(const config::Config& c, harden::Front front) {
   harden::LandlockPlan p;
-  auto dir_of = [](const std::string& path) {
-    const size_t slash = path.rfind('/');
-    if (slash == std::string::npos) return std::string(".");
-    return slash == 0 ? std::string("/") : path.substr(0, slash);
-  };
   if (c.flows.dns_upstreams.empty()) p.rules.push_back({c.flows.resolv_conf, false});
   p.rules.push_back({"/etc/localtime", false});
 #ifdef MOAT_SANITIZER_RUNTIME
@@ -236,11 +239,7 @@ struct Runtime {
     control = std::move(c).value();
     if (const std::string p = control->control_path(); !p.empty()) {
       hardening.handover.push_back(p);
-      if (hardening.landlock) {  // R-HARD-7: the socket file is removed at exit
-        const size_t slash = p.rfind('/');
-        hardening.landlock->rules.push_back(
-            {slash == std::string::npos ? std::string(".") : (slash == 0 ? std::string("/") : p.substr(0, slash)), true});
-      }
+      if (hardening.landlock) hardening.landlock->rules.push_back({dir_of(p), true});  // R-HARD-7: removed at exit
     }
     return {};
   }
@@ -725,11 +724,7 @@ int serve(const ServeOptions& o) {
   if (!hardening) return kUsage;
   if (o.kind != ServeKind::fd) {
     hardening->handover.push_back(o.path);  // the socket file, removed at stop
-    if (hardening->landlock && o.path.rfind('@', 0) != 0) {
-      const size_t slash = o.path.rfind('/');
-      hardening->landlock->rules.push_back(
-          {slash == std::string::npos ? std::string(".") : (slash == 0 ? std::string("/") : o.path.substr(0, slash)), true});
-    }
+    if (hardening->landlock && o.path.rfind('@', 0) != 0) hardening->landlock->rules.push_back({dir_of(o.path), true});
   }
   auto out = open_outputs(cfg);
   if (!out) return kUsage;

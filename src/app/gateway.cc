@@ -78,9 +78,8 @@ bool Gateway::charge_ingress(Bytes frame, uint32_t segments) {
                                             frame[23] == std::byte{6}) ||
                                            (frame[12] == std::byte{0x86} && frame[13] == std::byte{0xdd} &&
                                             frame.size() > 20 && frame[20] == std::byte{6}));
-    const auto& b = ingress_.spec().bandwidth;
-    const double burst = b.burst > 0 ? b.burst : std::max(RateLimiter::kMinBandwidthBurst, b.rate / 10);
-    if (!tcp && b.rate > 0 && ingress_.bandwidth_tokens() < -burst) {
+    const double burst = ingress_.bandwidth_burst();
+    if (!tcp && burst > 0 && ingress_.bandwidth_tokens() < -burst) {
       counters_.drop(DropReason::rate_limit);
       arm_rate_timer();
       return false;

@@ -88,4 +88,20 @@ std::optional<IpAddr> IpAddr::parse(std::string_view s) {
   return std::nullopt;
 }
 
+socklen_t to_sockaddr(const IpAddr& a, uint16_t port, sockaddr_storage* ss) noexcept {
+  std::memset(ss, 0, sizeof(*ss));
+  if (a.is_v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    std::memcpy(&s6->sin6_addr, a.v6.bytes.data(), 16);
+    return sizeof(sockaddr_in6);
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons(port);
+  s4->sin_addr.s_addr = htonl(a.v4.value);
+  return sizeof(sockaddr_in);
+}
+
 }  // namespace moat

@@ -1,6 +1,8 @@
 #pragma once
 // Address value types. They hold addresses as values (host order for IPv4, byte arrays
 // for IPv6 and MAC); wire/ converts them from and to network byte order.
+#include <sys/socket.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -107,5 +109,9 @@ struct IpAddr {
     return a.is_v6 == b.is_v6 && (a.is_v6 ? a.v6 == b.v6 : a.v4 == b.v4);
   }
 };
+
+/// `a`:`port` as a socket address (sockaddr_in or sockaddr_in6, the rest of `ss` zeroed);
+/// returns its length for connect()/sendto().
+socklen_t to_sockaddr(const IpAddr& a, uint16_t port, sockaddr_storage* ss) noexcept;
 
 }  // namespace moat

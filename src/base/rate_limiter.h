@@ -75,6 +75,8 @@ class RateLimiter {
   }
   /// Tokens now (bandwidth bytes, ops) and the time spent throttled, for the stats.
   [[nodiscard]] double bandwidth_tokens() const noexcept { return bytes_.tokens; }
+  /// The bandwidth bucket's capacity (the configured burst or its default); 0 when off.
+  [[nodiscard]] double bandwidth_burst() const noexcept { return bytes_.burst; }
   [[nodiscard]] double ops_tokens() const noexcept { return ops_.tokens; }
   [[nodiscard]] Duration throttled() const noexcept { return throttled_; }
 

@@ -18,21 +18,7 @@ namespace {
 constexpr std::string_view kHostInternal = "host.moat.internal";
 constexpr size_t kMaxUpstreamAnswer = 65535;
 
-socklen_t to_sockaddr(const Upstream& u, sockaddr_storage& ss) {
-  std::memset(&ss, 0, sizeof ss);
-  if (u.addr.is_v6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(u.port);
-    std::memcpy(&a->sin6_addr, u.addr.v6.bytes.data(), 16);
-    return sizeof(sockaddr_in6);
-  }
-  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-  a->sin_family = AF_INET;
-  a->sin_port = htons(u.port);
-  a->sin_addr.s_addr = htonl(u.addr.v4.value);
-  return sizeof(sockaddr_in);
-}
+socklen_t to_sockaddr(const Upstream& u, sockaddr_storage& ss) { return moat::to_sockaddr(u.addr, u.port, &ss); }
 
 policy::Proto proto_of(Transport t) { return t == Transport::tcp ? policy::Proto::tcp : policy::Proto::udp; }
 

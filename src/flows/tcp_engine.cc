@@ -628,21 +628,8 @@ void TcpEngine::dial(TcpFlow& f, Instant now) {
       connect_failed(f, s.error().value, now);
       return;
     }
-    sockaddr_storage ss{};
-    socklen_t sl;
-    if (ep.addr.is_v6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      a->sin6_family = AF_INET6;
-      a->sin6_port = htons(ep.port);
-      std::memcpy(&a->sin6_addr, ep.addr.v6.bytes.data(), 16);
-      sl = sizeof(sockaddr_in6);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      a->sin_family = AF_INET;
-      a->sin_port = htons(ep.port);
-      a->sin_addr.s_addr = htonl(ep.addr.v4.value);
-      sl = sizeof(sockaddr_in);
-    }
+    sockaddr_storage ss;
+    const socklen_t sl = to_sockaddr(ep.addr, ep.port, &ss);
     const int rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), sl);
     const int err = rc == 0 ? 0 : errno;
     if (rc == 0 || err == EINPROGRESS) {

@@ -49,21 +49,7 @@ struct KeyBytes {
   [[nodiscard]] Bytes span() const { return Bytes(b.data(), n); }
 };
 
-socklen_t to_sockaddr(const Endpoint& e, sockaddr_storage* ss) {
-  std::memset(ss, 0, sizeof(*ss));
-  if (e.addr.is_v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(e.port);
-    std::memcpy(&s6->sin6_addr, e.addr.v6.bytes.data(), 16);
-    return sizeof(sockaddr_in6);
-  }
-  auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
-  s4->sin_family = AF_INET;
-  s4->sin_port = htons(e.port);
-  s4->sin_addr.s_addr = htonl(e.addr.v4.value);
-  return sizeof(sockaddr_in);
-}
+socklen_t to_sockaddr(const Endpoint& e, sockaddr_storage* ss) { return moat::to_sockaddr(e.addr, e.port, ss); }
 
 bool from_sockaddr(const void* sa, socklen_t len, Endpoint* out) {
   sa_family_t family;

@@ -279,21 +279,8 @@ class ConnectPeer final : public flows::TcpPeer, private event::IoHandler {
       const int one = 1;
       (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       (void)::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-      sockaddr_storage ss{};
-      socklen_t sl;
-      if (ep.addr.is_v6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(ep.port);
-        std::memcpy(&a->sin6_addr, ep.addr.v6.bytes.data(), 16);
-        sl = sizeof(sockaddr_in6);
-      } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(ep.port);
-        a->sin_addr.s_addr = htonl(ep.addr.v4.value);
-        sl = sizeof(sockaddr_in);
-      }
+      sockaddr_storage ss;
+      const socklen_t sl = to_sockaddr(ep.addr, ep.port, &ss);
       if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), sl) != 0 && errno != EINPROGRESS) continue;
       up_.attach(std::move(fd), socket_options());
       auto w = owner_.loop_.watch(up_.fd(), kEpollEvents, *this);

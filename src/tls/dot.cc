@@ -65,21 +65,8 @@ class DotSession final : public flows::TcpPeer, private event::IoHandler {
     if (!fd) return false;
     const int one = 1;
     (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sockaddr_storage ss{};
-    socklen_t sl;
-    if (dns.addr.is_v6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      a->sin6_family = AF_INET6;
-      a->sin6_port = htons(dns.port);
-      std::memcpy(&a->sin6_addr, dns.addr.v6.bytes.data(), 16);
-      sl = sizeof(sockaddr_in6);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      a->sin_family = AF_INET;
-      a->sin_port = htons(dns.port);
-      a->sin_addr.s_addr = htonl(dns.addr.v4.value);
-      sl = sizeof(sockaddr_in);
-    }
+    sockaddr_storage ss;
+    const socklen_t sl = to_sockaddr(dns.addr, dns.port, &ss);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), sl) != 0 && errno != EINPROGRESS) return false;
     dns_fd_ = std::move(fd);
     auto w = owner_.loop_.watch(dns_fd_.get(), kEpollEvents, *this);

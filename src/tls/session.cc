@@ -490,21 +490,8 @@ void Session::start_upstream() {
       upstream_done(false, std::string("socket: ") + std::strerror(errno), false);
       return;
     }
-    sockaddr_storage ss{};
-    socklen_t sl = 0;
-    if (to.addr.is_v6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      a->sin6_family = AF_INET6;
-      a->sin6_port = htons(to.port);
-      std::memcpy(&a->sin6_addr, to.addr.v6.bytes.data(), 16);
-      sl = sizeof *a;
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      a->sin_family = AF_INET;
-      a->sin_port = htons(to.port);
-      a->sin_addr.s_addr = htonl(to.addr.v4.value);
-      sl = sizeof *a;
-    }
+    sockaddr_storage ss;
+    const socklen_t sl = to_sockaddr(to.addr, to.port, &ss);
     if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), sl) != 0 && errno != EINPROGRESS) {
       upstream_done(false, std::string("connect: ") + std::strerror(errno), false);
       return;
@@ -829,21 +816,25 @@ void Session::make_filter() {
   filter_ = std::make_unique<HttpFilter>(http::Pump::inspect(host, alpn, env_.budget, on_event));
 }
 
+obs::FlowFields Session::flow_fields() const {
+  obs::FlowFields ff;
+  ff.flow = info_.id;
+  ff.proto = "tcp";
+  ff.dir = "egress";
+  ff.src = info_.guest;
+  ff.dst = info_.remote;
+  ff.src_port = info_.guest_port;
+  ff.dst_port = info_.remote_port;
+  ff.name = sni_;
+  ff.name_src = sni_.empty() ? std::string_view() : std::string_view("sni");
+  ff.path = flows::tcp_path_name(info_.path);
+  return ff;
+}
+
 void Session::http_audit(const http::Event& e) {
   if (!env_.audit || !env_.audit->wants("http_authority_mismatch")) return;
   env_.audit->emit("http_authority_mismatch", [&](obs::JsonWriter& w) {
-    obs::FlowFields ff;
-    ff.flow = info_.id;
-    ff.proto = "tcp";
-    ff.dir = "egress";
-    ff.src = info_.guest;
-    ff.dst = info_.remote;
-    ff.src_port = info_.guest_port;
-    ff.dst_port = info_.remote_port;
-    ff.name = sni_;
-    ff.name_src = sni_.empty() ? std::string_view() : std::string_view("sni");
-    ff.path = flows::tcp_path_name(info_.path);
-    obs::write_flow(w, ff);
+    obs::write_flow(w, flow_fields());
     w.str("sni", sni_.empty() ? info_.remote.to_string() : sni_);
     w.str("host", e.host);
     w.str("method", e.method);
@@ -856,17 +847,7 @@ void Session::audit(std::string_view ev, std::string_view reason) {
   if (!env_.audit || !env_.audit->wants(ev)) return;
   const std::string host = sni_.empty() ? info_.remote.to_string() : sni_;
   env_.audit->emit(ev, [&](obs::JsonWriter& w) {
-    obs::FlowFields ff;
-    ff.flow = info_.id;
-    ff.proto = "tcp";
-    ff.dir = "egress";
-    ff.src = info_.guest;
-    ff.dst = info_.remote;
-    ff.src_port = info_.guest_port;
-    ff.dst_port = info_.remote_port;
-    ff.name = sni_;
-    ff.name_src = sni_.empty() ? std::string_view() : std::string_view("sni");
-    ff.path = flows::tcp_path_name(info_.path);
+    obs::FlowFields ff = flow_fields();
     ff.reason = reason;
     obs::write_flow(w, ff);
     w.str("host", host);

@@ -47,6 +47,7 @@
 #include "flows/tcp_peer.h"
 #include "flows/tcp_peer_provider.h"
 #include "http/http.h"
+#include "obs/audit_log.h"
 #include "tls/leaf.h"
 #include "tls/openssl_handles.h"
 
@@ -176,6 +177,8 @@ class Session final : public flows::TcpPeer, private event::IoHandler {
   void close_upstream(bool abortive) noexcept;
   void audit(std::string_view ev, std::string_view reason);
   void make_filter();
+  /// The flow_* fields of this flow's audit lines (tls_*, http_authority_mismatch).
+  [[nodiscard]] obs::FlowFields flow_fields() const;
   void http_audit(const http::Event& e);
 
   // Guest-bound plaintext sink (for filters): SSL_write into the to-guest ring.
