@@ -65,7 +65,7 @@ std::string man_moat(const HelpCapture& subs, const std::string& version) {
        "see\n.BR moat.toml (5).\nCommand\\-line values override the file.\n";
   m += ".SH COMMANDS\n";
   for (const auto& [usage, flags] : subs.pages) {
-    m += ".SS \"" + troff_escape(usage) + "\"\n";
+    m.append(".SS \"").append(troff_escape(usage)).append("\"\n");
     std::vector<std::string> groups;
     for (const Flag& f : flags)
       if (std::find(groups.begin(), groups.end(), f.group) == groups.end()) groups.push_back(f.group);
@@ -76,8 +76,8 @@ std::string man_moat(const HelpCapture& subs, const std::string& version) {
         m += ".TP\n.B ";
         if (!f.short_name.empty()) m += troff_escape(f.short_name) + ", ";
         m += troff_escape(f.name);
-        if (!f.value_name.empty()) m += " \\fI" + troff_escape(f.value_name) + "\\fR";
-        m += "\n" + troff_escape(f.help) + "\n";
+        if (!f.value_name.empty()) m.append(" \\fI").append(troff_escape(f.value_name)).append("\\fR");
+        m.append("\n").append(troff_escape(f.help)).append("\n");
       }
     }
   }
@@ -124,7 +124,8 @@ std::string man_moat_toml(const std::string& version) {
   }
   m += ".SH KEYS\n";
   for (const auto& t : tables) {
-    m += ".SS " + (t == "top level" ? std::string("Top level") : "[" + troff_escape(t) + "]") + "\n";
+    m.append(".SS ").append(t == "top level" ? std::string("Top level") : std::string("[").append(troff_escape(t)).append("]"));
+    m += "\n";
     for (const config::Setting* s : by_table[t]) {
       m += ".TP\n.B " + troff_escape(s->key) + "\n";
       std::string line = troff_escape(s->help);

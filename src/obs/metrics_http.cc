@@ -157,8 +157,9 @@ struct MetricsServer::Client {
 
 Result<std::unique_ptr<MetricsServer>, std::string> MetricsServer::create(event::Loop& loop, const ListenAddr& addr,
                                                                           Counters& counters, TextFn text) {
-  const std::string where = (addr.addr.is_v6 ? "[" + addr.addr.to_string() + "]" : addr.addr.to_string()) + ":" +
-                            std::to_string(addr.port);
+  // Appends, not "[" + std::string: g++ 12 -O3 reports a false -Wrestrict on the latter.
+  std::string where = addr.addr.is_v6 ? std::string("[").append(addr.addr.to_string()).append("]") : addr.addr.to_string();
+  where.append(":").append(std::to_string(addr.port));
   std::unique_ptr<MetricsServer> s(new MetricsServer(loop, counters, std::move(text)));
   const int family = addr.addr.is_v6 ? AF_INET6 : AF_INET;
   s->listen_fd_ = UniqueFd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
